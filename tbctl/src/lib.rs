@@ -1,0 +1,1 @@
+//! tbctl: drives load against inference endpoints and measures every request.

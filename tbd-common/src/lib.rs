@@ -1,0 +1,209 @@
+//! Event layouts shared by the eBPF programs (kernel side) and tbd (user side).
+//!
+//! Every event starts with [`EventHeader`]; user space reads `kind` and then the whole struct.
+//! All times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC ns).
+#![no_std]
+
+/// Bytes of payload copied from each tracked read or write: enough for the request line, the
+/// first header (`x-tb-rid`) and the status line, nothing more.
+pub const PREFIX_LEN: usize = 96;
+/// Bytes of a DNS name kept from `getaddrinfo`'s `node` argument.
+pub const DNS_NAME_LEN: usize = 64;
+/// Length of a task's `comm`.
+pub const COMM_LEN: usize = 16;
+
+/// Event kinds (the `kind` field of [`EventHeader`]).
+pub mod kind {
+    /// A tracked process called connect() (emitted at syscall exit).
+    pub const CONNECT: u32 = 1;
+    /// A tracked listening socket accepted a connection.
+    pub const ACCEPT: u32 = 2;
+    /// A read-side or write-side syscall moved bytes on a tracked socket.
+    pub const DATA: u32 = 3;
+    /// A tracked socket's fd was closed.
+    pub const CLOSE: u32 = 4;
+    /// A TCP state change of a tracked socket.
+    pub const STATE: u32 = 5;
+    /// A TCP retransmission on a tracked socket.
+    pub const RETRANSMIT: u32 = 6;
+    /// A `getaddrinfo` call of a tracked process returned.
+    pub const DNS: u32 = 7;
+}
+
+/// Indices of the per-CPU loss counters (`LOST` map), one per reason an event can be lost.
+pub mod lost {
+    /// The ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// The in-flight syscall map (enter -> exit) was full.
+    pub const INFLIGHT_FULL: u32 = 1;
+    /// The tracked-socket map was full.
+    pub const SOCKETS_FULL: u32 = 2;
+    /// Number of reasons.
+    pub const COUNT: u32 = 3;
+    /// Human names, indexed by reason.
+    pub const NAMES: [&str; COUNT as usize] = ["ringbuf_full", "inflight_full", "sockets_full"];
+}
+
+/// Data direction of a [`DataEvent`].
+pub mod op {
+    /// read, readv, recvfrom, recvmsg.
+    pub const READ: u8 = 0;
+    /// write, writev, sendto, sendmsg.
+    pub const WRITE: u8 = 1;
+}
+
+/// Common head of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    pub kind: u32,
+    /// Thread-group id (the process id user space sees).
+    pub pid: u32,
+    pub tid: u32,
+    pub _pad: u32,
+    /// When the event happened (for syscalls: at exit).
+    pub ts_ns: u64,
+}
+
+/// An IPv4 or IPv6 socket address; v4 addresses use the first 4 bytes of `addr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockAddr {
+    /// AF_INET (2) or AF_INET6 (10); 0 when unknown.
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
+/// connect() on a socket of a tracked process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectEvent {
+    pub hdr: EventHeader,
+    /// When connect() was entered.
+    pub ts_enter_ns: u64,
+    pub fd: i32,
+    /// connect()'s return value (0, or -EINPROGRESS for non-blocking sockets).
+    pub ret: i32,
+    pub dst: SockAddr,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// accept()/accept4() on a tracked listening socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptEvent {
+    pub hdr: EventHeader,
+    pub listen_fd: i32,
+    /// The new connection's fd.
+    pub fd: i32,
+    /// The peer, as accept() reported it.
+    pub peer: SockAddr,
+    /// The listening port (from the tracked-listener map).
+    pub local_port: u16,
+    pub _pad: [u8; 6],
+    pub comm: [u8; COMM_LEN],
+}
+
+/// A syscall that moved bytes on a tracked socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DataEvent {
+    pub hdr: EventHeader,
+    /// When the syscall was entered (`hdr.ts_ns` is its exit).
+    pub ts_enter_ns: u64,
+    pub fd: i32,
+    /// Bytes moved (the syscall's return value).
+    pub bytes: u32,
+    /// [`op::READ`] or [`op::WRITE`].
+    pub op: u8,
+    pub _pad: u8,
+    /// Valid bytes in `prefix`.
+    pub prefix_len: u16,
+    pub _pad2: u32,
+    pub prefix: [u8; PREFIX_LEN],
+}
+
+/// close() of a tracked socket fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CloseEvent {
+    pub hdr: EventHeader,
+    pub fd: i32,
+    pub _pad: u32,
+}
+
+/// A TCP state change (`sock/inet_sock_set_state`) of a tracked socket, or of any socket whose
+/// local port is a tracked server port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StateEvent {
+    pub hdr: EventHeader,
+    pub skaddr: u64,
+    pub oldstate: i32,
+    pub newstate: i32,
+    /// The fd being connected, when the change happened inside a tracked connect(); else -1.
+    pub fd: i32,
+    pub _pad: u32,
+    pub src: SockAddr,
+    pub dst: SockAddr,
+}
+
+/// A TCP retransmission (`tcp/tcp_retransmit_skb`) on a tracked socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RetransmitEvent {
+    pub hdr: EventHeader,
+    pub skaddr: u64,
+    pub src: SockAddr,
+    pub dst: SockAddr,
+}
+
+/// A `getaddrinfo` call of a tracked process, timed by a uprobe/uretprobe pair.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsEvent {
+    pub hdr: EventHeader,
+    pub ts_start_ns: u64,
+    pub ret: i32,
+    pub _pad: u32,
+    pub name: [u8; DNS_NAME_LEN],
+}
+
+/// Key of the tracked-socket map: (tgid, fd).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockKey {
+    pub pid: u32,
+    pub fd: u32,
+}
+
+/// Value of the tracked-socket map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockInfo {
+    /// 0 client side (tbctl or another tracked process connected), 1 server side (accepted).
+    pub side: u32,
+    pub _pad: u32,
+}
+
+/// Value of the tracked-listener map, keyed by [`SockKey`] of the listening fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ListenInfo {
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), Copy, and valid for any bit pattern.
+    unsafe impl aya::Pod for SockKey {}
+    unsafe impl aya::Pod for SockInfo {}
+    unsafe impl aya::Pod for ListenInfo {}
+}
+
+/// Size of the largest event, for ring-buffer sizing in user space.
+pub const MAX_EVENT_SIZE: usize = core::mem::size_of::<DataEvent>();

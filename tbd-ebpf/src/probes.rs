@@ -1,0 +1,635 @@
+//! The programs and maps. Tracepoint field offsets are those of `events/*/format` on the
+//! project's kernels; tbd checks them against the running kernel before it attaches.
+
+use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes, generated,
+    },
+    macros::{map, tracepoint, uprobe, uretprobe},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+};
+use tbd_common::{
+    kind, lost, op, AcceptEvent, CloseEvent, ConnectEvent, DataEvent, DnsEvent, EventHeader,
+    ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, COMM_LEN, DNS_NAME_LEN,
+    PREFIX_LEN,
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+const EINPROGRESS: i64 = 115;
+
+/// Offsets of syscall tracepoint arguments (`field:... offset:N`).
+const ARG0: usize = 16;
+const ARG1: usize = 24;
+const SYS_RET: usize = 16;
+
+/// How a data syscall's second argument points at the bytes.
+const BUF_PLAIN: u8 = 0;
+const BUF_IOVEC: u8 = 1;
+const BUF_MSGHDR: u8 = 2;
+
+/// Processes whose outgoing connections are tracked (tgid -> 1).
+#[map]
+static TRACKED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+/// Local TCP ports whose server-side sockets are tracked (port -> 1).
+#[map]
+static TRACKED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
+/// Listening sockets (tgid, fd) whose accepted connections are tracked.
+#[map]
+static LISTENERS: HashMap<SockKey, ListenInfo> = HashMap::with_max_entries(1024, 0);
+/// Tracked sockets by (tgid, fd): the filter every data syscall checks first.
+#[map]
+static SOCKETS: HashMap<SockKey, SockInfo> = HashMap::with_max_entries(65536, 0);
+/// Tracked kernel sockets by `struct sock` address, for state and retransmit tracepoints.
+#[map]
+static SKS: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
+/// Data syscalls in flight on tracked sockets, by pid_tgid (enter -> exit).
+#[map]
+static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0);
+/// connect() calls in flight from tracked processes, by pid_tgid.
+#[map]
+static CONNECTS: HashMap<u64, ConnectArgs> = HashMap::with_max_entries(4096, 0);
+/// accept() calls in flight on tracked listeners, by pid_tgid.
+#[map]
+static ACCEPTS: HashMap<u64, AcceptArgs> = HashMap::with_max_entries(4096, 0);
+/// getaddrinfo() calls in flight in tracked processes, by pid_tgid.
+#[map]
+static DNS_INFLIGHT: HashMap<u64, DnsArgs> = HashMap::with_max_entries(1024, 0);
+/// Events to user space.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+/// Events lost, per reason (`tbd_common::lost`), per CPU: atomics do not build for bpf.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Inflight {
+    ts: u64,
+    buf: u64,
+    fd: i32,
+    op: u8,
+    _pad: [u8; 3],
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct ConnectArgs {
+    ts: u64,
+    fd: i32,
+    _pad: u32,
+    dst: SockAddr,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct AcceptArgs {
+    peer_ptr: u64,
+    listen_fd: i32,
+    port: u16,
+    _pad: u16,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct DnsArgs {
+    ts: u64,
+    name: [u8; DNS_NAME_LEN],
+}
+
+#[inline(always)]
+fn count_lost(reason: u32) {
+    if let Some(p) = LOST.get_ptr_mut(reason) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn header(kind: u32, id: u64, ts: u64) -> EventHeader {
+    EventHeader {
+        kind,
+        pid: (id >> 32) as u32,
+        tid: id as u32,
+        _pad: 0,
+        ts_ns: ts,
+    }
+}
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, off: usize) -> u64 {
+    // SAFETY: offsets are those of the tracepoint's format.
+    unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn read_user<T>(addr: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_user faults safely on bad addresses.
+    unsafe { bpf_probe_read_user(addr as *const T) }.ok()
+}
+
+#[inline(always)]
+fn empty_addr() -> SockAddr {
+    SockAddr {
+        family: 0,
+        port: 0,
+        addr: [0; 16],
+    }
+}
+
+/// Reads a user `struct sockaddr_in`/`sockaddr_in6`; None for other families.
+#[inline(always)]
+fn read_sockaddr(ptr: u64) -> Option<SockAddr> {
+    if ptr == 0 {
+        return None;
+    }
+    let family: u16 = read_user(ptr)?;
+    let port = u16::from_be(read_user::<u16>(ptr + 2)?);
+    let mut addr = [0u8; 16];
+    match family {
+        AF_INET => {
+            let a: [u8; 4] = read_user(ptr + 4)?;
+            addr[0] = a[0];
+            addr[1] = a[1];
+            addr[2] = a[2];
+            addr[3] = a[3];
+        }
+        AF_INET6 => addr = read_user(ptr + 8)?,
+        _ => return None,
+    }
+    Some(SockAddr { family, port, addr })
+}
+
+fn comm() -> [u8; COMM_LEN] {
+    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
+}
+
+// ---- connect ------------------------------------------------------------------------------
+
+#[tracepoint]
+pub fn tb_enter_connect(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    // SAFETY: plain value read of a map entry.
+    if unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let Some(dst) = read_sockaddr(arg(&ctx, ARG1)) else {
+        return 0;
+    };
+    let args = ConnectArgs {
+        ts: unsafe { bpf_ktime_get_ns() },
+        fd: arg(&ctx, ARG0) as i32,
+        _pad: 0,
+        dst,
+    };
+    if CONNECTS.insert(id, args, 0).is_err() {
+        count_lost(lost::INFLIGHT_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tb_exit_connect(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let Some(p) = CONNECTS.get_ptr(id) else {
+        return 0;
+    };
+    // SAFETY: copy out before removing the entry.
+    let args = unsafe { *p };
+    let _ = CONNECTS.remove(id);
+    let ret = arg(&ctx, SYS_RET) as i64;
+    if ret == 0 || ret == -EINPROGRESS {
+        let key = SockKey {
+            pid: (id >> 32) as u32,
+            fd: args.fd as u32,
+        };
+        if SOCKETS
+            .insert(key, SockInfo { side: 0, _pad: 0 }, 0)
+            .is_err()
+        {
+            count_lost(lost::SOCKETS_FULL);
+        }
+    }
+    let ev = ConnectEvent {
+        hdr: header(kind::CONNECT, id, unsafe { bpf_ktime_get_ns() }),
+        ts_enter_ns: args.ts,
+        fd: args.fd,
+        ret: ret as i32,
+        dst: args.dst,
+        comm: comm(),
+    };
+    if EVENTS.output::<ConnectEvent>(&ev, 0).is_err() {
+        count_lost(lost::RINGBUF_FULL);
+    }
+    0
+}
+
+// ---- accept -------------------------------------------------------------------------------
+
+#[inline(always)]
+fn accept_enter(ctx: &TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let fd = arg(ctx, ARG0) as u32;
+    let key = SockKey {
+        pid: (id >> 32) as u32,
+        fd,
+    };
+    let Some(l) = LISTENERS.get_ptr(key) else {
+        return 0;
+    };
+    let args = AcceptArgs {
+        peer_ptr: arg(ctx, ARG1),
+        listen_fd: fd as i32,
+        // SAFETY: plain read of a map value.
+        port: unsafe { (*l).port },
+        _pad: 0,
+    };
+    if ACCEPTS.insert(id, args, 0).is_err() {
+        count_lost(lost::INFLIGHT_FULL);
+    }
+    0
+}
+
+#[inline(always)]
+fn accept_exit(ctx: &TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let Some(p) = ACCEPTS.get_ptr(id) else {
+        return 0;
+    };
+    // SAFETY: copy out before removing the entry.
+    let args = unsafe { *p };
+    let _ = ACCEPTS.remove(id);
+    let ret = arg(ctx, SYS_RET) as i64;
+    if ret < 0 {
+        return 0;
+    }
+    let key = SockKey {
+        pid: (id >> 32) as u32,
+        fd: ret as u32,
+    };
+    if SOCKETS
+        .insert(key, SockInfo { side: 1, _pad: 0 }, 0)
+        .is_err()
+    {
+        count_lost(lost::SOCKETS_FULL);
+    }
+    let ev = AcceptEvent {
+        hdr: header(kind::ACCEPT, id, unsafe { bpf_ktime_get_ns() }),
+        listen_fd: args.listen_fd,
+        fd: ret as i32,
+        peer: read_sockaddr(args.peer_ptr).unwrap_or(empty_addr()),
+        local_port: args.port,
+        _pad: [0; 6],
+        comm: comm(),
+    };
+    if EVENTS.output::<AcceptEvent>(&ev, 0).is_err() {
+        count_lost(lost::RINGBUF_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tb_enter_accept(ctx: TracePointContext) -> u32 {
+    accept_enter(&ctx)
+}
+
+#[tracepoint]
+pub fn tb_exit_accept(ctx: TracePointContext) -> u32 {
+    accept_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn tb_enter_accept4(ctx: TracePointContext) -> u32 {
+    accept_enter(&ctx)
+}
+
+#[tracepoint]
+pub fn tb_exit_accept4(ctx: TracePointContext) -> u32 {
+    accept_exit(&ctx)
+}
+
+// ---- read / write family ------------------------------------------------------------------
+
+#[inline(always)]
+fn data_enter(ctx: &TracePointContext, dir: u8, buf_kind: u8) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let fd = arg(ctx, ARG0) as u32;
+    let key = SockKey {
+        pid: (id >> 32) as u32,
+        fd,
+    };
+    if SOCKETS.get_ptr(key).is_none() {
+        return 0;
+    }
+    let raw = arg(ctx, ARG1);
+    let buf = match buf_kind {
+        BUF_PLAIN => raw,
+        // struct iovec { void *iov_base; size_t iov_len; }: the first segment's base.
+        BUF_IOVEC => read_user::<u64>(raw).unwrap_or(0),
+        // struct user_msghdr: msg_iov at offset 16.
+        _ => match read_user::<u64>(raw + 16) {
+            Some(iov) => read_user::<u64>(iov).unwrap_or(0),
+            None => 0,
+        },
+    };
+    let inflight = Inflight {
+        ts: unsafe { bpf_ktime_get_ns() },
+        buf,
+        fd: fd as i32,
+        op: dir,
+        _pad: [0; 3],
+    };
+    if INFLIGHT.insert(id, inflight, 0).is_err() {
+        count_lost(lost::INFLIGHT_FULL);
+    }
+    0
+}
+
+#[inline(always)]
+fn data_exit(ctx: &TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let Some(p) = INFLIGHT.get_ptr(id) else {
+        return 0;
+    };
+    // SAFETY: copy out before removing the entry.
+    let inf = unsafe { *p };
+    let _ = INFLIGHT.remove(id);
+    let ret = arg(ctx, SYS_RET) as i64;
+    if ret <= 0 {
+        return 0;
+    }
+    let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {
+        count_lost(lost::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    let len: u32 = if ret > PREFIX_LEN as i64 {
+        PREFIX_LEN as u32
+    } else {
+        ret as u32
+    };
+    // SAFETY: `ev` points at a reserved ring-buffer record of size_of::<DataEvent>() bytes;
+    // every field is written before submit, and the copy length is at most PREFIX_LEN.
+    unsafe {
+        addr_of_mut!((*ev).hdr).write(header(kind::DATA, id, bpf_ktime_get_ns()));
+        addr_of_mut!((*ev).ts_enter_ns).write(inf.ts);
+        addr_of_mut!((*ev).fd).write(inf.fd);
+        addr_of_mut!((*ev).bytes).write(ret as u32);
+        addr_of_mut!((*ev).op).write(inf.op);
+        addr_of_mut!((*ev)._pad).write(0);
+        addr_of_mut!((*ev)._pad2).write(0);
+        let dst = addr_of_mut!((*ev).prefix) as *mut c_void;
+        let copied = if inf.buf != 0 && len > 0 {
+            generated::bpf_probe_read_user(dst, len, inf.buf as *const c_void) == 0
+        } else {
+            false
+        };
+        addr_of_mut!((*ev).prefix_len).write(if copied { len as u16 } else { 0 });
+    }
+    entry.submit(0);
+    0
+}
+
+macro_rules! data_probes {
+    ($($enter:ident, $exit:ident, $dir:expr, $buf:expr;)*) => {$(
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            data_enter(&ctx, $dir, $buf)
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            data_exit(&ctx)
+        }
+    )*};
+}
+
+data_probes! {
+    tb_enter_read, tb_exit_read, op::READ, BUF_PLAIN;
+    tb_enter_readv, tb_exit_readv, op::READ, BUF_IOVEC;
+    tb_enter_recvfrom, tb_exit_recvfrom, op::READ, BUF_PLAIN;
+    tb_enter_recvmsg, tb_exit_recvmsg, op::READ, BUF_MSGHDR;
+    tb_enter_write, tb_exit_write, op::WRITE, BUF_PLAIN;
+    tb_enter_writev, tb_exit_writev, op::WRITE, BUF_IOVEC;
+    tb_enter_sendto, tb_exit_sendto, op::WRITE, BUF_PLAIN;
+    tb_enter_sendmsg, tb_exit_sendmsg, op::WRITE, BUF_MSGHDR;
+}
+
+// ---- close --------------------------------------------------------------------------------
+
+#[tracepoint]
+pub fn tb_enter_close(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let key = SockKey {
+        pid: (id >> 32) as u32,
+        fd: arg(&ctx, ARG0) as u32,
+    };
+    if SOCKETS.get_ptr(key).is_none() {
+        return 0;
+    }
+    let _ = SOCKETS.remove(key);
+    let ev = CloseEvent {
+        hdr: header(kind::CLOSE, id, unsafe { bpf_ktime_get_ns() }),
+        fd: key.fd as i32,
+        _pad: 0,
+    };
+    if EVENTS.output::<CloseEvent>(&ev, 0).is_err() {
+        count_lost(lost::RINGBUF_FULL);
+    }
+    0
+}
+
+// ---- TCP state and retransmits ------------------------------------------------------------
+
+/// Reads an address pair of a sock/tcp tracepoint: v4 fields at `v4`, v6 fields at `v6`.
+#[inline(always)]
+fn tp_addrs(
+    ctx: &TracePointContext,
+    family: u16,
+    sport: u16,
+    dport: u16,
+    v4: usize,
+    v6: usize,
+) -> (SockAddr, SockAddr) {
+    let mut src = SockAddr {
+        family,
+        port: sport,
+        addr: [0; 16],
+    };
+    let mut dst = SockAddr {
+        family,
+        port: dport,
+        addr: [0; 16],
+    };
+    // SAFETY: offsets are those of the tracepoint's format.
+    unsafe {
+        if family == AF_INET6 {
+            src.addr = ctx.read_at::<[u8; 16]>(v6).unwrap_or([0; 16]);
+            dst.addr = ctx.read_at::<[u8; 16]>(v6 + 16).unwrap_or([0; 16]);
+        } else {
+            let s = ctx.read_at::<[u8; 4]>(v4).unwrap_or([0; 4]);
+            let d = ctx.read_at::<[u8; 4]>(v4 + 4).unwrap_or([0; 4]);
+            src.addr[..4].copy_from_slice(&s);
+            dst.addr[..4].copy_from_slice(&d);
+        }
+    }
+    (src, dst)
+}
+
+#[tracepoint]
+pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets of sock/inet_sock_set_state's format.
+    let (skaddr, newstate, protocol) = unsafe {
+        (
+            ctx.read_at::<u64>(8).unwrap_or(0),
+            ctx.read_at::<i32>(20).unwrap_or(0),
+            ctx.read_at::<u16>(30).unwrap_or(0),
+        )
+    };
+    if protocol != IPPROTO_TCP {
+        return 0;
+    }
+    let sport = unsafe { ctx.read_at::<u16>(24) }.unwrap_or(0);
+    let mut fd: i32 = -1;
+    let mut id = 0u64;
+    let tracked = if SKS.get_ptr(skaddr).is_some() {
+        true
+    } else if newstate == TCP_SYN_SENT {
+        // Inside connect(): the calling thread's in-flight connect names the fd.
+        id = bpf_get_current_pid_tgid();
+        match CONNECTS.get_ptr(id) {
+            Some(c) => {
+                fd = unsafe { (*c).fd };
+                true
+            }
+            None => false,
+        }
+    } else {
+        TRACKED_PORTS.get_ptr(sport).is_some()
+    };
+    if !tracked {
+        return 0;
+    }
+    if newstate == TCP_CLOSE {
+        let _ = SKS.remove(skaddr);
+    } else if SKS.insert(skaddr, 1, 0).is_err() {
+        count_lost(lost::SOCKETS_FULL);
+    }
+    let (oldstate, dport, family) = unsafe {
+        (
+            ctx.read_at::<i32>(16).unwrap_or(0),
+            ctx.read_at::<u16>(26).unwrap_or(0),
+            ctx.read_at::<u16>(28).unwrap_or(0),
+        )
+    };
+    let (src, dst) = tp_addrs(&ctx, family, sport, dport, 32, 40);
+    if id == 0 {
+        id = bpf_get_current_pid_tgid();
+    }
+    let ev = StateEvent {
+        hdr: header(kind::STATE, id, unsafe { bpf_ktime_get_ns() }),
+        skaddr,
+        oldstate,
+        newstate,
+        fd,
+        _pad: 0,
+        src,
+        dst,
+    };
+    if EVENTS.output::<StateEvent>(&ev, 0).is_err() {
+        count_lost(lost::RINGBUF_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
+    let skaddr = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0);
+    if SKS.get_ptr(skaddr).is_none() {
+        return 0;
+    }
+    // SAFETY: offsets of tcp/tcp_retransmit_skb's format.
+    let (sport, dport, family) = unsafe {
+        (
+            ctx.read_at::<u16>(28).unwrap_or(0),
+            ctx.read_at::<u16>(30).unwrap_or(0),
+            ctx.read_at::<u16>(32).unwrap_or(0),
+        )
+    };
+    let (src, dst) = tp_addrs(&ctx, family, sport, dport, 34, 42);
+    let ev = RetransmitEvent {
+        hdr: header(kind::RETRANSMIT, bpf_get_current_pid_tgid(), unsafe {
+            bpf_ktime_get_ns()
+        }),
+        skaddr,
+        src,
+        dst,
+    };
+    if EVENTS.output::<RetransmitEvent>(&ev, 0).is_err() {
+        count_lost(lost::RINGBUF_FULL);
+    }
+    0
+}
+
+// ---- DNS: getaddrinfo uprobes -------------------------------------------------------------
+
+#[uprobe]
+pub fn tb_getaddrinfo(ctx: ProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let mut args = DnsArgs {
+        ts: unsafe { bpf_ktime_get_ns() },
+        name: [0; DNS_NAME_LEN],
+    };
+    if let Some(node) = ctx.arg::<*const u8>(0) {
+        if !node.is_null() {
+            // SAFETY: faults are caught by the helper; a failed read leaves the name empty.
+            let _ = unsafe { bpf_probe_read_user_str_bytes(node, &mut args.name) };
+        }
+    }
+    if DNS_INFLIGHT.insert(id, args, 0).is_err() {
+        count_lost(lost::INFLIGHT_FULL);
+    }
+    0
+}
+
+#[uretprobe]
+pub fn tb_getaddrinfo_ret(ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let Some(p) = DNS_INFLIGHT.get_ptr(id) else {
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
+        let _ = DNS_INFLIGHT.remove(id);
+        count_lost(lost::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is a reserved record of size_of::<DnsEvent>(); all fields written.
+    unsafe {
+        addr_of_mut!((*ev).hdr).write(header(kind::DNS, id, bpf_ktime_get_ns()));
+        addr_of_mut!((*ev).ts_start_ns).write((*p).ts);
+        addr_of_mut!((*ev).ret).write(ctx.ret::<i32>());
+        addr_of_mut!((*ev)._pad).write(0);
+        core::ptr::copy_nonoverlapping(
+            (*p).name.as_ptr(),
+            addr_of_mut!((*ev).name) as *mut u8,
+            DNS_NAME_LEN,
+        );
+    }
+    entry.submit(0);
+    let _ = DNS_INFLIGHT.remove(id);
+    0
+}
+
+const _: () = assert!(size_of::<DataEvent>() % 8 == 0);

@@ -1,0 +1,20 @@
+//! tbd, the TrafficBench daemon: eBPF probes time inference traffic at the socket, connection
+//! tracking turns syscalls into HTTP exchanges, sled stores them and tonic serves them.
+
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod memlock;
+pub mod probes;
+pub mod tracefs;
+
+pub use error::TbdError;
+
+/// tbd's version string, with the size of the embedded eBPF object.
+pub fn version_line() -> String {
+    format!(
+        "tbd {} (eBPF object {} bytes)",
+        env!("CARGO_PKG_VERSION"),
+        probes::object_size()
+    )
+}
