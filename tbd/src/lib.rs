@@ -2,8 +2,10 @@
 //! tracking turns syscalls into HTTP exchanges, sled stores them and tonic serves them.
 
 pub mod cli;
+pub mod conntrack;
 pub mod error;
 pub mod events;
+pub mod http_prefix;
 pub mod memlock;
 pub mod probes;
 pub mod tracefs;

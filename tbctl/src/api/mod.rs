@@ -1,0 +1,1 @@
+//! OpenAI and Ollama API flavours: request bodies, streaming parsers, discovery.

@@ -1,0 +1,1 @@
+//! serve-sim: a simulated inference server that logs its own ground truth.

@@ -1,0 +1,1 @@
+//! What to send: built-in dataset, trace replay, arrival schedules.

@@ -1,0 +1,1 @@
+//! Connection tracking: turns socket events into HTTP/1.1 exchanges, connections and DNS lookups.
