@@ -2,8 +2,16 @@
 //! the client and (through tbd) from the kernel.
 
 pub mod api;
+pub mod cli;
+pub mod client;
+pub mod profile;
 pub mod clock;
+pub mod daemon;
+pub mod kernel;
 pub mod record;
 pub mod sim;
+pub mod slo;
+pub mod stats;
+pub mod summary;
 pub mod tokens;
 pub mod workload;

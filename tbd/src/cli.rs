@@ -1,16 +1,57 @@
-//! tbd's command line.
+//! tbd's command line and daemon start-up.
 
-use std::process::ExitCode;
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
+use tb_proto::v1::tbd_server::TbdServer;
 
-/// TrafficBench daemon: times inference traffic at the socket with eBPF.
+use crate::{capture::Engine, http, probes::Probes, server::Service, socket, store::Store};
+
+/// The API socket's default path.
+pub const DEFAULT_SOCKET: &str = "/run/tbd/tbd.sock";
+
+/// TrafficBench daemon: times inference traffic at the socket with eBPF, stores it in sled
+/// and serves it over gRPC on a unix socket. Runs as root.
 #[derive(Parser, Debug)]
 #[command(name = "tbd", version = None, disable_version_flag = true)]
 pub struct Args {
-    /// Print the version and the size of the embedded eBPF object.
+    /// Print the version and the size of the embedded eBPF object, then exit.
     #[arg(short = 'V', long)]
     pub version: bool,
+    /// The gRPC API's unix socket (mode 0660, group --socket-group).
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Group allowed to use the socket.
+    #[arg(long, default_value = "tbd")]
+    pub socket_group: String,
+    /// Where the sled store lives.
+    #[arg(long, default_value = "/var/lib/tbd")]
+    pub data_dir: PathBuf,
+    /// Loopback address for /healthz and /metrics; `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub http: String,
+    /// Delete finished runs older than this (e.g. 7d, 12h, 30m).
+    #[arg(long, default_value = "30d", value_parser = parse_age)]
+    pub retention_age: Duration,
+    /// Delete the oldest finished runs while the store is larger than this many MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub retention_mib: u64,
+}
+
+/// Parses `30d`, `12h`, `30m`, `90s`.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad age '{s}': use e.g. 30d, 12h, 30m, 90s"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(format!("bad age '{s}': use e.g. 30d, 12h, 30m, 90s")),
+    };
+    Ok(Duration::from_secs(n * secs))
 }
 
 /// Entry point of the `tbd` binary.
@@ -20,5 +61,96 @@ pub fn main() -> ExitCode {
         println!("{}", crate::version_line());
         return ExitCode::SUCCESS;
     }
-    ExitCode::SUCCESS
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tbd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the probes, opens the store, and serves until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let http_addr: Option<SocketAddr> = match args.http.as_str() {
+        "off" => None,
+        a => {
+            let addr: SocketAddr = a
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--http {a}: not an address like 127.0.0.1:9464"))?;
+            http::check_loopback(&addr).map_err(anyhow::Error::msg)?;
+            Some(addr)
+        }
+    };
+    let store = Arc::new(Store::open(&args.data_dir)?);
+    let probes = Probes::load(&[])?;
+    let engine = Engine::start(probes, store.clone())?;
+    let listener = socket::bind(&args.socket, &args.socket_group)?;
+    tracing::info!(
+        "tbd {} serving on {} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        args.socket.display(),
+        args.data_dir.display()
+    );
+    if let Some(addr) = http_addr {
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        let app = http::router(engine.clone());
+        tokio::spawn(async move { axum::serve(tcp, app).await });
+    }
+    let retention_store = store.clone();
+    let (age, mib) = (args.retention_age, args.retention_mib);
+    tokio::spawn(async move {
+        loop {
+            let s = retention_store.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                s.enforce_retention(unix_now(), Some(age), Some(mib << 20))
+            })
+            .await;
+            if let Ok(Ok(gone)) = r {
+                if !gone.is_empty() {
+                    tracing::info!("retention deleted runs {gone:?}");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+    });
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_service(TbdServer::new(Service::new(engine.clone())))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    if let Some(run) = engine.active_run() {
+        let _ = engine.stop_capture(&run);
+    }
+    store.flush()?;
+    let _ = std::fs::remove_file(&args.socket);
+    tracing::info!("tbd stopped");
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }

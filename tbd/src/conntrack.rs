@@ -1,1 +1,1602 @@
 //! Connection tracking: turns socket events into HTTP/1.1 exchanges, connections and DNS lookups.
+//!
+//! [`ConnTracker`] consumes the probes' events in time order. Open connections are keyed by
+//! (pid, fd); TCP state and retransmit events name a kernel socket by its `struct sock` address
+//! (`skaddr`), which is linked to a connection through the SYN_SENT event inside connect() (client
+//! side) or through the 4-tuple (server side). Everything is emitted through a callback so that the
+//! hot path (one data event) costs one hash lookup and no allocation unless an exchange starts.
+
+use std::collections::HashMap;
+
+use tb_proto::v1::{Chunk, Connection, DnsLookup, Endpoint, Exchange};
+use tbd_common::{
+    op, AcceptEvent, CloseEvent, ConnectEvent, DataEvent, DnsEvent, RetransmitEvent, SockAddr,
+    StateEvent, PREFIX_LEN,
+};
+
+use crate::events::{c_str, socket_addr, Event};
+use crate::http_prefix::{request_line, status_line};
+
+/// TCP_ESTABLISHED in the kernel's state numbering.
+const TCP_ESTABLISHED: i32 = 1;
+/// TCP_SYN_SENT: emitted inside connect(), with the connecting fd.
+const TCP_SYN_SENT: i32 = 2;
+/// TCP_CLOSE: the kernel socket is done; its address may be reused for another socket.
+const TCP_CLOSE: i32 = 7;
+/// connect()'s return for a non-blocking socket whose handshake is under way.
+const EINPROGRESS: i32 = -115;
+/// Destination port that makes a connection a DNS socket.
+const DNS_PORT: u16 = 53;
+/// Bound on kernel sockets seen in state events but not (yet) tied to a connection, so that a
+/// lost connect or accept event cannot grow memory without limit (the kernel's socket map holds
+/// 65536 entries).
+const MAX_PENDING: usize = 65536;
+
+/// What the tracker produces.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// A completed (or, at flush, still open) HTTP exchange.
+    Exchange(Exchange),
+    /// A connection, emitted once when it closes, fails, or at flush.
+    Connection(Connection),
+    /// A DNS lookup: a `getaddrinfo` call, or the traffic of a socket to port 53.
+    Dns(DnsLookup),
+}
+
+/// Counters of what the tracker saw, for the daemon's info and loss reporting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    /// Events consumed.
+    pub events: u64,
+    /// Exchanges emitted.
+    pub exchanges: u64,
+    /// Connections emitted (failed connects included).
+    pub connections: u64,
+    /// DNS lookups emitted (both sources).
+    pub dns_lookups: u64,
+    /// connect() calls that failed outright (not 0, not EINPROGRESS).
+    pub failed_connects: u64,
+    /// Data events on a (pid, fd) with no connect or accept seen: ignored.
+    pub orphan_data: u64,
+    /// Data events on a tracked connection outside any exchange (before the first request line,
+    /// or traffic that is not HTTP/1.x, e.g. TLS): ignored.
+    pub unmatched_data: u64,
+    /// Retransmissions seen.
+    pub retransmits: u64,
+    /// Retransmissions on a kernel socket tied to no connection.
+    pub orphan_retransmits: u64,
+    /// Connections whose fd was reused by a new connect or accept before their close was seen.
+    pub missed_closes: u64,
+    /// State events not kept because too many unlinked kernel sockets were already held.
+    pub pending_dropped: u64,
+}
+
+/// (pid, fd) of an open connection.
+type FdKey = (u32, u32);
+
+/// A server-side connection as the TCP state tracepoint names it: local port and peer.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct TupleKey {
+    local_port: u16,
+    peer_port: u16,
+    /// The peer address in IPv6 form (IPv4 as `::ffff:a.b.c.d`), so that an IPv4 peer matches
+    /// whether a dual-stack socket reports it mapped or not.
+    peer: [u8; 16],
+}
+
+impl TupleKey {
+    fn new(local_port: u16, peer: &SockAddr) -> Option<Self> {
+        let addr = match peer.family {
+            2 => {
+                let mut a = [0u8; 16];
+                a[10] = 0xff;
+                a[11] = 0xff;
+                a[12..].copy_from_slice(&peer.addr[..4]);
+                a
+            }
+            10 => peer.addr,
+            _ => return None,
+        };
+        Some(TupleKey {
+            local_port,
+            peer_port: peer.port,
+            peer: addr,
+        })
+    }
+}
+
+/// Where an unlinked kernel socket will be claimed from.
+#[derive(Clone, Copy, Debug)]
+enum Claim {
+    /// By the ConnectEvent of this (pid, fd).
+    Connect(FdKey),
+    /// By the AcceptEvent of this 4-tuple.
+    Accept(TupleKey),
+}
+
+/// A kernel socket seen in state events before its connect() returned or accept() ran: the
+/// SYN_SENT (and for blocking connects, ESTABLISHED) events come before connect's exit event, and
+/// a server socket is established before accept() hands it out.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    claim: Claim,
+    /// Local address; its port may still be 0 at SYN_SENT.
+    local: SockAddr,
+    t_established_ns: u64,
+    retransmits: u32,
+}
+
+/// Lookup state of a DNS socket (a connection to port 53).
+#[derive(Clone, Copy, Debug, Default)]
+struct DnsState {
+    /// Entry of the first write (the query).
+    t_first_write_ns: u64,
+    /// Exit of the last read (the answer).
+    t_last_read_ns: u64,
+}
+
+/// One open connection.
+#[derive(Debug)]
+struct Conn {
+    /// The record emitted at close; filled in as events arrive.
+    msg: Connection,
+    is_client: bool,
+    /// Linked kernel socket, 0 when none.
+    skaddr: u64,
+    /// Server side, not yet linked: the 4-tuple a state event will claim it by.
+    tuple: Option<TupleKey>,
+    /// The exchange in progress.
+    open: Option<Exchange>,
+    /// Exchanges started on this connection.
+    seq: u32,
+    dns: Option<DnsState>,
+}
+
+/// Turns probe events into exchanges, connections and DNS lookups; see the module docs.
+#[derive(Debug)]
+pub struct ConnTracker {
+    run_id: String,
+    next_conn_id: u64,
+    conns: HashMap<FdKey, Conn>,
+    by_sk: HashMap<u64, FdKey>,
+    by_tuple: HashMap<TupleKey, FdKey>,
+    pending: HashMap<u64, Pending>,
+    pending_by_fd: HashMap<FdKey, u64>,
+    pending_by_tuple: HashMap<TupleKey, u64>,
+    stats: TrackerStats,
+}
+
+impl ConnTracker {
+    /// A tracker whose outputs all carry `run_id`.
+    pub fn new(run_id: String) -> Self {
+        ConnTracker {
+            run_id,
+            next_conn_id: 1,
+            conns: HashMap::new(),
+            by_sk: HashMap::new(),
+            by_tuple: HashMap::new(),
+            pending: HashMap::new(),
+            pending_by_fd: HashMap::new(),
+            pending_by_tuple: HashMap::new(),
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+
+    /// Connections currently open (tracked and not yet emitted).
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Consumes one event, in time order, and passes whatever it completes to `out`.
+    pub fn on_event(&mut self, ev: &Event, out: &mut impl FnMut(Output)) {
+        self.stats.events += 1;
+        match ev {
+            Event::Data(d) => self.on_data(d, out),
+            Event::Connect(c) => self.on_connect(c, out),
+            Event::Accept(a) => self.on_accept(a, out),
+            Event::Close(c) => self.on_close(c, out),
+            Event::State(s) => self.on_state(s, out),
+            Event::Retransmit(r) => self.on_retransmit(r),
+            Event::Dns(d) => self.on_dns(d, out),
+        }
+    }
+
+    /// Emits everything still open, at capture stop: open exchanges as they stand, then open
+    /// connections with `t_closed_ns` 0. `now_ns` is the stop time, logged with what was open.
+    pub fn flush(&mut self, now_ns: u64, out: &mut impl FnMut(Output)) {
+        let mut keys: Vec<(u64, FdKey)> = self
+            .conns
+            .iter()
+            .map(|(k, c)| (c.msg.conn_id, *k))
+            .collect();
+        // Oldest connection first, so that a flush's output order does not depend on hashing.
+        keys.sort_unstable();
+        tracing::debug!(
+            at_ns = now_ns,
+            open_connections = keys.len(),
+            unlinked_sockets = self.pending.len(),
+            "conntrack flush"
+        );
+        for (_, key) in keys {
+            self.finish(key, 0, out);
+        }
+        self.pending.clear();
+        self.pending_by_fd.clear();
+        self.pending_by_tuple.clear();
+    }
+
+    fn on_data(&mut self, d: &DataEvent, out: &mut impl FnMut(Output)) {
+        let Some(conn) = self.conns.get_mut(&(d.hdr.pid, d.fd as u32)) else {
+            self.stats.orphan_data += 1;
+            return;
+        };
+        let bytes = u64::from(d.bytes);
+        let is_write = d.op == op::WRITE;
+        if let Some(dns) = conn.dns.as_mut() {
+            if is_write {
+                if dns.t_first_write_ns == 0 {
+                    dns.t_first_write_ns = d.ts_enter_ns;
+                }
+            } else {
+                dns.t_last_read_ns = d.hdr.ts_ns;
+            }
+            return;
+        }
+        let prefix = &d.prefix[..usize::from(d.prefix_len).min(PREFIX_LEN)];
+        if is_write == conn.is_client {
+            // Request direction: write on the client, read on the server.
+            if let Some(head) = request_line(prefix) {
+                if let Some(done) = conn.open.take() {
+                    self.stats.exchanges += 1;
+                    out(Output::Exchange(done));
+                }
+                // The client's request leaves when its write is entered; the server has the
+                // request once its read returns.
+                let t_first = if conn.is_client {
+                    d.ts_enter_ns
+                } else {
+                    d.hdr.ts_ns
+                };
+                conn.open = Some(Exchange {
+                    run_id: conn.msg.run_id.clone(),
+                    side: conn.msg.side.clone(),
+                    pid: conn.msg.pid,
+                    comm: conn.msg.comm.clone(),
+                    conn_id: conn.msg.conn_id,
+                    conn_new: conn.seq == 0,
+                    request_id: head.request_id.unwrap_or_default(),
+                    method: head.method,
+                    path: head.path,
+                    t_request_first_ns: t_first,
+                    t_request_last_ns: d.hdr.ts_ns,
+                    request_bytes: bytes,
+                    seq: conn.seq,
+                    ..Default::default()
+                });
+                conn.seq += 1;
+            } else if let Some(x) = conn.open.as_mut() {
+                // Rest of the request (headers and body in further syscalls, or a body sent
+                // after `100 Continue`).
+                x.t_request_last_ns = d.hdr.ts_ns;
+                x.request_bytes += bytes;
+            } else {
+                self.stats.unmatched_data += 1;
+            }
+        } else {
+            // Response direction: read on the client (when the bytes arrived), write on the
+            // server (when the server emitted them, i.e. entered the write).
+            let Some(x) = conn.open.as_mut() else {
+                self.stats.unmatched_data += 1;
+                return;
+            };
+            let t = if conn.is_client {
+                d.hdr.ts_ns
+            } else {
+                d.ts_enter_ns
+            };
+            if x.t_response_first_ns == 0 {
+                x.t_response_first_ns = t;
+            }
+            // Checked again after an interim 1xx so that the final status wins.
+            if x.http_status < 200 {
+                if let Some(s) = status_line(prefix) {
+                    x.http_status = u32::from(s);
+                }
+            }
+            x.chunks.push(Chunk { t_ns: t, bytes });
+            x.t_response_last_ns = t;
+            x.response_bytes += bytes;
+        }
+    }
+
+    fn on_connect(&mut self, c: &ConnectEvent, out: &mut impl FnMut(Output)) {
+        let key = (c.hdr.pid, c.fd as u32);
+        let ok = c.ret == 0 || c.ret == EINPROGRESS;
+        if !ok && self.conns.contains_key(&key) {
+            // connect() again on a socket already connecting or connected (EALREADY, EISCONN):
+            // a completion check, not a new connection.
+            return;
+        }
+        let pending = self
+            .pending_by_fd
+            .remove(&key)
+            .and_then(|sk| self.pending.remove(&sk).map(|p| (sk, p)));
+        if self.conns.contains_key(&key) {
+            self.stats.missed_closes += 1;
+            self.finish(key, c.hdr.ts_ns, out);
+        }
+        let id = self.next_id();
+        let mut msg = Connection {
+            run_id: self.run_id.clone(),
+            conn_id: id,
+            side: "client".to_owned(),
+            pid: c.hdr.pid,
+            comm: c_str(&c.comm),
+            src: None,
+            dst: Some(endpoint(&c.dst)),
+            t_connect_start_ns: c.ts_enter_ns,
+            connect_ret: c.ret,
+            is_dns: c.dst.port == DNS_PORT,
+            ..Default::default()
+        };
+        if let Some((_, p)) = &pending {
+            msg.src = Some(endpoint(&p.local));
+            msg.t_established_ns = p.t_established_ns;
+            msg.retransmits = p.retransmits;
+        }
+        if !ok {
+            // The attempt ended when connect() returned.
+            msg.t_closed_ns = c.hdr.ts_ns;
+            self.stats.failed_connects += 1;
+            self.stats.connections += 1;
+            out(Output::Connection(msg));
+            return;
+        }
+        let mut conn = Conn {
+            is_client: true,
+            skaddr: 0,
+            tuple: None,
+            open: None,
+            seq: 0,
+            dns: msg.is_dns.then(DnsState::default),
+            msg,
+        };
+        if let Some((sk, _)) = pending {
+            conn.skaddr = sk;
+            self.by_sk.insert(sk, key);
+        }
+        self.conns.insert(key, conn);
+    }
+
+    fn on_accept(&mut self, a: &AcceptEvent, out: &mut impl FnMut(Output)) {
+        let key = (a.hdr.pid, a.fd as u32);
+        if self.conns.contains_key(&key) {
+            self.stats.missed_closes += 1;
+            self.finish(key, a.hdr.ts_ns, out);
+        }
+        let id = self.next_id();
+        let mut conn = Conn {
+            msg: Connection {
+                run_id: self.run_id.clone(),
+                conn_id: id,
+                side: "server".to_owned(),
+                pid: a.hdr.pid,
+                comm: c_str(&a.comm),
+                src: Some(endpoint(&a.peer)),
+                // accept() names only the port; the address comes from a linked state event.
+                dst: Some(Endpoint {
+                    addr: String::new(),
+                    port: u32::from(a.local_port),
+                }),
+                t_connect_start_ns: a.hdr.ts_ns,
+                ..Default::default()
+            },
+            is_client: false,
+            skaddr: 0,
+            tuple: None,
+            open: None,
+            seq: 0,
+            dns: None,
+        };
+        if let Some(tuple) = TupleKey::new(a.local_port, &a.peer) {
+            let pending = self
+                .pending_by_tuple
+                .remove(&tuple)
+                .and_then(|sk| self.pending.remove(&sk).map(|p| (sk, p)));
+            match pending {
+                Some((sk, p)) => {
+                    conn.skaddr = sk;
+                    set_local_addr(&mut conn.msg.dst, &p.local);
+                    conn.msg.t_established_ns = p.t_established_ns;
+                    conn.msg.retransmits = p.retransmits;
+                    self.by_sk.insert(sk, key);
+                }
+                None => {
+                    conn.tuple = Some(tuple);
+                    self.by_tuple.insert(tuple, key);
+                }
+            }
+        }
+        self.conns.insert(key, conn);
+    }
+
+    fn on_close(&mut self, c: &CloseEvent, out: &mut impl FnMut(Output)) {
+        self.finish((c.hdr.pid, c.fd as u32), c.hdr.ts_ns, out);
+    }
+
+    fn on_state(&mut self, s: &StateEvent, out: &mut impl FnMut(Output)) {
+        if s.skaddr == 0 {
+            return;
+        }
+        if s.newstate == TCP_SYN_SENT && s.fd >= 0 {
+            let key = (s.hdr.pid, s.fd as u32);
+            if let Some(old) = self.pending_by_fd.remove(&key) {
+                self.pending.remove(&old);
+            }
+            // A new socket at the address of one whose TCP_CLOSE was lost: unlink the old one.
+            if let Some(stale) = self.by_sk.remove(&s.skaddr) {
+                if let Some(conn) = self.conns.get_mut(&stale) {
+                    conn.skaddr = 0;
+                }
+            }
+            self.add_pending(
+                s.skaddr,
+                Pending {
+                    claim: Claim::Connect(key),
+                    local: s.src,
+                    t_established_ns: 0,
+                    retransmits: 0,
+                },
+            );
+            return;
+        }
+        if let Some(key) = self.resolve(s.skaddr, &s.src, &s.dst) {
+            if let Some(conn) = self.conns.get_mut(&key) {
+                if conn.is_client {
+                    set_local_port(&mut conn.msg.src, &s.src);
+                } else {
+                    set_local_addr(&mut conn.msg.dst, &s.src);
+                }
+                if s.newstate == TCP_ESTABLISHED && conn.msg.t_established_ns == 0 {
+                    conn.msg.t_established_ns = s.hdr.ts_ns;
+                }
+            }
+            if s.newstate == TCP_CLOSE {
+                // The socket is gone (reset, failed handshake, or its process exited without
+                // close()): no more bytes can be tied to it, and its address may be reused.
+                self.finish(key, s.hdr.ts_ns, out);
+            }
+            return;
+        }
+        if let Some(p) = self.pending.get_mut(&s.skaddr) {
+            if s.newstate == TCP_CLOSE {
+                let claim = p.claim;
+                self.pending.remove(&s.skaddr);
+                self.unindex_pending(s.skaddr, claim);
+                return;
+            }
+            if s.src.port != 0 {
+                p.local = s.src;
+            }
+            if s.newstate == TCP_ESTABLISHED && p.t_established_ns == 0 {
+                p.t_established_ns = s.hdr.ts_ns;
+            }
+            return;
+        }
+        if s.newstate == TCP_ESTABLISHED && s.fd < 0 {
+            // A server-side socket finishing its handshake before accept() hands it out.
+            if let Some(tuple) = TupleKey::new(s.src.port, &s.dst) {
+                if let Some(old) = self.pending_by_tuple.remove(&tuple) {
+                    self.pending.remove(&old);
+                }
+                self.add_pending(
+                    s.skaddr,
+                    Pending {
+                        claim: Claim::Accept(tuple),
+                        local: s.src,
+                        t_established_ns: s.hdr.ts_ns,
+                        retransmits: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_retransmit(&mut self, r: &RetransmitEvent) {
+        self.stats.retransmits += 1;
+        if let Some(key) = self.resolve(r.skaddr, &r.src, &r.dst) {
+            if let Some(conn) = self.conns.get_mut(&key) {
+                conn.msg.retransmits += 1;
+                if let Some(x) = conn.open.as_mut() {
+                    x.retransmits += 1;
+                }
+                return;
+            }
+        }
+        // A SYN retransmitted while a blocking connect() waits belongs to the connection it
+        // will become.
+        match self.pending.get_mut(&r.skaddr) {
+            Some(p) => p.retransmits += 1,
+            None => self.stats.orphan_retransmits += 1,
+        }
+    }
+
+    fn on_dns(&mut self, d: &DnsEvent, out: &mut impl FnMut(Output)) {
+        self.stats.dns_lookups += 1;
+        out(Output::Dns(DnsLookup {
+            run_id: self.run_id.clone(),
+            pid: d.hdr.pid,
+            name: c_str(&d.name),
+            t_start_ns: d.ts_start_ns,
+            t_end_ns: d.hdr.ts_ns,
+            ret: d.ret,
+            source: "getaddrinfo".to_owned(),
+        }));
+    }
+
+    /// The open connection a kernel socket belongs to: linked already, or a server connection
+    /// claimed now by its 4-tuple.
+    fn resolve(&mut self, skaddr: u64, local: &SockAddr, peer: &SockAddr) -> Option<FdKey> {
+        if let Some(key) = self.by_sk.get(&skaddr) {
+            return Some(*key);
+        }
+        if self.by_tuple.is_empty() {
+            return None;
+        }
+        let tuple = TupleKey::new(local.port, peer)?;
+        let key = self.by_tuple.remove(&tuple)?;
+        if let Some(conn) = self.conns.get_mut(&key) {
+            conn.skaddr = skaddr;
+            conn.tuple = None;
+        }
+        self.by_sk.insert(skaddr, key);
+        Some(key)
+    }
+
+    fn add_pending(&mut self, skaddr: u64, p: Pending) {
+        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&skaddr) {
+            self.stats.pending_dropped += 1;
+            return;
+        }
+        if let Some(old) = self.pending.insert(skaddr, p) {
+            // The kernel reused the address of a socket whose TCP_CLOSE was lost.
+            self.unindex_pending(skaddr, old.claim);
+        }
+        match p.claim {
+            Claim::Connect(k) => self.pending_by_fd.insert(k, skaddr),
+            Claim::Accept(t) => self.pending_by_tuple.insert(t, skaddr),
+        };
+    }
+
+    fn unindex_pending(&mut self, skaddr: u64, claim: Claim) {
+        match claim {
+            Claim::Connect(k) => {
+                if self.pending_by_fd.get(&k) == Some(&skaddr) {
+                    self.pending_by_fd.remove(&k);
+                }
+            }
+            Claim::Accept(t) => {
+                if self.pending_by_tuple.get(&t) == Some(&skaddr) {
+                    self.pending_by_tuple.remove(&t);
+                }
+            }
+        }
+    }
+
+    /// Emits a connection's open exchange (or DNS lookup) and the connection itself, and forgets
+    /// it. `t_closed_ns` 0 means it is still open (flush).
+    fn finish(&mut self, key: FdKey, t_closed_ns: u64, out: &mut impl FnMut(Output)) {
+        let Some(mut conn) = self.conns.remove(&key) else {
+            return;
+        };
+        // Only this connection's own links: a reused socket address may already name another.
+        if conn.skaddr != 0 && self.by_sk.get(&conn.skaddr) == Some(&key) {
+            self.by_sk.remove(&conn.skaddr);
+        }
+        if let Some(t) = conn.tuple {
+            if self.by_tuple.get(&t) == Some(&key) {
+                self.by_tuple.remove(&t);
+            }
+        }
+        if let Some(x) = conn.open.take() {
+            self.stats.exchanges += 1;
+            out(Output::Exchange(x));
+        }
+        if let Some(d) = conn.dns {
+            if d.t_first_write_ns != 0 || d.t_last_read_ns != 0 {
+                self.stats.dns_lookups += 1;
+                out(Output::Dns(DnsLookup {
+                    run_id: conn.msg.run_id.clone(),
+                    pid: conn.msg.pid,
+                    name: String::new(),
+                    // glibc sends its queries with sendmmsg, which is not probed: then the
+                    // resolver's connect(), made just before it sends, starts the lookup.
+                    t_start_ns: if d.t_first_write_ns != 0 {
+                        d.t_first_write_ns
+                    } else {
+                        conn.msg.t_connect_start_ns
+                    },
+                    // 0 when no answer was read.
+                    t_end_ns: d.t_last_read_ns,
+                    ret: 0,
+                    source: "udp53".to_owned(),
+                }));
+            }
+        }
+        conn.msg.t_closed_ns = t_closed_ns;
+        conn.msg.exchanges = conn.seq;
+        self.stats.connections += 1;
+        out(Output::Connection(conn.msg));
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_conn_id;
+        self.next_conn_id += 1;
+        id
+    }
+}
+
+/// A socket address as an API endpoint; the address is empty when the family is unknown.
+fn endpoint(a: &SockAddr) -> Endpoint {
+    Endpoint {
+        addr: socket_addr(a)
+            .map(|s| s.ip().to_canonical().to_string())
+            .unwrap_or_default(),
+        port: u32::from(a.port),
+    }
+}
+
+/// Fills in a client's local port (unknown at SYN_SENT) from a later state event.
+fn set_local_port(src: &mut Option<Endpoint>, local: &SockAddr) {
+    if local.port == 0 {
+        return;
+    }
+    match src {
+        Some(e) if e.port != 0 => {}
+        _ => *src = Some(endpoint(local)),
+    }
+}
+
+/// Fills in a server's local address (accept() gives only the port) from a state event.
+fn set_local_addr(dst: &mut Option<Endpoint>, local: &SockAddr) {
+    if let Some(e) = dst {
+        if e.addr.is_empty() {
+            if let Some(s) = socket_addr(local) {
+                e.addr = s.ip().to_canonical().to_string();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::as_bytes;
+    use tbd_common::{kind, EventHeader, COMM_LEN, DNS_NAME_LEN};
+
+    const CLIENT: u32 = 100;
+    const SERVER: u32 = 200;
+    const ESTABLISHED: i32 = TCP_ESTABLISHED;
+    const SYN_SENT: i32 = TCP_SYN_SENT;
+    const SYN_RECV: i32 = 3;
+    const CLOSE: i32 = TCP_CLOSE;
+
+    /// Every event goes through its raw bytes and `Event::decode`, as it does from the ring buffer.
+    fn decode<T: Copy>(ev: T) -> Event {
+        Event::decode(as_bytes(&ev)).expect("decodable")
+    }
+
+    fn hdr(kind: u32, pid: u32, ts_ns: u64) -> EventHeader {
+        EventHeader {
+            kind,
+            pid,
+            tid: pid,
+            _pad: 0,
+            ts_ns,
+        }
+    }
+
+    fn v4(a: [u8; 4], port: u16) -> SockAddr {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&a);
+        SockAddr {
+            family: 2,
+            port,
+            addr,
+        }
+    }
+
+    fn comm(name: &str) -> [u8; COMM_LEN] {
+        let mut c = [0u8; COMM_LEN];
+        c[..name.len()].copy_from_slice(name.as_bytes());
+        c
+    }
+
+    fn server_addr() -> SockAddr {
+        v4([10, 0, 0, 2], 8000)
+    }
+
+    fn client_addr() -> SockAddr {
+        v4([10, 0, 0, 1], 40000)
+    }
+
+    fn connect(fd: i32, t_enter: u64, t_exit: u64, ret: i32, dst: SockAddr) -> Event {
+        decode(ConnectEvent {
+            hdr: hdr(kind::CONNECT, CLIENT, t_exit),
+            ts_enter_ns: t_enter,
+            fd,
+            ret,
+            dst,
+            comm: comm("tbctl"),
+        })
+    }
+
+    fn accept(fd: i32, ts: u64, peer: SockAddr, local_port: u16) -> Event {
+        decode(AcceptEvent {
+            hdr: hdr(kind::ACCEPT, SERVER, ts),
+            listen_fd: 3,
+            fd,
+            peer,
+            local_port,
+            _pad: [0; 6],
+            comm: comm("vllm"),
+        })
+    }
+
+    fn data(pid: u32, fd: i32, op: u8, t_enter: u64, t_exit: u64, bytes: u32, p: &[u8]) -> Event {
+        let mut prefix = [0u8; PREFIX_LEN];
+        let n = p.len().min(PREFIX_LEN).min(bytes as usize);
+        prefix[..n].copy_from_slice(&p[..n]);
+        decode(DataEvent {
+            hdr: hdr(kind::DATA, pid, t_exit),
+            ts_enter_ns: t_enter,
+            fd,
+            bytes,
+            op,
+            _pad: 0,
+            prefix_len: n as u16,
+            _pad2: 0,
+            prefix,
+        })
+    }
+
+    fn write(pid: u32, fd: i32, t_enter: u64, t_exit: u64, bytes: u32, p: &[u8]) -> Event {
+        data(pid, fd, op::WRITE, t_enter, t_exit, bytes, p)
+    }
+
+    fn read(pid: u32, fd: i32, t_enter: u64, t_exit: u64, bytes: u32, p: &[u8]) -> Event {
+        data(pid, fd, op::READ, t_enter, t_exit, bytes, p)
+    }
+
+    fn close(pid: u32, fd: i32, ts: u64) -> Event {
+        decode(CloseEvent {
+            hdr: hdr(kind::CLOSE, pid, ts),
+            fd,
+            _pad: 0,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn state(
+        pid: u32,
+        ts: u64,
+        skaddr: u64,
+        old: i32,
+        new: i32,
+        fd: i32,
+        src: SockAddr,
+        dst: SockAddr,
+    ) -> Event {
+        decode(StateEvent {
+            hdr: hdr(kind::STATE, pid, ts),
+            skaddr,
+            oldstate: old,
+            newstate: new,
+            fd,
+            _pad: 0,
+            src,
+            dst,
+        })
+    }
+
+    fn retransmit(ts: u64, skaddr: u64, src: SockAddr, dst: SockAddr) -> Event {
+        decode(RetransmitEvent {
+            hdr: hdr(kind::RETRANSMIT, 0, ts),
+            skaddr,
+            src,
+            dst,
+        })
+    }
+
+    fn dns(pid: u32, t_start: u64, t_end: u64, ret: i32, name: &str) -> Event {
+        let mut n = [0u8; DNS_NAME_LEN];
+        n[..name.len()].copy_from_slice(name.as_bytes());
+        decode(DnsEvent {
+            hdr: hdr(kind::DNS, pid, t_end),
+            ts_start_ns: t_start,
+            ret,
+            _pad: 0,
+            name: n,
+        })
+    }
+
+    fn request(rid: &str) -> Vec<u8> {
+        format!("POST /v1/chat/completions HTTP/1.1\r\nx-tb-rid: {rid}\r\nhost: h\r\n\r\n")
+            .into_bytes()
+    }
+
+    const OK_SSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
+    const SSE: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+
+    /// Outputs of a sequence, split by kind.
+    #[derive(Default, Debug)]
+    struct Got {
+        exchanges: Vec<Exchange>,
+        connections: Vec<Connection>,
+        dns: Vec<DnsLookup>,
+        order: Vec<&'static str>,
+    }
+
+    fn collect(t: &mut ConnTracker, events: &[Event], flush_at: Option<u64>) -> Got {
+        let mut got = Got::default();
+        let mut sink = |o: Output| match o {
+            Output::Exchange(x) => {
+                got.order.push("exchange");
+                got.exchanges.push(x)
+            }
+            Output::Connection(c) => {
+                got.order.push("connection");
+                got.connections.push(c)
+            }
+            Output::Dns(d) => {
+                got.order.push("dns");
+                got.dns.push(d)
+            }
+        };
+        for ev in events {
+            t.on_event(ev, &mut sink);
+        }
+        if let Some(now) = flush_at {
+            t.flush(now, &mut sink);
+        }
+        got
+    }
+
+    fn run(events: &[Event]) -> (Got, TrackerStats) {
+        let mut t = ConnTracker::new("run-1".to_owned());
+        let got = collect(&mut t, events, None);
+        (got, t.stats())
+    }
+
+    fn chunks(x: &Exchange) -> Vec<(u64, u64)> {
+        x.chunks.iter().map(|c| (c.t_ns, c.bytes)).collect()
+    }
+
+    #[test]
+    fn client_keep_alive_three_exchanges_with_sse_chunks() {
+        let mut evs = vec![connect(5, 1_000, 1_100, 0, server_addr())];
+        for i in 0..3u64 {
+            let base = 10_000 * (i + 1);
+            let req = request(&format!("r-{i}"));
+            evs.push(write(CLIENT, 5, base, base + 10, req.len() as u32, &req));
+            evs.push(read(CLIENT, 5, base + 20, base + 100, 60, OK_SSE));
+            for k in 1..=3u64 {
+                evs.push(read(
+                    CLIENT,
+                    5,
+                    base + 100 * k,
+                    base + 100 * k + 50,
+                    48,
+                    SSE,
+                ));
+            }
+        }
+        evs.push(close(CLIENT, 5, 50_000));
+        let (got, stats) = run(&evs);
+        assert_eq!(got.exchanges.len(), 3);
+        for (i, x) in got.exchanges.iter().enumerate() {
+            let base = 10_000 * (i as u64 + 1);
+            assert_eq!(x.run_id, "run-1");
+            assert_eq!(x.side, "client");
+            assert_eq!(x.pid, CLIENT);
+            assert_eq!(x.comm, "tbctl");
+            assert_eq!(x.conn_id, 1);
+            assert_eq!(x.conn_new, i == 0);
+            assert_eq!(x.seq, i as u32);
+            assert_eq!(x.request_id, format!("r-{i}"));
+            assert_eq!(x.method, "POST");
+            assert_eq!(x.path, "/v1/chat/completions");
+            assert_eq!(x.t_request_first_ns, base);
+            assert_eq!(x.t_request_last_ns, base + 10);
+            assert_eq!(x.t_response_first_ns, base + 100);
+            assert_eq!(x.t_response_last_ns, base + 350);
+            assert_eq!(
+                chunks(x),
+                vec![
+                    (base + 100, 60),
+                    (base + 150, 48),
+                    (base + 250, 48),
+                    (base + 350, 48)
+                ]
+            );
+            assert_eq!(x.http_status, 200);
+            assert_eq!(x.request_bytes, request("r-0").len() as u64);
+            assert_eq!(x.response_bytes, 60 + 3 * 48);
+            assert_eq!(x.retransmits, 0);
+        }
+        assert_eq!(got.connections.len(), 1);
+        let c = &got.connections[0];
+        assert_eq!(
+            (c.exchanges, c.t_closed_ns, c.side.as_str()),
+            (3, 50_000, "client")
+        );
+        assert_eq!(
+            c.dst,
+            Some(Endpoint {
+                addr: "10.0.0.2".into(),
+                port: 8000
+            })
+        );
+        assert_eq!(stats.exchanges, 3);
+        assert_eq!(stats.connections, 1);
+        assert_eq!(stats.events, evs.len() as u64);
+        assert_eq!(stats.unmatched_data, 0);
+    }
+
+    #[test]
+    fn handshake_time_from_syn_sent_and_established() {
+        // Non-blocking: SYN_SENT inside connect(), connect returns EINPROGRESS, then ESTABLISHED.
+        // The local port is still 0 at SYN_SENT; ESTABLISHED carries it.
+        let syn_src = v4([10, 0, 0, 1], 0);
+        let evs = [
+            state(
+                CLIENT,
+                1_050,
+                0xa0,
+                CLOSE,
+                SYN_SENT,
+                5,
+                syn_src,
+                server_addr(),
+            ),
+            connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
+            state(
+                9,
+                1_900,
+                0xa0,
+                SYN_SENT,
+                ESTABLISHED,
+                -1,
+                client_addr(),
+                server_addr(),
+            ),
+            close(CLIENT, 5, 5_000),
+        ];
+        let (got, _) = run(&evs);
+        let c = &got.connections[0];
+        assert_eq!(c.t_connect_start_ns, 1_000);
+        assert_eq!(c.t_established_ns, 1_900);
+        assert_eq!(c.t_established_ns - c.t_connect_start_ns, 900);
+        assert_eq!(c.connect_ret, EINPROGRESS);
+        assert_eq!(
+            c.src,
+            Some(Endpoint {
+                addr: "10.0.0.1".into(),
+                port: 40000
+            })
+        );
+
+        // Blocking: both state changes happen before connect() returns.
+        let evs = [
+            state(
+                CLIENT,
+                1_050,
+                0xa1,
+                CLOSE,
+                SYN_SENT,
+                6,
+                syn_src,
+                server_addr(),
+            ),
+            state(
+                9,
+                1_700,
+                0xa1,
+                SYN_SENT,
+                ESTABLISHED,
+                -1,
+                client_addr(),
+                server_addr(),
+            ),
+            connect(6, 1_000, 1_750, 0, server_addr()),
+        ];
+        let mut t = ConnTracker::new("r".into());
+        let got = collect(&mut t, &evs, Some(9_000));
+        let c = &got.connections[0];
+        assert_eq!(c.t_established_ns - c.t_connect_start_ns, 700);
+        assert_eq!(c.src.as_ref().unwrap().port, 40000);
+        assert_eq!(c.t_closed_ns, 0);
+    }
+
+    #[test]
+    fn server_side_request_read_and_five_response_writes() {
+        let local = v4([10, 0, 0, 2], 8000);
+        let req = request("r-9");
+        let mut evs = vec![
+            // The child socket is established before accept() returns it.
+            state(
+                0,
+                500,
+                0xb0,
+                SYN_RECV,
+                ESTABLISHED,
+                -1,
+                local,
+                client_addr(),
+            ),
+            accept(7, 1_000, client_addr(), 8000),
+            read(SERVER, 7, 1_100, 2_000, req.len() as u32, &req),
+            write(SERVER, 7, 3_000, 3_010, 60, OK_SSE),
+        ];
+        for k in 1..=4u64 {
+            evs.push(write(
+                SERVER,
+                7,
+                3_000 + 1_000 * k,
+                3_005 + 1_000 * k,
+                48,
+                SSE,
+            ));
+        }
+        evs.push(close(SERVER, 7, 9_000));
+        let (got, _) = run(&evs);
+        assert_eq!(got.exchanges.len(), 1);
+        let x = &got.exchanges[0];
+        assert_eq!(
+            (x.side.as_str(), x.pid, x.comm.as_str()),
+            ("server", SERVER, "vllm")
+        );
+        assert_eq!(x.request_id, "r-9");
+        assert_eq!(x.t_request_first_ns, 2_000);
+        assert_eq!(x.t_request_last_ns, 2_000);
+        assert_eq!(x.t_response_first_ns, 3_000);
+        assert_eq!(x.t_response_last_ns, 7_000);
+        assert_eq!(
+            chunks(x),
+            vec![
+                (3_000, 60),
+                (4_000, 48),
+                (5_000, 48),
+                (6_000, 48),
+                (7_000, 48)
+            ]
+        );
+        assert_eq!(x.http_status, 200);
+        assert!(x.conn_new);
+        let c = &got.connections[0];
+        assert_eq!(c.side, "server");
+        assert_eq!(c.t_connect_start_ns, 1_000);
+        assert_eq!(c.t_established_ns, 500);
+        assert_eq!(
+            c.src,
+            Some(Endpoint {
+                addr: "10.0.0.1".into(),
+                port: 40000
+            })
+        );
+        assert_eq!(
+            c.dst,
+            Some(Endpoint {
+                addr: "10.0.0.2".into(),
+                port: 8000
+            })
+        );
+    }
+
+    #[test]
+    fn request_split_over_two_writes() {
+        let head = b"POST /api/chat HTTP/1.1\r\nX-TB-RID: split-1\r\ncontent-length: 900\r\n\r\n";
+        let evs = [
+            connect(5, 100, 200, 0, server_addr()),
+            write(CLIENT, 5, 1_000, 1_010, head.len() as u32, head),
+            write(
+                CLIENT,
+                5,
+                1_020,
+                1_080,
+                900,
+                b"{\"model\":\"llama3\",\"messages\":[{",
+            ),
+            read(CLIENT, 5, 1_100, 2_000, 200, b"HTTP/1.1 200 OK\r\n\r\n{}"),
+            close(CLIENT, 5, 3_000),
+        ];
+        let (got, _) = run(&evs);
+        assert_eq!(got.exchanges.len(), 1);
+        let x = &got.exchanges[0];
+        assert_eq!((x.method.as_str(), x.path.as_str()), ("POST", "/api/chat"));
+        assert_eq!(x.request_id, "split-1");
+        assert_eq!(x.t_request_first_ns, 1_000);
+        assert_eq!(x.t_request_last_ns, 1_080);
+        assert_eq!(x.request_bytes, head.len() as u64 + 900);
+        assert_eq!(x.response_bytes, 200);
+    }
+
+    #[test]
+    fn response_split_across_many_reads() {
+        let req = request("big");
+        let mut evs = vec![
+            connect(5, 100, 200, 0, server_addr()),
+            write(CLIENT, 5, 1_000, 1_010, req.len() as u32, &req),
+            read(
+                CLIENT,
+                5,
+                1_020,
+                2_000,
+                4096,
+                b"HTTP/1.1 201 Created\r\ncontent-length: 40000\r\n\r\n{\"a\":",
+            ),
+        ];
+        for k in 1..10u64 {
+            evs.push(read(
+                CLIENT,
+                5,
+                2_000 + k * 10,
+                2_005 + k * 10,
+                4096,
+                b"aaaaaaaaaaaaaaaa",
+            ));
+        }
+        let mut t = ConnTracker::new("r".into());
+        let got = collect(&mut t, &evs, Some(10_000));
+        let x = &got.exchanges[0];
+        assert_eq!(x.http_status, 201);
+        assert_eq!(x.chunks.len(), 10);
+        assert_eq!(x.t_response_first_ns, 2_000);
+        assert_eq!(x.t_response_last_ns, 2_095);
+        assert_eq!(x.response_bytes, 10 * 4096);
+        assert!(x.chunks.windows(2).all(|w| w[0].t_ns < w[1].t_ns));
+    }
+
+    #[test]
+    fn close_emits_last_exchange_then_connection() {
+        let req = request("last");
+        let evs = [
+            connect(5, 100, 200, 0, server_addr()),
+            write(CLIENT, 5, 1_000, 1_010, req.len() as u32, &req),
+            read(CLIENT, 5, 1_020, 2_000, 60, OK_SSE),
+        ];
+        let mut t = ConnTracker::new("r".into());
+        let before = collect(&mut t, &evs, None);
+        assert!(before.exchanges.is_empty() && before.connections.is_empty());
+        assert_eq!(t.open_connections(), 1);
+        let after = collect(&mut t, &[close(CLIENT, 5, 3_000)], None);
+        assert_eq!(after.order, vec!["exchange", "connection"]);
+        assert_eq!(after.exchanges[0].request_id, "last");
+        assert_eq!(after.connections[0].t_closed_ns, 3_000);
+        assert_eq!(after.connections[0].exchanges, 1);
+        assert_eq!(t.open_connections(), 0);
+        // A second close of the same fd, or data after it, finds nothing.
+        let late = collect(
+            &mut t,
+            &[
+                close(CLIENT, 5, 3_100),
+                read(CLIENT, 5, 3_200, 3_300, 10, SSE),
+            ],
+            None,
+        );
+        assert!(late.order.is_empty());
+        assert_eq!(t.stats().orphan_data, 1);
+    }
+
+    #[test]
+    fn failed_connect() {
+        let evs = [
+            state(
+                CLIENT,
+                1_050,
+                0xc0,
+                CLOSE,
+                SYN_SENT,
+                5,
+                client_addr(),
+                server_addr(),
+            ),
+            state(
+                9,
+                1_400,
+                0xc0,
+                SYN_SENT,
+                CLOSE,
+                -1,
+                client_addr(),
+                server_addr(),
+            ),
+            connect(5, 1_000, 1_500, -111, server_addr()),
+            write(CLIENT, 5, 1_600, 1_610, 10, b"GET / HTTP/1.1\r\n"),
+        ];
+        let (got, stats) = run(&evs);
+        assert!(got.exchanges.is_empty());
+        assert_eq!(got.connections.len(), 1);
+        let c = &got.connections[0];
+        assert_eq!(c.connect_ret, -111);
+        assert_eq!(c.exchanges, 0);
+        assert_eq!(c.t_established_ns, 0);
+        assert_eq!(c.t_closed_ns, 1_500);
+        assert_eq!(stats.failed_connects, 1);
+        assert_eq!(stats.orphan_data, 1);
+    }
+
+    #[test]
+    fn non_blocking_connect_refused_closes_on_tcp_close() {
+        let evs = [
+            state(
+                CLIENT,
+                1_050,
+                0xc1,
+                CLOSE,
+                SYN_SENT,
+                5,
+                client_addr(),
+                server_addr(),
+            ),
+            connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
+            state(
+                9,
+                1_400,
+                0xc1,
+                SYN_SENT,
+                CLOSE,
+                -1,
+                client_addr(),
+                server_addr(),
+            ),
+            // The application's own close() of the fd comes after and finds nothing.
+            close(CLIENT, 5, 1_500),
+        ];
+        let (got, stats) = run(&evs);
+        assert_eq!(got.connections.len(), 1);
+        let c = &got.connections[0];
+        assert_eq!(
+            (c.connect_ret, c.t_established_ns, c.t_closed_ns),
+            (EINPROGRESS, 0, 1_400)
+        );
+        assert_eq!(stats.connections, 1);
+    }
+
+    #[test]
+    fn eisconn_recheck_is_not_a_new_connection() {
+        let evs = [
+            connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
+            connect(5, 1_200, 1_210, -106, server_addr()),
+            close(CLIENT, 5, 2_000),
+        ];
+        let (got, stats) = run(&evs);
+        assert_eq!(got.connections.len(), 1);
+        assert_eq!(got.connections[0].connect_ret, EINPROGRESS);
+        assert_eq!(stats.failed_connects, 0);
+    }
+
+    #[test]
+    fn orphan_data_counted_and_ignored() {
+        let req = request("x");
+        let evs = [
+            write(CLIENT, 9, 1_000, 1_010, req.len() as u32, &req),
+            read(CLIENT, 9, 1_020, 2_000, 60, OK_SSE),
+            // Tracked connection, but bytes before any request line are not an exchange.
+            connect(5, 100, 200, 0, server_addr()),
+            read(CLIENT, 5, 2_100, 2_200, 60, OK_SSE),
+        ];
+        let mut t = ConnTracker::new("r".into());
+        let got = collect(&mut t, &evs, Some(5_000));
+        assert!(got.exchanges.is_empty());
+        assert_eq!(got.connections.len(), 1);
+        assert_eq!(t.stats().orphan_data, 2);
+        assert_eq!(t.stats().unmatched_data, 1);
+    }
+
+    #[test]
+    fn dns_lookup_from_getaddrinfo() {
+        let (got, stats) = run(&[dns(CLIENT, 1_000, 4_000, 0, "llm.example.com")]);
+        assert_eq!(
+            got.dns,
+            vec![DnsLookup {
+                run_id: "run-1".into(),
+                pid: CLIENT,
+                name: "llm.example.com".into(),
+                t_start_ns: 1_000,
+                t_end_ns: 4_000,
+                ret: 0,
+                source: "getaddrinfo".into(),
+            }]
+        );
+        assert_eq!(stats.dns_lookups, 1);
+    }
+
+    #[test]
+    fn udp53_socket_is_a_dns_lookup_not_an_exchange() {
+        let resolver = v4([127, 0, 0, 53], 53);
+        let evs = [
+            connect(4, 1_000, 1_010, 0, resolver),
+            write(CLIENT, 4, 1_100, 1_120, 40, b"\x12\x34\x01\x00\x00\x01"),
+            write(CLIENT, 4, 1_130, 1_140, 40, b"\x12\x35\x01\x00\x00\x01"),
+            read(CLIENT, 4, 1_150, 3_000, 80, b"\x12\x34\x81\x80"),
+            read(CLIENT, 4, 3_010, 3_500, 96, b"\x12\x35\x81\x80"),
+            close(CLIENT, 4, 3_600),
+        ];
+        let (got, _) = run(&evs);
+        assert!(got.exchanges.is_empty());
+        assert_eq!(got.order, vec!["dns", "connection"]);
+        let d = &got.dns[0];
+        assert_eq!((d.source.as_str(), d.name.as_str()), ("udp53", ""));
+        assert_eq!((d.t_start_ns, d.t_end_ns, d.pid), (1_100, 3_500, CLIENT));
+        let c = &got.connections[0];
+        assert!(c.is_dns);
+        assert_eq!(c.exchanges, 0);
+
+        // Queries sent with sendmmsg (not probed): the lookup starts at the resolver's connect().
+        let evs = [
+            connect(4, 1_000, 1_010, 0, resolver),
+            read(CLIENT, 4, 1_150, 3_000, 80, b"\x12\x34\x81\x80"),
+            close(CLIENT, 4, 3_600),
+        ];
+        let (got, _) = run(&evs);
+        assert_eq!((got.dns[0].t_start_ns, got.dns[0].t_end_ns), (1_000, 3_000));
+    }
+
+    #[test]
+    fn retransmit_counted_on_the_right_exchange() {
+        let sk = 0xd0;
+        let mut evs = vec![
+            state(
+                CLIENT,
+                150,
+                sk,
+                CLOSE,
+                SYN_SENT,
+                5,
+                client_addr(),
+                server_addr(),
+            ),
+            // A SYN retransmitted while connect() blocks.
+            retransmit(170, sk, client_addr(), server_addr()),
+            state(
+                9,
+                190,
+                sk,
+                SYN_SENT,
+                ESTABLISHED,
+                -1,
+                client_addr(),
+                server_addr(),
+            ),
+            connect(5, 100, 200, 0, server_addr()),
+        ];
+        for i in 0..3u64 {
+            let base = 10_000 * (i + 1);
+            let req = request(&format!("r-{i}"));
+            evs.push(write(CLIENT, 5, base, base + 10, req.len() as u32, &req));
+            if i == 1 {
+                evs.push(retransmit(base + 15, sk, client_addr(), server_addr()));
+                evs.push(retransmit(base + 16, sk, client_addr(), server_addr()));
+            }
+            evs.push(read(CLIENT, 5, base + 20, base + 100, 60, OK_SSE));
+        }
+        evs.push(retransmit(40_000, 0xdead, client_addr(), server_addr()));
+        evs.push(close(CLIENT, 5, 50_000));
+        let (got, stats) = run(&evs);
+        let per_exchange: Vec<u32> = got.exchanges.iter().map(|x| x.retransmits).collect();
+        assert_eq!(per_exchange, vec![0, 2, 0]);
+        assert_eq!(got.connections[0].retransmits, 3);
+        assert_eq!(stats.retransmits, 4);
+        assert_eq!(stats.orphan_retransmits, 1);
+    }
+
+    #[test]
+    fn server_linked_by_tuple_after_accept() {
+        // No state event before accept (e.g. the port was not yet tracked): the first event
+        // naming the socket's 4-tuple, here a retransmit, links it; then its later retransmits
+        // and its TCP_CLOSE count.
+        let local = v4([10, 0, 0, 2], 8000);
+        let req = request("s");
+        let evs = [
+            accept(7, 1_000, client_addr(), 8000),
+            read(SERVER, 7, 1_100, 2_000, req.len() as u32, &req),
+            retransmit(2_500, 0xe0, local, client_addr()),
+            write(SERVER, 7, 3_000, 3_010, 60, OK_SSE),
+            state(0, 4_000, 0xe0, ESTABLISHED, 8, -1, local, client_addr()),
+            retransmit(4_500, 0xe0, local, client_addr()),
+            state(0, 5_000, 0xe0, 9, CLOSE, -1, local, client_addr()),
+        ];
+        let (got, stats) = run(&evs);
+        assert_eq!(stats.orphan_retransmits, 0);
+        assert_eq!(got.exchanges[0].retransmits, 2);
+        let c = &got.connections[0];
+        assert_eq!((c.retransmits, c.t_closed_ns), (2, 5_000));
+        // A socket of another peer is not claimed.
+        let evs = [
+            accept(7, 1_000, client_addr(), 8000),
+            retransmit(2_500, 0xe1, local, v4([10, 0, 0, 9], 40000)),
+            close(SERVER, 7, 3_000),
+        ];
+        let (got, stats) = run(&evs);
+        assert_eq!(stats.orphan_retransmits, 1);
+        assert_eq!(got.connections[0].retransmits, 0);
+        assert_eq!(c.dst.as_ref().unwrap().addr, "10.0.0.2");
+    }
+
+    #[test]
+    fn server_keep_alive_split_request_and_pipelined_next() {
+        let head = b"POST /v1/completions HTTP/1.1\r\nx-tb-rid: a\r\n";
+        let evs = [
+            accept(7, 1_000, client_addr(), 8000),
+            read(SERVER, 7, 1_100, 1_200, head.len() as u32, head),
+            read(
+                SERVER,
+                7,
+                1_300,
+                1_400,
+                500,
+                b"content-length: 400\r\n\r\n{",
+            ),
+            write(SERVER, 7, 2_000, 2_050, 100, b"HTTP/1.1 200 OK\r\n\r\n{}"),
+            read(SERVER, 7, 3_000, 3_100, 40, b"GET /health HTTP/1.1\r\n\r\n"),
+            write(
+                SERVER,
+                7,
+                3_200,
+                3_250,
+                30,
+                b"HTTP/1.1 503 Service Unavailable\r\n",
+            ),
+        ];
+        let mut t = ConnTracker::new("r".into());
+        let got = collect(&mut t, &evs, Some(9_000));
+        assert_eq!(got.exchanges.len(), 2);
+        let (a, b) = (&got.exchanges[0], &got.exchanges[1]);
+        assert_eq!((a.t_request_first_ns, a.t_request_last_ns), (1_200, 1_400));
+        assert_eq!(a.request_bytes, head.len() as u64 + 500);
+        assert_eq!((a.http_status, b.http_status), (200, 503));
+        assert_eq!((a.seq, b.seq, a.conn_new, b.conn_new), (0, 1, true, false));
+        assert_eq!(
+            (b.method.as_str(), b.path.as_str(), b.request_id.as_str()),
+            ("GET", "/health", "")
+        );
+        assert_eq!(got.connections[0].exchanges, 2);
+    }
+
+    #[test]
+    fn interim_100_continue_then_final_status() {
+        let evs = [
+            connect(5, 100, 200, 0, server_addr()),
+            write(
+                CLIENT,
+                5,
+                1_000,
+                1_010,
+                80,
+                b"POST /up HTTP/1.1\r\nexpect: 100-continue\r\n\r\n",
+            ),
+            read(
+                CLIENT,
+                5,
+                1_020,
+                1_100,
+                25,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+            ),
+            write(CLIENT, 5, 1_200, 1_300, 5_000, b"{\"prompt\":"),
+            read(CLIENT, 5, 1_400, 2_000, 40, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ];
+        let mut t = ConnTracker::new("r".into());
+        let got = collect(&mut t, &evs, Some(3_000));
+        let x = &got.exchanges[0];
+        assert_eq!(x.http_status, 200);
+        assert_eq!(x.t_response_first_ns, 1_100);
+        assert_eq!(x.t_request_last_ns, 1_300);
+        assert_eq!(x.request_bytes, 5_080);
+    }
+
+    #[test]
+    fn fd_reused_without_close_finishes_the_old_connection() {
+        let evs = [
+            connect(5, 100, 200, 0, server_addr()),
+            connect(5, 1_000, 1_100, 0, server_addr()),
+            close(CLIENT, 5, 2_000),
+        ];
+        let (got, stats) = run(&evs);
+        let ids: Vec<(u64, u64)> = got
+            .connections
+            .iter()
+            .map(|c| (c.conn_id, c.t_closed_ns))
+            .collect();
+        assert_eq!(ids, vec![(1, 1_100), (2, 2_000)]);
+        assert_eq!(stats.missed_closes, 1);
+    }
+
+    #[test]
+    fn socket_address_reused_after_a_lost_tcp_close() {
+        let sk = 0xf0;
+        let evs = [
+            state(
+                CLIENT,
+                150,
+                sk,
+                CLOSE,
+                SYN_SENT,
+                5,
+                client_addr(),
+                server_addr(),
+            ),
+            connect(5, 100, 200, 0, server_addr()),
+            // Socket 5's TCP_CLOSE was lost; the kernel hands its address to fd 6's socket.
+            state(
+                CLIENT,
+                1_050,
+                sk,
+                CLOSE,
+                SYN_SENT,
+                6,
+                client_addr(),
+                server_addr(),
+            ),
+            state(
+                9,
+                1_060,
+                sk,
+                SYN_SENT,
+                ESTABLISHED,
+                -1,
+                client_addr(),
+                server_addr(),
+            ),
+            connect(6, 1_000, 1_100, 0, server_addr()),
+            close(CLIENT, 5, 2_000),
+            retransmit(2_500, sk, client_addr(), server_addr()),
+            close(CLIENT, 6, 3_000),
+        ];
+        let (got, stats) = run(&evs);
+        let conns: Vec<(u64, u64, u32)> = got
+            .connections
+            .iter()
+            .map(|c| (c.conn_id, c.t_established_ns, c.retransmits))
+            .collect();
+        assert_eq!(conns, vec![(1, 0, 0), (2, 1_060, 1)]);
+        assert_eq!(stats.orphan_retransmits, 0);
+    }
+
+    #[test]
+    fn flush_emits_open_ones() {
+        let req = request("open");
+        let evs = [
+            connect(5, 100, 200, 0, server_addr()),
+            write(CLIENT, 5, 1_000, 1_010, req.len() as u32, &req),
+            read(CLIENT, 5, 1_020, 2_000, 60, OK_SSE),
+            read(CLIENT, 5, 2_100, 2_200, 48, SSE),
+            accept(7, 1_000, client_addr(), 8000),
+            connect(6, 300, 400, 0, server_addr()),
+        ];
+        let mut t = ConnTracker::new("run-9".into());
+        let got = collect(&mut t, &evs, Some(10_000));
+        assert_eq!(got.exchanges.len(), 1);
+        assert_eq!(got.exchanges[0].t_response_last_ns, 2_200);
+        assert_eq!(got.exchanges[0].run_id, "run-9");
+        let conns: Vec<(u64, u64, &str)> = got
+            .connections
+            .iter()
+            .map(|c| (c.conn_id, c.t_closed_ns, c.run_id.as_str()))
+            .collect();
+        assert_eq!(
+            conns,
+            vec![(1, 0, "run-9"), (2, 0, "run-9"), (3, 0, "run-9")]
+        );
+        assert_eq!(t.open_connections(), 0);
+        // Nothing is emitted twice.
+        let again = collect(&mut t, &[], Some(11_000));
+        assert!(again.order.is_empty());
+    }
+}

@@ -1,13 +1,19 @@
 //! tbd, the TrafficBench daemon: eBPF probes time inference traffic at the socket, connection
 //! tracking turns syscalls into HTTP exchanges, sled stores them and tonic serves them.
 
+pub mod capture;
 pub mod cli;
 pub mod conntrack;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod http_prefix;
+pub mod listeners;
 pub mod memlock;
 pub mod probes;
+pub mod server;
+pub mod socket;
+pub mod store;
 pub mod tracefs;
 
 pub use error::TbdError;

@@ -1,0 +1,135 @@
+//! tbctl's command line: the edge where errors become one line and an exit code.
+
+pub mod daemon_cmds;
+pub mod output;
+pub mod profile;
+pub mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::summary::METRICS;
+
+fn metrics_help() -> String {
+    let mut s = String::from("Metrics (all times CLOCK_MONOTONIC; printed in summary.json too):\n");
+    for (name, formula, _) in METRICS {
+        s.push_str(&format!("  {name:<22} {formula}\n"));
+    }
+    s.push_str("  throughput             output tokens / (last response - first send)\n");
+    s.push_str("  goodput                requests meeting every --slo / (last response - first send)\n");
+    s
+}
+
+/// TrafficBench client: profile inference endpoints with exact client and kernel timing.
+#[derive(Parser, Debug)]
+#[command(name = "tbctl", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// tbctl's commands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Drive load at an endpoint and measure every request (with kernel timing when tbd runs).
+    #[command(after_long_help = metrics_help(), after_help = metrics_help())]
+    Profile(Box<profile::ProfileArgs>),
+    /// A simulated inference server (OpenAI and Ollama APIs) that logs its own ground truth.
+    ServeSim(crate::sim::SimArgs),
+    /// The daemon: `tbctl daemon status`.
+    Daemon {
+        #[command(subcommand)]
+        cmd: DaemonCmd,
+    },
+    /// Runs stored by the daemon: list, `show ID`, `delete ID`.
+    Runs {
+        #[command(subcommand)]
+        cmd: Option<RunsCmd>,
+        /// tbd's socket (unix:PATH or PATH).
+        #[arg(long, global = true)]
+        daemon: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+/// `tbctl daemon ...`.
+#[derive(Subcommand, Debug)]
+pub enum DaemonCmd {
+    /// Version, kernel, probes with BPF run time, sensors, loss counters.
+    Status {
+        /// tbd's socket (unix:PATH or PATH).
+        #[arg(long)]
+        daemon: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `tbctl runs ...`.
+#[derive(Subcommand, Debug)]
+pub enum RunsCmd {
+    /// One run's header.
+    Show { id: String },
+    /// Delete a run and its records.
+    Delete { id: String },
+}
+
+/// Entry point of the `tbctl` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tbctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Profile(a) => profile::run(*a).await,
+            Cmd::ServeSim(a) => crate::sim::run(a).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Daemon { cmd: DaemonCmd::Status { daemon, json } } => {
+                daemon_cmds::status(&daemon, json).await.map(|_| ExitCode::SUCCESS)
+            }
+            Cmd::Runs { cmd, daemon, json } => match cmd {
+                None => daemon_cmds::list(&daemon, json).await,
+                Some(RunsCmd::Show { id }) => daemon_cmds::show(&daemon, &id).await,
+                Some(RunsCmd::Delete { id }) => daemon_cmds::delete(&daemon, &id).await,
+            }
+            .map(|_| ExitCode::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tbctl: {}", one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The error chain on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

@@ -1,0 +1,86 @@
+//! The terminal table of a summary.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
+
+use crate::summary::{Summary, METRICS};
+
+fn f(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Prints the metrics table, throughput, errors, kernel figures and notes.
+pub fn print_summary(s: &Summary) {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "metric", "count", "mean", "stddev", "min", "p50", "p90", "p95", "p99", "p99.9", "max",
+    ]);
+    for (name, _, _) in METRICS {
+        if let Some(m) = s.metrics.get(*name) {
+            let d = &m.dist;
+            t.add_row(vec![
+                Cell::new(name),
+                Cell::new(d.count),
+                Cell::new(f(d.mean)),
+                Cell::new(f(d.stddev)),
+                Cell::new(f(d.min)),
+                Cell::new(f(d.p50)),
+                Cell::new(f(d.p90)),
+                Cell::new(f(d.p95)),
+                Cell::new(f(d.p99)),
+                Cell::new(f(d.p999)),
+                Cell::new(f(d.max)),
+            ]);
+        }
+    }
+    println!("{t}");
+    println!(
+        "requests: {} ok, {} failed{} in {:.2}s; {:.2} req/s, {:.1} output tok/s{}",
+        s.requests.succeeded,
+        s.requests.failed,
+        if s.requests.warmup_excluded > 0 {
+            format!(" ({} warm-up excluded)", s.requests.warmup_excluded)
+        } else {
+            String::new()
+        },
+        s.duration_s,
+        s.request_throughput.value,
+        s.output_token_throughput.value,
+        s.goodput
+            .as_ref()
+            .map(|g| format!(", goodput {:.2} req/s", g.value))
+            .unwrap_or_default()
+    );
+    if !s.errors_by_class.is_empty() {
+        let e: Vec<String> = s
+            .errors_by_class
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("errors: {}", e.join(", "));
+    }
+    if let Some(k) = &s.kernel {
+        println!(
+            "kernel: seen {}/{} client side, {}/{} server side; lost events {}",
+            k["seen_client_side"], k["requests"], k["seen_server_side"], k["requests"], k["lost_events"]
+        );
+        if let Some(metrics) = k["metrics"].as_object() {
+            for (name, m) in metrics {
+                println!(
+                    "  {name:<22} p50 {} p99 {} max {}  ({})",
+                    f(m["p50"].as_f64().unwrap_or(f64::NAN)),
+                    f(m["p99"].as_f64().unwrap_or(f64::NAN)),
+                    f(m["max"].as_f64().unwrap_or(f64::NAN)),
+                    m["formula"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    for n in &s.notes {
+        println!("note: {n}");
+    }
+}

@@ -1,0 +1,418 @@
+//! `tbctl profile`: resolve the target, build the workload, run it with kernel capture, write
+//! the run directory and print the summary.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::{
+    api::{discover, flavour::ApiFlavour},
+    cli::{output, progress},
+    client::{RequestTemplate, Target},
+    clock::{mono_ns, unix_ns},
+    daemon,
+    kernel::{capture::Capture, join},
+    profile::{self, dispatch::Plan, rundir, LoadConfig},
+    record::RunMeta,
+    slo::Slo,
+    summary::{self, RunInfo},
+    workload::{
+        dataset::{Dataset, SpanSize},
+        duration::{parse_duration, parse_duration_range, parse_range},
+        schedule::{Pattern, Schedule},
+        trace::{self, ReplayOptions, TraceFormat},
+    },
+};
+
+fn dur(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// Arguments of `tbctl profile`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct ProfileArgs {
+    /// The endpoint, e.g. http://127.0.0.1:8080 (OpenAI-compatible or Ollama).
+    #[arg(long)]
+    pub url: String,
+    /// openai-chat | openai-completions | ollama-chat | ollama-generate (detected when absent).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Model name (the server's first model when absent).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Bearer token for the endpoint.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    /// Open loop: requests per second.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Arrival pattern for --rate: uniform, poisson or gamma.
+    #[arg(long, default_value = "poisson")]
+    pub pattern: String,
+    /// Gamma shape: 1 is Poisson, below 1 burstier.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Closed loop: requests in flight; with --rate, a cap on requests in flight.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Ramp the rate linearly FROM..TO requests/s over --duration (or 60s).
+    #[arg(long)]
+    pub ramp: Option<String>,
+    /// Measured requests to send (default 100, or the whole trace).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Stop dispatching after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = dur)]
+    #[serde(skip)]
+    pub duration: Option<Duration>,
+    /// Warm-up requests sent first and excluded from results.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Seed for prompts and arrivals: the same seed sends byte-identical requests.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Replay a trace: azure-code, azure-conv, or a file (Azure CSV, Mooncake JSONL, BurstGPT CSV, our JSONL).
+    #[arg(long)]
+    pub trace: Option<String>,
+    /// The trace's format when it cannot be told from the file: azure, mooncake, burstgpt, jsonl.
+    #[arg(long)]
+    pub trace_format: Option<String>,
+    /// Multiply the trace's gaps (0.5 = twice as fast).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Multiply the trace's request rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate_scale: f64,
+    /// Replay only START..END of the trace, e.g. 0s..60s.
+    #[arg(long)]
+    pub trace_window: Option<String>,
+    /// Built-in dataset prompt sizes: small (50-200 tokens), medium (200-500), large (500+), mixed.
+    #[arg(long, default_value = "mixed")]
+    pub span_size: String,
+    /// Output tokens to ask for (otherwise the dataset or trace decides).
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Ask the server to ignore end-of-sequence so outputs have exactly --max-tokens (vLLM, SGLang, llama.cpp).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Ask for whole (non-streamed) responses.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10m", value_parser = dur)]
+    #[serde(skip)]
+    pub timeout: Duration,
+    /// Service-level objectives for goodput, e.g. ttft=200ms,tpot=50ms,e2e=5s.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Print summary.json on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not use tbd (client-side timing only).
+    #[arg(long)]
+    pub no_daemon: bool,
+    /// tbd's socket (unix:PATH or PATH).
+    #[arg(long)]
+    pub daemon: Option<String>,
+    /// Connections opened before the clock starts in open loop.
+    #[arg(long, default_value_t = 16)]
+    pub preconnect: usize,
+    /// A label stored with the run.
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+/// Builds what to send and when.
+fn plan(a: &ProfileArgs) -> anyhow::Result<(Plan, String)> {
+    let mut describe;
+    let requests = a.requests.or(if a.trace.is_some() || a.duration.is_some() {
+        None
+    } else {
+        Some(100)
+    });
+    let schedule = |rate: f64| -> anyhow::Result<Schedule> {
+        let pattern = match a.pattern.as_str() {
+            "gamma" => Pattern::Gamma {
+                burstiness: a.burstiness,
+            },
+            p => p.parse::<Pattern>().map_err(anyhow::Error::msg)?,
+        };
+        let mut s = Schedule::new(pattern, rate, a.seed).map_err(anyhow::Error::msg)?;
+        if let Some(r) = &a.ramp {
+            let (from, to) = parse_range(r).map_err(anyhow::Error::msg)?;
+            let over = a.duration.unwrap_or(Duration::from_secs(60));
+            s = s.with_ramp(from, to, over).map_err(anyhow::Error::msg)?;
+        }
+        Ok(s)
+    };
+    let rate = match (a.rate, &a.ramp) {
+        (Some(r), _) => Some(r),
+        (None, Some(r)) => Some(parse_range(r).map_err(anyhow::Error::msg)?.1),
+        (None, None) => None,
+    };
+    if let Some(c) = a.concurrency {
+        if c == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+    }
+    let (items, arrivals): (Box<dyn Iterator<Item = _> + Send>, Option<Box<dyn Iterator<Item = u64> + Send>>) =
+        if let Some(spec) = &a.trace {
+            let format = a
+                .trace_format
+                .as_deref()
+                .map(|f| f.parse::<TraceFormat>().map_err(anyhow::Error::msg))
+                .transpose()?;
+            let entries = trace::load(spec, format)?;
+            let opts = ReplayOptions {
+                time_scale: a.time_scale,
+                rate_scale: a.rate_scale,
+                window: a
+                    .trace_window
+                    .as_deref()
+                    .map(parse_duration_range)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
+                max_requests: requests.map(|n| (n + a.warmup) as usize),
+            };
+            let entries = trace::apply(entries, &opts)?;
+            describe = format!("trace {spec}: {} requests", entries.len());
+            let items = trace::to_items(&entries, a.seed);
+            let arrivals: Box<dyn Iterator<Item = u64> + Send> = match rate {
+                Some(r) => Box::new(schedule(r)?),
+                None if a.concurrency.is_some() => {
+                    describe.push_str(", closed loop (--concurrency without --rate ignores trace times)");
+                    return Ok((
+                        Plan {
+                            items: Box::new(items.into_iter()),
+                            arrivals: None,
+                            requests,
+                            duration: a.duration,
+                            warmup: a.warmup,
+                        },
+                        describe,
+                    ));
+                }
+                None => Box::new(entries.iter().map(|e| e.offset_ns).collect::<Vec<_>>().into_iter()),
+            };
+            (Box::new(items.into_iter()), Some(arrivals))
+        } else {
+            let span: SpanSize = a.span_size.parse().map_err(anyhow::Error::msg)?;
+            let mut ds = Dataset::new(a.seed, span);
+            describe = format!("dataset ({} prompts, seed {})", a.span_size, a.seed);
+            let items = Box::new(std::iter::from_fn(move || Some(ds.next_item())));
+            (items, rate.map(|r| schedule(r).map(|s| Box::new(s) as Box<dyn Iterator<Item = u64> + Send>)).transpose()?)
+        };
+    match (rate, a.concurrency) {
+        (Some(r), Some(c)) => describe.push_str(&format!(", {} arrivals at {r}/s, at most {c} in flight", a.pattern)),
+        (Some(r), None) => describe.push_str(&format!(", {} arrivals at {r}/s", a.pattern)),
+        (None, c) if arrivals.is_none() => describe.push_str(&format!(", closed loop, concurrency {}", c.unwrap_or(1))),
+        _ => describe.push_str(", trace arrival times"),
+    }
+    Ok((
+        Plan {
+            items,
+            arrivals,
+            requests,
+            duration: a.duration,
+            warmup: a.warmup,
+        },
+        describe,
+    ))
+}
+
+/// Runs `tbctl profile`.
+pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::parse(&a.url)?;
+    let slo: Option<Slo> = a.slo.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
+    let (plan, describe) = plan(&a)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("http client")?;
+    let base = format!("http://{}:{}{}", target.host, target.port, target.base_path);
+    let key = a.api_key.as_deref();
+    let (flavour, models) = match &a.api {
+        Some(name) => {
+            let f: ApiFlavour = name.parse().map_err(|e: crate::api::flavour::UnknownFlavour| anyhow::anyhow!("{e}"))?;
+            let models = match &a.model {
+                Some(_) => discover::list_models(&http, &base, f, key).await.ok(),
+                None => Some(discover::list_models(&http, &base, f, key).await?),
+            };
+            (f, models)
+        }
+        None => {
+            let d = discover::detect(&http, &base, key).await?;
+            (d.flavour, Some(d.models))
+        }
+    };
+    let model = match (&a.model, &models) {
+        (Some(m), Some(list)) if !list.is_empty() && !list.contains(m) => {
+            bail!("unknown model '{m}': {} serves {}; pass one of them with --model", target.url, list.join(", "))
+        }
+        (Some(m), _) => m.clone(),
+        (None, Some(list)) if !list.is_empty() => list[0].clone(),
+        _ => bail!("{} lists no models; pass --model", target.url),
+    };
+    let addr = target.resolve().await?;
+    let server_port = target.is_local(&addr).then_some(target.port);
+
+    let (clock_mono_ns, clock_unix_ns) = (mono_ns(), unix_ns());
+    let run_id = rundir::new_run_id(clock_unix_ns);
+    let dir = rundir::create(&a.out, &run_id)
+        .with_context(|| format!("cannot create {}; pass a writable --out", a.out.display()))?;
+    let mut notes = Vec::new();
+
+    let socket = daemon::socket_path(a.daemon.as_deref().unwrap_or(daemon::DEFAULT_SOCKET));
+    let capture = if a.no_daemon {
+        notes.push("kernel timing absent: --no-daemon".to_string());
+        None
+    } else {
+        match Capture::start(&socket, &run_id, &a.label, server_port).await {
+            Ok(c) => Some(c),
+            Err(e) if a.daemon.is_some() => return Err(e.into()),
+            Err(e) => {
+                notes.push(format!("kernel timing absent: {e}"));
+                None
+            }
+        }
+    };
+    if capture.is_some() && server_port.is_none() {
+        notes.push("server-side kernel timing absent: the target is not on this host".into());
+    }
+
+    let meta = RunMeta {
+        run_id: run_id.clone(),
+        target: target.url.clone(),
+        model: model.clone(),
+        api: flavour.name().into(),
+        tool: "tbctl".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        clock_mono_ns,
+        clock_unix_ns,
+    };
+    let run_json = serde_json::json!({
+        "run_id": run_id,
+        "tool": "tbctl",
+        "version": env!("CARGO_PKG_VERSION"),
+        "git_commit": option_env!("TB_GIT_COMMIT"),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "target": target.url,
+        "api": flavour.name(),
+        "model": model,
+        "workload": describe,
+        "config": &a,
+        "timeout_s": a.timeout.as_secs_f64(),
+        "duration_s": a.duration.map(|d| d.as_secs_f64()),
+        "host": host_info(),
+        "clock": { "mono_ns": clock_mono_ns, "unix_ns": clock_unix_ns },
+        "daemon": { "used": capture.is_some(), "socket": socket, "server_port": server_port },
+        "start_unix_ns": clock_unix_ns,
+    });
+    rundir::write_json(&dir, "run.json", &run_json)?;
+    if !a.json {
+        eprintln!("tbctl profile: {} ({} {}), {describe}", target.url, flavour.name(), model);
+        eprintln!("run {run_id} -> {}", dir.display());
+    }
+
+    let template = RequestTemplate {
+        path: format!("{}{}", target.base_path, flavour.path()),
+        host_header: target.host_header(),
+        authorization: a.api_key.as_ref().map(|k| format!("Bearer {k}")),
+        flavour,
+        stream: !a.no_stream,
+    };
+    let expected = plan.requests.map(|n| n + plan.warmup);
+    let outcome = profile::run(
+        LoadConfig {
+            run_dir: dir.clone(),
+            meta,
+            addr,
+            template,
+            model: model.clone(),
+            max_tokens: a.max_tokens,
+            ignore_eos: a.ignore_eos,
+            timeout: a.timeout,
+            concurrency: a.concurrency,
+            preconnect: a.preconnect,
+            grace: a.timeout.min(Duration::from_secs(5)),
+            plan,
+        },
+        progress::reporter(expected, a.json),
+    )
+    .await?;
+    if outcome.interrupted {
+        notes.push(format!(
+            "interrupted by Ctrl-C after {} requests",
+            outcome.records.len()
+        ));
+    }
+
+    let mut summary = summary::summarize(
+        RunInfo {
+            run_id: &run_id,
+            target: &target.url,
+            model: &model,
+            api: flavour.name(),
+        },
+        &outcome.records,
+        slo.as_ref(),
+    );
+    if let Some(c) = capture {
+        match c.finish(&outcome.records).await {
+            Ok(data) => {
+                let measured: Vec<_> = outcome.records.iter().filter(|r| !r.warmup).cloned().collect();
+                let joined = join::join(&measured, &data);
+                write_jsonl(&dir.join("kernel.jsonl"), &joined.lines)?;
+                summary.kernel = Some(serde_json::to_value(&joined.summary)?);
+            }
+            Err(e) => notes.push(format!("kernel timing lost: {e}")),
+        }
+    }
+    summary.notes = notes;
+    rundir::write_json(&dir, "summary.json", &summary)?;
+    let mut run_json = run_json;
+    run_json["end_unix_ns"] = serde_json::json!(unix_ns());
+    rundir::write_json(&dir, "run.json", &run_json)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        output::print_summary(&summary);
+    }
+    if summary.requests.total > 0 && summary.requests.succeeded == 0 {
+        let top = summary
+            .errors_by_class
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(c, _)| c.as_str())
+            .unwrap_or("unknown");
+        let example = outcome.records.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+        eprintln!("tbctl: every request failed ({top}): {example}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_jsonl<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in rows {
+        serde_json::to_writer(&mut f, r)?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+fn host_info() -> serde_json::Value {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+    serde_json::json!({
+        "hostname": read("/proc/sys/kernel/hostname"),
+        "kernel": read("/proc/sys/kernel/osrelease"),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    })
+}

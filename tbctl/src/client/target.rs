@@ -1,0 +1,115 @@
+//! The endpoint being profiled: `http://host:port[/base]`.
+
+use std::net::SocketAddr;
+
+use crate::client::error::ClientError;
+
+/// A parsed target URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// As the user gave it, without a trailing slash.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix before the API paths (e.g. `/proxy`), without a trailing slash.
+    pub base_path: String,
+}
+
+impl Target {
+    /// Parses `http://host[:port][/base]`. https is refused with a clear message.
+    pub fn parse(url: &str) -> Result<Self, ClientError> {
+        let url = url.trim_end_matches('/');
+        let bad = |why: &str| ClientError::BadUrl(format!("{url}: {why}"));
+        let rest = if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else if url.starts_with("https://") {
+            return Err(bad("https targets are not supported yet; profile the server's plain-HTTP port (e.g. behind the TLS proxy)"));
+        } else {
+            return Err(bad("expected http://HOST:PORT"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h,
+                p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
+            ),
+            _ => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(Self {
+            url: url.to_string(),
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port,
+            base_path: path.to_string(),
+        })
+    }
+
+    /// Resolves the host (DNS through libc, so tbd's getaddrinfo probe sees it).
+    pub async fn resolve(&self) -> Result<SocketAddr, ClientError> {
+        let mut addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| ClientError::Connect(format!("cannot resolve {}: {e}", self.host)))?;
+        addrs
+            .next()
+            .ok_or_else(|| ClientError::Connect(format!("{} has no address", self.host)))
+    }
+
+    /// Whether the target is on this host (so tbd can also time the server side).
+    pub fn is_local(&self, addr: &SocketAddr) -> bool {
+        addr.ip().is_loopback()
+            || local_addrs().iter().any(|a| *a == addr.ip())
+    }
+
+    /// The Host header value.
+    pub fn host_header(&self) -> String {
+        if self.port == 80 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// This host's interface addresses (from /proc/net/fib_trie would be thorough; the
+/// addresses the kernel reports for local routes are enough here).
+fn local_addrs() -> Vec<std::net::IpAddr> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut last: Option<&str> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(ip) = t.strip_prefix("|-- ") {
+            last = Some(ip);
+        } else if t.contains("/32 host LOCAL") {
+            if let Some(ip) = last.and_then(|s| s.parse().ok()) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hosts_ports_and_base_paths() {
+        let t = Target::parse("http://127.0.0.1:8080/").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.base_path.as_str()), ("127.0.0.1", 8080, ""));
+        let t = Target::parse("http://example.invalid/proxy/x").unwrap();
+        assert_eq!((t.port, t.base_path.as_str()), (80, "/proxy/x"));
+        let t = Target::parse("http://[::1]:9000").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
+        assert!(Target::parse("https://api.example.invalid").unwrap_err().to_string().contains("https"));
+        assert!(Target::parse("localhost:8080").is_err());
+        assert!(Target::parse("http://h:notaport").is_err());
+    }
+}

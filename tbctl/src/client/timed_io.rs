@@ -1,0 +1,135 @@
+//! A TCP stream that stamps its own syscalls: the first write of a request and every read
+//! that returned data, in CLOCK_MONOTONIC ns. The request's send time is then when its bytes
+//! really went to the kernel, not when the event loop got round to it.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    task::{Context, Poll},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+
+use crate::clock::mono_ns;
+
+/// Times shared between the stream (inside hyper) and the request code.
+#[derive(Debug, Default)]
+pub struct Stamps {
+    /// Entry of the first write since the last `arm` (0 = none yet).
+    pub first_write_ns: AtomicU64,
+    /// Return of the first read with data since the last `arm` (0 = none yet).
+    pub first_read_ns: AtomicU64,
+    /// Return of the latest read with data.
+    pub last_read_ns: AtomicU64,
+    /// Bytes read since the last `arm`.
+    pub bytes_read: AtomicU64,
+}
+
+impl Stamps {
+    /// Starts a new request: the next write and read are its first.
+    pub fn arm(&self) {
+        self.first_write_ns.store(0, Relaxed);
+        self.first_read_ns.store(0, Relaxed);
+        self.bytes_read.store(0, Relaxed);
+    }
+
+    fn get(v: &AtomicU64) -> Option<u64> {
+        match v.load(Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// When the request's first byte was written.
+    pub fn sent(&self) -> Option<u64> {
+        Self::get(&self.first_write_ns)
+    }
+
+    /// When the response's first byte was read.
+    pub fn first_read(&self) -> Option<u64> {
+        Self::get(&self.first_read_ns)
+    }
+
+    /// When the latest data was read.
+    pub fn last_read(&self) -> u64 {
+        self.last_read_ns.load(Relaxed)
+    }
+}
+
+/// The stamping stream.
+pub struct TimedStream {
+    inner: TcpStream,
+    stamps: Arc<Stamps>,
+}
+
+impl TimedStream {
+    /// Wraps a connected stream.
+    pub fn new(inner: TcpStream, stamps: Arc<Stamps>) -> Self {
+        Self { inner, stamps }
+    }
+}
+
+impl AsyncRead for TimedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            let now = mono_ns();
+            let s = &self.stamps;
+            s.last_read_ns.store(now, Relaxed);
+            if s.first_read_ns.load(Relaxed) == 0 {
+                s.first_read_ns.store(now, Relaxed);
+            }
+            s.bytes_read.fetch_add(n as u64, Relaxed);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for TimedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.stamps.first_write_ns.load(Relaxed) == 0 {
+            self.stamps.first_write_ns.store(mono_ns(), Relaxed);
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.stamps.first_write_ns.load(Relaxed) == 0 {
+            self.stamps.first_write_ns.store(mono_ns(), Relaxed);
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

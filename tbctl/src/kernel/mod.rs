@@ -1,0 +1,4 @@
+//! Kernel timing from tbd: capture around a run, fetch, join, and the `tbctl trace` analysis.
+
+pub mod capture;
+pub mod join;

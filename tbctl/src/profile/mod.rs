@@ -1,0 +1,165 @@
+//! `tbctl profile`'s engine: dispatcher thread, connection workers, record writer.
+
+pub mod dispatch;
+pub mod job;
+pub mod rundir;
+pub mod worker;
+pub mod writer;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::{
+    client::{ClientError, Conn, RequestTemplate},
+    clock::{mono_ns, unix_ns},
+    record::{RequestRecord, RunMeta},
+};
+use dispatch::{Plan, Pool};
+use writer::{OnRecord, RecordWriter};
+
+/// Everything a load run needs.
+pub struct LoadConfig {
+    pub run_dir: PathBuf,
+    pub meta: RunMeta,
+    pub addr: SocketAddr,
+    pub template: RequestTemplate,
+    pub model: String,
+    pub max_tokens: Option<u32>,
+    pub ignore_eos: bool,
+    pub timeout: Duration,
+    /// Cap on requests in flight (closed loop: exactly this many workers).
+    pub concurrency: Option<usize>,
+    /// Connections opened before the clock starts, so the first requests do not pay set-up.
+    pub preconnect: usize,
+    /// How long Ctrl-C waits for requests in flight before abandoning them.
+    pub grace: Duration,
+    pub plan: Plan,
+}
+
+/// What a load run produced.
+pub struct LoadOutcome {
+    pub records: Vec<RequestRecord>,
+    pub dispatched: u64,
+    pub interrupted: bool,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// Maps a monotonic time to Unix ns with the run's clock pair.
+pub fn mono_to_unix(meta: &RunMeta) -> impl Fn(u64) -> u64 + Send + 'static {
+    let (m, u) = (meta.clock_mono_ns, meta.clock_unix_ns);
+    move |t| (u as i128 + t as i128 - m as i128) as u64
+}
+
+/// Runs the load and returns every record (also in requests.jsonl, written as they finished).
+pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, ClientError> {
+    let (sink, writer) = RecordWriter::create(
+        &cfg.run_dir.join("requests.jsonl"),
+        &cfg.meta,
+        mono_to_unix(&cfg.meta),
+        on_record,
+    )
+    .map_err(|e| ClientError::Connect(format!("cannot write the run directory: {e}")))?;
+
+    let closed_loop = cfg.plan.arrivals.is_none();
+    let workers_wanted = match (closed_loop, cfg.concurrency) {
+        (true, c) => c.unwrap_or(1),
+        (false, Some(c)) => cfg.preconnect.min(c),
+        (false, None) => cfg.preconnect,
+    }
+    .max(1);
+    let max_workers = cfg.concurrency.unwrap_or(if closed_loop { 1 } else { 100_000 });
+
+    // Pre-connect: also the check that the target accepts connections at all.
+    let mut conns = Vec::with_capacity(workers_wanted);
+    for chunk in (0..workers_wanted).collect::<Vec<_>>().chunks(64) {
+        let batch = futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(cfg.addr))).await;
+        for c in batch {
+            conns.push(c?);
+        }
+    }
+
+    let (tx, rx) = mpsc::channel::<job::Job>(if closed_loop { 1 } else { 1 << 16 });
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let pool = Arc::new(Pool::default());
+    let shared = Arc::new(worker::Shared {
+        addr: cfg.addr,
+        template: cfg.template,
+        model: cfg.model,
+        max_tokens: cfg.max_tokens,
+        ignore_eos: cfg.ignore_eos,
+        timeout: cfg.timeout,
+        jobs: Mutex::new(rx),
+        sink,
+        pool: pool.clone(),
+        cancel: cancel_rx,
+        stop: stop.clone(),
+        alive: alive_tx,
+    });
+    for c in conns {
+        pool.workers.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(worker::run(shared.clone(), Some(c)));
+    }
+    let handle = tokio::runtime::Handle::current();
+    let grow_shared = shared.clone();
+    let grow_pool = pool.clone();
+    let grow: dispatch::Grow = Box::new(move || {
+        grow_pool.workers.fetch_add(1, Ordering::Relaxed);
+        handle.spawn(worker::run(grow_shared.clone(), None));
+    });
+    drop(shared);
+
+    // A short lead so every worker waits on the queue before the first intended time.
+    let start_ns = mono_ns() + 5_000_000;
+    let plan = cfg.plan;
+    let dstop = stop.clone();
+    let dispatcher = std::thread::Builder::new()
+        .name("tbctl-dispatch".into())
+        .spawn(move || dispatch::run(plan, start_ns, tx, dstop, pool, max_workers, grow))
+        .map_err(|e| ClientError::Connect(format!("cannot start the dispatcher: {e}")))?;
+
+    let mut interrupted = false;
+    tokio::select! {
+        _ = alive_rx.recv() => {}
+        _ = tokio::signal::ctrl_c() => {
+            interrupted = true;
+            stop.store(true, Ordering::Relaxed);
+            tracing::warn!("interrupted: no new requests; waiting up to {:?} for those in flight", cfg.grace);
+            if tokio::time::timeout(cfg.grace, alive_rx.recv()).await.is_err() {
+                let _ = cancel_tx.send(true);
+                alive_rx.recv().await;
+            }
+        }
+    }
+    let dispatched = tokio::task::spawn_blocking(move || dispatcher.join().unwrap_or(0))
+        .await
+        .unwrap_or(0);
+    let end_ns = mono_ns();
+    let records = tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .map_err(|e| ClientError::Connect(e.to_string()))?
+        .map_err(|e| ClientError::Connect(format!("writing requests.jsonl: {e}")))?;
+    Ok(LoadOutcome {
+        records,
+        dispatched,
+        interrupted,
+        start_ns,
+        end_ns,
+    })
+}
+
+/// A fresh (monotonic, Unix) clock pair for a run's metadata.
+pub fn clock_pair() -> (u64, u64) {
+    (mono_ns(), unix_ns())
+}

@@ -1,0 +1,108 @@
+//! A connection worker: takes jobs, keeps one keep-alive connection, writes one record per job.
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::{
+    api::flavour::{build_body, RequestSpec},
+    client::{ClientError, Conn, RequestTemplate},
+    clock::mono_ns,
+    profile::{dispatch::Pool, job::Job, writer::RecordSink},
+    record::RequestRecord,
+};
+
+/// What every worker shares.
+pub struct Shared {
+    pub addr: SocketAddr,
+    pub template: RequestTemplate,
+    pub model: String,
+    pub max_tokens: Option<u32>,
+    pub ignore_eos: bool,
+    pub timeout: Duration,
+    pub jobs: Mutex<mpsc::Receiver<Job>>,
+    pub sink: RecordSink,
+    pub pool: Arc<Pool>,
+    /// Set to true to abandon requests in flight (Ctrl-C after the grace period).
+    pub cancel: watch::Receiver<bool>,
+    /// Set on Ctrl-C: take no new job.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped when the worker ends; the runner waits for every clone to go.
+    pub alive: mpsc::Sender<()>,
+}
+
+/// Runs a worker until the job channel closes or it is cancelled. `conn` may be pre-connected.
+pub async fn run(shared: Arc<Shared>, mut conn: Option<Conn>) {
+    let mut cancel = shared.cancel.clone();
+    loop {
+        shared.pool.idle.fetch_add(1, Ordering::Relaxed);
+        let job = shared.jobs.lock().await.recv().await;
+        shared.pool.idle.fetch_sub(1, Ordering::Relaxed);
+        let Some(job) = job else { break };
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut rec = RequestRecord {
+            request_id: job.request_id,
+            t_intended_ns: job.intended_ns.unwrap_or_else(mono_ns),
+            input_tokens: Some(job.item.input_tokens as u64),
+            service_type: shared.template.flavour.service_type().into(),
+            model: shared.model.clone(),
+            warmup: job.warmup,
+            ..Default::default()
+        };
+        let body = build_body(
+            shared.template.flavour,
+            &RequestSpec {
+                model: shared.model.clone(),
+                prompt: job.item.prompt,
+                max_tokens: shared.max_tokens.or(job.item.max_tokens),
+                stream: shared.template.stream,
+                ignore_eos: shared.ignore_eos,
+            },
+        );
+        let result = tokio::select! {
+            r = execute(&shared, &mut conn, body, &mut rec) => r,
+            _ = cancel.wait_for(|c| *c) => {
+                conn = None;
+                rec.t_end_ns = Some(mono_ns());
+                Err(ClientError::StreamCut("cancelled by Ctrl-C before the response finished".into()))
+            }
+        };
+        match result {
+            Ok(()) => rec.success = true,
+            Err(e) => {
+                rec.success = false;
+                rec.error_class = Some(e.class());
+                rec.error = Some(e.to_string());
+                rec.t_end_ns.get_or_insert_with(mono_ns);
+            }
+        }
+        shared.sink.send(rec);
+        if *cancel.borrow() {
+            break;
+        }
+    }
+    shared.pool.workers.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn execute(
+    shared: &Shared,
+    conn: &mut Option<Conn>,
+    body: Vec<u8>,
+    rec: &mut RequestRecord,
+) -> Result<(), ClientError> {
+    if !conn.as_ref().is_some_and(Conn::is_usable) {
+        *conn = Some(Conn::connect(shared.addr).await?);
+    }
+    let c = conn.as_mut().expect("connected above");
+    let r = c.execute(&shared.template, body, rec, shared.timeout).await;
+    if !c.is_usable() {
+        *conn = None;
+    }
+    r
+}

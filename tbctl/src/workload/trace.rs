@@ -1,0 +1,1041 @@
+//! Request traces for replay: Azure LLM inference CSV, Mooncake JSONL, BurstGPT CSV and our own
+//! JSONL, loaded into one entry type, then windowed, rescaled and turned into work items.
+//!
+//! Offsets are relative to the earliest request and entries are sorted by offset, whatever order
+//! the file had. Two Azure traces ship inside the binary (`azure-code`, `azure-conv`).
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use serde_json::{Map, Value};
+
+use super::{dataset::synth_prompt_counted, item::WorkItem};
+use crate::tokens;
+
+/// Names of the traces compiled into the binary; `load` takes them in place of a path.
+pub const BUILTIN_TRACES: &[&str] = &["azure-code", "azure-conv"];
+
+fn builtin(name: &str) -> Option<&'static str> {
+    match name {
+        "azure-code" => Some(include_str!(
+            "../../data/azure-llm-2023/AzureLLMInferenceTrace_code.csv"
+        )),
+        "azure-conv" => Some(include_str!(
+            "../../data/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
+        )),
+        _ => None,
+    }
+}
+
+/// One request of a trace: when it arrived and how large it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEntry {
+    /// Arrival in ns after the trace's first request.
+    pub offset_ns: u64,
+    /// Prompt tokens, as the trace counted them.
+    pub input_tokens: u32,
+    /// Output tokens the request produced; 0 for requests that failed.
+    pub output_tokens: u32,
+    /// The prompt itself, when the trace carries it (our own JSONL); otherwise one is synthesised.
+    pub prompt: Option<String>,
+}
+
+/// The file formats `load` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// Azure LLM inference trace CSV: `TIMESTAMP,ContextTokens,GeneratedTokens`.
+    Azure,
+    /// Mooncake JSONL: `timestamp` (ms), `input_length`, `output_length`, `hash_ids`.
+    Mooncake,
+    /// BurstGPT CSV: `Timestamp` (s), `Model`, `Request tokens`, `Response tokens`, ...
+    BurstGpt,
+    /// TrafficBench JSONL: `t_ms`, `input_tokens`, `output_tokens`, optional `prompt`.
+    Jsonl,
+}
+
+impl FromStr for TraceFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "azure" => Ok(TraceFormat::Azure),
+            "mooncake" => Ok(TraceFormat::Mooncake),
+            "burstgpt" | "burst-gpt" => Ok(TraceFormat::BurstGpt),
+            "jsonl" => Ok(TraceFormat::Jsonl),
+            _ => Err(format!(
+                "unknown trace format '{s}': use azure, mooncake, burstgpt or jsonl"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TraceFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TraceFormat::Azure => "azure",
+            TraceFormat::Mooncake => "mooncake",
+            TraceFormat::BurstGpt => "burstgpt",
+            TraceFormat::Jsonl => "jsonl",
+        })
+    }
+}
+
+/// Why a trace could not be loaded or replayed; each message is one line naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be read (built-in names are listed, since a typo lands here).
+    #[error("cannot read trace {path}: {source} (built-in traces: azure-code, azure-conv)")]
+    Read {
+        /// The path as given.
+        path: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not what the format requires.
+    #[error("trace {file} line {line}: {msg}")]
+    Malformed {
+        /// The trace name or path as given.
+        file: String,
+        /// 1-based line number in the file.
+        line: usize,
+        /// What is wrong with the line.
+        msg: String,
+    },
+    /// No format was given and the first line matches none.
+    #[error(
+        "cannot tell the format of trace {file}: {why}; name it (azure, mooncake, burstgpt or jsonl)"
+    )]
+    UnknownFormat {
+        /// The trace name or path as given.
+        file: String,
+        /// What the first line looked like.
+        why: String,
+    },
+    /// The file holds no requests.
+    #[error("trace {file} has no requests")]
+    Empty {
+        /// The trace name or path as given.
+        file: String,
+    },
+    /// A replay option is out of range.
+    #[error("trace replay: {0}")]
+    BadOption(String),
+    /// The replay options leave no request to send.
+    #[error("trace replay selects no requests: {0}")]
+    NothingSelected(String),
+}
+
+/// Loads a trace from a built-in name (see `BUILTIN_TRACES`) or a file path. With no `format`,
+/// the format is told from the first line, since both CSV formats share the `.csv` extension.
+pub fn load(spec: &str, format: Option<TraceFormat>) -> Result<Vec<TraceEntry>, TraceError> {
+    if let Some(text) = builtin(spec) {
+        return parse(spec, text, Some(format.unwrap_or(TraceFormat::Azure)));
+    }
+    let text = std::fs::read_to_string(spec).map_err(|source| TraceError::Read {
+        path: spec.to_string(),
+        source,
+    })?;
+    parse(spec, &text, format)
+}
+
+/// Parses trace text already in memory; `name` is used in error messages only.
+pub fn parse(
+    name: &str,
+    text: &str,
+    format: Option<TraceFormat>,
+) -> Result<Vec<TraceEntry>, TraceError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if lines(text).next().is_none() {
+        return Err(TraceError::Empty {
+            file: name.to_string(),
+        });
+    }
+    let format = match format {
+        Some(f) => f,
+        None => detect(name, text)?,
+    };
+    let malformed = |line: usize, msg: String| TraceError::Malformed {
+        file: name.to_string(),
+        line,
+        msg,
+    };
+    let rows = match format {
+        TraceFormat::Azure => parse_csv(
+            text,
+            &["TIMESTAMP", "ContextTokens", "GeneratedTokens"],
+            parse_datetime_ns,
+            "a date-time like 2023-11-16 18:17:03.9799600",
+        ),
+        TraceFormat::BurstGpt => parse_csv(
+            text,
+            &["Timestamp", "Request tokens", "Response tokens"],
+            |s| seconds_to_ns(s.parse().ok()?, 1e9),
+            "a number of seconds",
+        ),
+        TraceFormat::Mooncake => parse_json_lines(text, |obj| {
+            Ok(Row {
+                at_ns: json_time(obj, "timestamp", 1e6, "milliseconds")?,
+                input: json_tokens(obj, "input_length")?,
+                output: json_tokens(obj, "output_length")?,
+                prompt: None,
+            })
+        }),
+        TraceFormat::Jsonl => parse_json_lines(text, |obj| {
+            let prompt = match obj.get("prompt") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) => Some(p.clone()),
+                Some(other) => return Err(format!("prompt {other} is not a string")),
+            };
+            let input = match (obj.get("input_tokens"), &prompt) {
+                (None, Some(p)) => tokens::estimate(p),
+                _ => json_tokens(obj, "input_tokens")?,
+            };
+            Ok(Row {
+                at_ns: json_time(obj, "t_ms", 1e6, "milliseconds")?,
+                input,
+                output: json_tokens(obj, "output_tokens")?,
+                prompt,
+            })
+        }),
+    }
+    .map_err(|(line, msg)| malformed(line, msg))?;
+    if rows.is_empty() {
+        return Err(TraceError::Empty {
+            file: name.to_string(),
+        });
+    }
+    Ok(rebase(rows))
+}
+
+/// How to replay a trace: which part, how fast, and how much of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOptions {
+    /// Multiplies every gap: 0.5 replays twice as fast, 2 half as fast.
+    pub time_scale: f64,
+    /// Multiplies the request rate, i.e. divides every offset: 2 replays twice as fast.
+    pub rate_scale: f64,
+    /// Keeps requests with offsets in `[start, end)` of the original trace, re-based so the first
+    /// kept request is at 0 (a quiet start of the window is not replayed as idle time).
+    pub window: Option<(Duration, Duration)>,
+    /// Keeps at most this many requests, the earliest, after windowing.
+    pub max_requests: Option<usize>,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            time_scale: 1.0,
+            rate_scale: 1.0,
+            window: None,
+            max_requests: None,
+        }
+    }
+}
+
+/// Applies `opts` in order window, scale, limit. Errors when an option is out of range or the
+/// result would be empty, so a replay never silently sends nothing.
+pub fn apply(
+    mut entries: Vec<TraceEntry>,
+    opts: &ReplayOptions,
+) -> Result<Vec<TraceEntry>, TraceError> {
+    for (name, value) in [
+        ("time scale", opts.time_scale),
+        ("rate scale", opts.rate_scale),
+    ] {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(TraceError::BadOption(format!(
+                "{name} must be a positive number, got {value}"
+            )));
+        }
+    }
+    if entries.is_empty() {
+        return Err(TraceError::NothingSelected("the trace is empty".into()));
+    }
+    if let Some((start, end)) = opts.window {
+        if end <= start {
+            return Err(TraceError::BadOption(format!(
+                "window {start:?}..{end:?} is empty: the end must come after the start"
+            )));
+        }
+        let span = entries.iter().map(|e| e.offset_ns).max().unwrap_or(0);
+        let (lo, hi) = (duration_ns(start), duration_ns(end));
+        entries.retain(|e| e.offset_ns >= lo && e.offset_ns < hi);
+        let Some(base) = entries.iter().map(|e| e.offset_ns).min() else {
+            return Err(TraceError::NothingSelected(format!(
+                "no request in the window {start:?}..{end:?} (the trace's last request is at {:?})",
+                Duration::from_nanos(span)
+            )));
+        };
+        for e in &mut entries {
+            e.offset_ns -= base;
+        }
+    }
+    let factor = opts.time_scale / opts.rate_scale;
+    if factor != 1.0 {
+        for e in &mut entries {
+            // Offsets stay far below 2^53 ns (104 days), so f64 keeps them exact enough.
+            e.offset_ns = (e.offset_ns as f64 * factor).round() as u64;
+        }
+    }
+    if let Some(max) = opts.max_requests {
+        if max == 0 {
+            return Err(TraceError::NothingSelected("the request limit is 0".into()));
+        }
+        entries.truncate(max);
+    }
+    Ok(entries)
+}
+
+/// Turns entries into work items: the trace's prompt or a synthetic one of the trace's size
+/// (`synth_prompt(seed, i, input_tokens)`), at least 1 output token (failed requests record 0),
+/// and the trace's offset as the send time.
+pub fn to_items(entries: &[TraceEntry], seed: u64) -> Vec<WorkItem> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (prompt, input_tokens) = match &e.prompt {
+                Some(p) => (p.clone(), e.input_tokens),
+                None => synth_prompt_counted(seed, i as u64, e.input_tokens),
+            };
+            WorkItem {
+                prompt,
+                input_tokens,
+                max_tokens: Some(e.output_tokens.max(1)),
+                at_ns: Some(e.offset_ns),
+            }
+        })
+        .collect()
+}
+
+/// One parsed line before re-basing: absolute time in ns (any origin) and sizes.
+struct Row {
+    at_ns: i128,
+    input: u32,
+    output: u32,
+    prompt: Option<String>,
+}
+
+/// A line-numbered error before the file name is attached.
+type LineError = (usize, String);
+
+/// Sorts by time (stable, so equal times keep file order) and makes offsets relative to the
+/// earliest request.
+fn rebase(mut rows: Vec<Row>) -> Vec<TraceEntry> {
+    rows.sort_by_key(|r| r.at_ns);
+    let base = rows.first().map_or(0, |r| r.at_ns);
+    rows.into_iter()
+        .map(|r| TraceEntry {
+            offset_ns: u64::try_from(r.at_ns - base).unwrap_or(u64::MAX),
+            input_tokens: r.input,
+            output_tokens: r.output,
+            prompt: r.prompt,
+        })
+        .collect()
+}
+
+/// Non-blank lines with 1-based numbers; a trailing `\r` (CRLF files) is not part of the line.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split('\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
+        .filter(|(_, l)| !l.trim().is_empty())
+}
+
+fn detect(name: &str, text: &str) -> Result<TraceFormat, TraceError> {
+    let unknown = |why: String| TraceError::UnknownFormat {
+        file: name.to_string(),
+        why,
+    };
+    let (_, first) = lines(text)
+        .next()
+        .ok_or_else(|| unknown("it is empty".into()))?;
+    let first = first.trim();
+    if first.starts_with('{') {
+        let value: Value = serde_json::from_str(first)
+            .map_err(|e| unknown(format!("the first line is not valid JSON ({e})")))?;
+        if value.get("input_length").is_some() || value.get("hash_ids").is_some() {
+            return Ok(TraceFormat::Mooncake);
+        }
+        if value.get("t_ms").is_some() || value.get("input_tokens").is_some() {
+            return Ok(TraceFormat::Jsonl);
+        }
+        return Err(unknown(
+            "the first JSON line has neither input_length (Mooncake) nor t_ms (TrafficBench JSONL)"
+                .into(),
+        ));
+    }
+    let header = first.to_ascii_lowercase();
+    if header.contains("contexttokens") {
+        Ok(TraceFormat::Azure)
+    } else if header.contains("request tokens") {
+        Ok(TraceFormat::BurstGpt)
+    } else {
+        Err(unknown(format!(
+            "the first line '{}' is not a known CSV header or JSON",
+            first.chars().take(60).collect::<String>()
+        )))
+    }
+}
+
+/// Reads a CSV with a header naming `columns` (time, input tokens, output tokens) in any order
+/// among others; `time_hint` says what the time column should look like.
+fn parse_csv(
+    text: &str,
+    columns: &[&str; 3],
+    parse_time: impl Fn(&str) -> Option<i128>,
+    time_hint: &str,
+) -> Result<Vec<Row>, LineError> {
+    let mut lines = lines(text);
+    let Some((header_line, header)) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let names = split_csv(header).map_err(|e| (header_line, e))?;
+    let mut index = [0usize; 3];
+    for (slot, column) in index.iter_mut().zip(columns) {
+        *slot = names
+            .iter()
+            .position(|n| n.trim().eq_ignore_ascii_case(column))
+            .ok_or_else(|| {
+                (
+                    header_line,
+                    format!(
+                        "the header has no {column} column (expected {})",
+                        columns.join(",")
+                    ),
+                )
+            })?;
+    }
+    let needed = index.iter().max().map_or(0, |m| m + 1);
+    let mut rows = Vec::new();
+    for (line, text) in lines {
+        let fields = split_csv(text).map_err(|e| (line, e))?;
+        if fields.len() < needed {
+            return Err((
+                line,
+                format!(
+                    "expected {} fields like the header, found {}",
+                    names.len(),
+                    fields.len()
+                ),
+            ));
+        }
+        let field = |i: usize| fields[index[i]].trim();
+        let at_ns = parse_time(field(0)).ok_or_else(|| {
+            (
+                line,
+                format!("{} '{}' is not {time_hint}", columns[0], field(0)),
+            )
+        })?;
+        let tokens = |i: usize| {
+            field(i).parse::<u32>().map_err(|_| {
+                (
+                    line,
+                    format!("{} '{}' is not a number", columns[i], field(i)),
+                )
+            })
+        };
+        rows.push(Row {
+            at_ns,
+            input: tokens(1)?,
+            output: tokens(2)?,
+            prompt: None,
+        });
+    }
+    Ok(rows)
+}
+
+/// Splits one CSV line, honouring double quotes (`""` inside quotes is a quote).
+fn split_csv(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.trim().is_empty() => {
+                field.clear();
+                quoted = true;
+            }
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("a quoted field is not closed".into());
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+fn parse_json_lines(
+    text: &str,
+    row: impl Fn(&Map<String, Value>) -> Result<Row, String>,
+) -> Result<Vec<Row>, LineError> {
+    lines(text)
+        .map(|(line, text)| {
+            let value: Value =
+                serde_json::from_str(text).map_err(|e| (line, format!("not valid JSON ({e})")))?;
+            let obj = value
+                .as_object()
+                .ok_or_else(|| (line, "not a JSON object".to_string()))?;
+            row(obj).map_err(|msg| (line, msg))
+        })
+        .collect()
+}
+
+fn json_tokens(obj: &Map<String, Value>, key: &str) -> Result<u32, String> {
+    let value = obj.get(key).ok_or_else(|| format!("{key} is missing"))?;
+    value
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("{key} {value} is not a token count"))
+}
+
+fn json_time(
+    obj: &Map<String, Value>,
+    key: &str,
+    unit_ns: f64,
+    unit: &str,
+) -> Result<i128, String> {
+    let value = obj.get(key).ok_or_else(|| format!("{key} is missing"))?;
+    // Integers go through i128 so millisecond epochs keep every digit.
+    if let Some(n) = value.as_i64() {
+        return Ok(n as i128 * unit_ns as i128);
+    }
+    value
+        .as_f64()
+        .and_then(|x| seconds_to_ns(x, unit_ns))
+        .ok_or_else(|| format!("{key} {value} is not a number of {unit}"))
+}
+
+/// `x` units of `unit_ns` each, in ns; `None` for values no trace could hold.
+fn seconds_to_ns(x: f64, unit_ns: f64) -> Option<i128> {
+    let ns = (x * unit_ns).round();
+    (ns.is_finite() && ns.abs() < 1e30).then_some(ns as i128)
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`, optional trailing `Z`) as ns since the
+/// Unix epoch, treating it as UTC; only differences matter, so the time zone does not.
+fn parse_datetime_ns(s: &str) -> Option<i128> {
+    let (date, time) = s.trim().split_once([' ', 'T'])?;
+    let time = time.strip_suffix('Z').unwrap_or(time);
+    let mut date_parts = date.split('-');
+    let year: i64 = digits(date_parts.next()?)?;
+    let month: u32 = digits(date_parts.next()?)?;
+    let day: u32 = digits(date_parts.next()?)?;
+    let (hms, fraction) = match time.split_once('.') {
+        Some((hms, fraction)) => (hms, Some(fraction)),
+        None => (time, None),
+    };
+    let mut time_parts = hms.split(':');
+    let hour: i64 = digits(time_parts.next()?)?;
+    let minute: i64 = digits(time_parts.next()?)?;
+    let second: i64 = digits(time_parts.next()?)?;
+    if date_parts.next().is_some() || time_parts.next().is_some() {
+        return None;
+    }
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let fraction_ns = match fraction {
+        None => 0,
+        Some(f) => {
+            digits::<u64>(f)?;
+            // Up to ns precision; further digits cannot matter to a replay.
+            let f = &f[..f.len().min(9)];
+            f.parse::<i128>().ok()? * 10i128.pow(9 - f.len() as u32)
+        }
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(seconds as i128 * 1_000_000_000 + fraction_ns)
+}
+
+/// A non-empty run of ASCII digits as a number (no signs, spaces or empty parts).
+fn digits<T: FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn entry(offset_ns: u64) -> TraceEntry {
+        TraceEntry {
+            offset_ns,
+            input_tokens: 10,
+            output_tokens: 5,
+            prompt: None,
+        }
+    }
+
+    fn offsets(entries: &[TraceEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.offset_ns).collect()
+    }
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2023, 11, 16), 19_677);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    }
+
+    #[test]
+    fn azure_timestamps_parse_to_ns() {
+        let t = parse_datetime_ns("2023-11-16 18:17:03.9799600").unwrap();
+        assert_eq!(
+            t,
+            (1_700_092_800 + 18 * 3600 + 17 * 60 + 3) as i128 * 1_000_000_000 + 979_960_000
+        );
+        // Seven fractional digits are 100 ns units.
+        let a = parse_datetime_ns("2023-11-16 18:17:03.0000001").unwrap();
+        let b = parse_datetime_ns("2023-11-16 18:17:03").unwrap();
+        assert_eq!(a - b, 100);
+        assert_eq!(
+            parse_datetime_ns("2023-11-16T18:17:03.5Z").unwrap() - b,
+            500_000_000
+        );
+    }
+
+    #[test]
+    fn azure_timestamps_cross_minute_hour_day_and_month_boundaries() {
+        let diff = |a: &str, b: &str| parse_datetime_ns(b).unwrap() - parse_datetime_ns(a).unwrap();
+        assert_eq!(
+            diff("2023-11-16 18:16:59.9799600", "2023-11-16 18:17:00.0319600"),
+            52_000_000
+        );
+        assert_eq!(
+            diff("2023-11-16 18:59:59.9999999", "2023-11-16 19:00:00.0000001"),
+            200
+        );
+        assert_eq!(
+            diff("2023-11-16 23:59:59", "2023-11-17 00:00:00"),
+            1_000_000_000
+        );
+        assert_eq!(
+            diff("2023-02-28 23:59:59", "2023-03-01 00:00:00"),
+            1_000_000_000
+        );
+        assert_eq!(
+            diff("2024-02-28 23:59:59", "2024-03-01 00:00:00"),
+            86_401_000_000_000
+        );
+        assert_eq!(
+            diff("2023-12-31 23:59:59.5", "2024-01-01 00:00:00"),
+            500_000_000
+        );
+    }
+
+    #[test]
+    fn bad_timestamps_are_rejected() {
+        for bad in [
+            "2023-11-16",
+            "2023-13-01 00:00:00",
+            "2023-02-29 00:00:00",
+            "2023-11-31 00:00:00",
+            "2023-11-16 24:00:00",
+            "2023-11-16 18:60:00",
+            "2023-11-16 18:17:03.",
+            "2023-11-16 18:17:03.12a",
+            "2023-11-16 18:17",
+            "2023-11-16 18:17:03:01",
+            "2023/11/16 18:17:03",
+            "1700092800",
+        ] {
+            assert_eq!(parse_datetime_ns(bad), None, "{bad}");
+        }
+    }
+
+    const AZURE: &str = "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+        2023-11-16 18:59:59.5000000,100,10\n\
+        2023-11-16 19:00:00.2500000,200,0\n\
+        2023-11-16 19:00:01.0000000,300,30\n";
+
+    #[test]
+    fn azure_csv_parses_with_crlf_and_without_final_newline() {
+        let lf = parse("t.csv", AZURE, None).unwrap();
+        assert_eq!(offsets(&lf), vec![0, 750_000_000, 1_500_000_000]);
+        assert_eq!(lf[1].input_tokens, 200);
+        assert_eq!(lf[1].output_tokens, 0);
+        let crlf = AZURE.replace('\n', "\r\n");
+        assert_eq!(parse("t.csv", &crlf, None).unwrap(), lf);
+        assert_eq!(parse("t.csv", crlf.trim_end(), None).unwrap(), lf);
+        assert_eq!(parse("t.csv", AZURE.trim_end(), None).unwrap(), lf);
+        // A CR with no LF after it ends the file in a CRLF trace cut short.
+        let cut = format!("{}\r", crlf.trim_end());
+        assert_eq!(parse("t.csv", &cut, None).unwrap(), lf);
+        let bom = format!("\u{feff}{AZURE}\n\n");
+        assert_eq!(parse("t.csv", &bom, None).unwrap(), lf);
+    }
+
+    #[test]
+    fn malformed_lines_name_file_line_and_problem() {
+        let bad = AZURE.replace("300,30", "300,abc");
+        assert_eq!(
+            parse("foo.csv", &bad, None).unwrap_err().to_string(),
+            "trace foo.csv line 4: GeneratedTokens 'abc' is not a number"
+        );
+        let bad = AZURE.replace("2023-11-16 19:00:00.25", "2023-11-16 19:00:61.25");
+        let err = parse("foo.csv", &bad, None).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "trace foo.csv line 3: TIMESTAMP '2023-11-16 19:00:61.2500000' is not a date-time"
+            ),
+            "{err}"
+        );
+        let bad = AZURE.replace("200,0", "200");
+        assert_eq!(
+            parse("foo.csv", &bad, None).unwrap_err().to_string(),
+            "trace foo.csv line 3: expected 3 fields like the header, found 2"
+        );
+        let bad = AZURE.replace("100,10", "-100,10");
+        assert!(parse("foo.csv", &bad, None)
+            .unwrap_err()
+            .to_string()
+            .ends_with("ContextTokens '-100' is not a number"));
+        let err = parse(
+            "foo.csv",
+            "TIMESTAMP,ContextTokens\n2023-11-16 18:00:00,1\n",
+            Some(TraceFormat::Azure),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "trace foo.csv line 1: the header has no GeneratedTokens column (expected TIMESTAMP,ContextTokens,GeneratedTokens)");
+    }
+
+    #[test]
+    fn empty_traces_are_errors() {
+        for text in [
+            "",
+            "\n\r\n  \n",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\r\n",
+        ] {
+            let err = parse("e.csv", text, None).unwrap_err().to_string();
+            assert_eq!(err, "trace e.csv has no requests");
+        }
+    }
+
+    #[test]
+    fn unsorted_rows_are_sorted_and_rebased() {
+        let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+            2023-11-16 18:00:02,2,2\n\
+            2023-11-16 18:00:01,1,1\n\
+            2023-11-16 18:00:03,3,3\n";
+        let e = parse("u.csv", text, None).unwrap();
+        assert_eq!(offsets(&e), vec![0, SEC, 2 * SEC]);
+        assert_eq!(
+            e.iter().map(|e| e.input_tokens).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn builtin_azure_traces_load_completely() {
+        // 8,820 lines: a header and 8,819 requests (the last line has no newline).
+        let code = load("azure-code", None).unwrap();
+        assert_eq!(code.len(), 8_819);
+        assert_eq!(code[0].offset_ns, 0);
+        assert!(code.windows(2).all(|w| w[0].offset_ns <= w[1].offset_ns));
+        assert_eq!(code.iter().map(|e| e.input_tokens).max(), Some(7_437));
+        let last = code.last().unwrap();
+        // 18:17:03.9799600 to 19:14:19.9280160.
+        assert_eq!(last.offset_ns, 3_435_948_056_000);
+        assert_eq!((last.input_tokens, last.output_tokens), (549, 173));
+        let conv = load("azure-conv", None).unwrap();
+        assert_eq!(conv.len(), 19_366);
+        assert_eq!(conv.iter().map(|e| e.input_tokens).max(), Some(14_050));
+    }
+
+    #[test]
+    fn mooncake_jsonl() {
+        let text = r#"{"timestamp": 0, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47]}
+{"timestamp": 3052, "input_length": 6472, "output_length": 26, "hash_ids": [46, 47, 48]}
+"#;
+        let e = parse("m.jsonl", text, None).unwrap();
+        assert_eq!(offsets(&e), vec![0, 3_052_000_000]);
+        assert_eq!((e[1].input_tokens, e[1].output_tokens), (6472, 26));
+        let bad = text.replace("\"output_length\": 26", "\"output_length\": -1");
+        assert_eq!(
+            parse("m.jsonl", &bad, None).unwrap_err().to_string(),
+            "trace m.jsonl line 2: output_length -1 is not a token count"
+        );
+        let bad = text.replace(", \"input_length\": 6472", "");
+        assert_eq!(
+            parse("m.jsonl", &bad, Some(TraceFormat::Mooncake))
+                .unwrap_err()
+                .to_string(),
+            "trace m.jsonl line 2: input_length is missing"
+        );
+        let bad = format!("{text}{{not json\n");
+        assert!(parse("m.jsonl", &bad, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("trace m.jsonl line 3: not valid JSON"));
+    }
+
+    #[test]
+    fn burstgpt_csv_keeps_failed_requests() {
+        let text = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\r\n\
+            5,ChatGPT,472,18,490,Conversation log\r\n\
+            45.5,GPT-4,1087,0,1087,Conversation log\r\n\
+            46,\"ChatGPT, \"\"mini\"\"\",20,30,50,API log";
+        let e = parse("b.csv", text, None).unwrap();
+        assert_eq!(offsets(&e), vec![0, 40_500_000_000, 41 * SEC]);
+        assert_eq!((e[1].input_tokens, e[1].output_tokens), (1087, 0));
+        let items = to_items(&e, 1);
+        assert_eq!(items[1].max_tokens, Some(1));
+        assert_eq!(items[0].max_tokens, Some(18));
+        let bad = text.replace("45.5,", "soon,");
+        assert_eq!(
+            parse("b.csv", &bad, None).unwrap_err().to_string(),
+            "trace b.csv line 3: Timestamp 'soon' is not a number of seconds"
+        );
+    }
+
+    #[test]
+    fn own_jsonl_keeps_prompts() {
+        let text = r#"{"t_ms": 1.5, "input_tokens": 7, "output_tokens": 3, "prompt": "Hello there"}
+{"t_ms": 0.25, "input_tokens": 120, "output_tokens": 9}
+{"t_ms": 2000, "output_tokens": 4, "prompt": "Count me, please."}
+"#;
+        let e = parse("own.jsonl", text, None).unwrap();
+        assert_eq!(offsets(&e), vec![0, 1_250_000, 1_999_750_000]);
+        assert_eq!(e[1].prompt.as_deref(), Some("Hello there"));
+        assert_eq!(e[2].input_tokens, tokens::estimate("Count me, please."));
+        let items = to_items(&e, 5);
+        assert_eq!(items[1].prompt, "Hello there");
+        assert_eq!(items[1].input_tokens, 7);
+        assert_eq!(items[0].input_tokens, 120);
+        assert_eq!(tokens::estimate(&items[0].prompt), 120);
+        assert_eq!(items[0].prompt, synth_prompt_counted(5, 0, 120).0);
+        assert_eq!(items[2].at_ns, Some(1_999_750_000));
+        let bad = text.replace("\"Hello there\"", "42");
+        assert_eq!(
+            parse("own.jsonl", &bad, None).unwrap_err().to_string(),
+            "trace own.jsonl line 1: prompt 42 is not a string"
+        );
+    }
+
+    #[test]
+    fn format_detection_and_names() {
+        assert_eq!(detect("x", AZURE).unwrap(), TraceFormat::Azure);
+        assert_eq!(
+            detect("x", "Timestamp,Model,Request tokens,Response tokens\n").unwrap(),
+            TraceFormat::BurstGpt
+        );
+        assert_eq!(
+            detect(
+                "x",
+                "{\"timestamp\": 1, \"input_length\": 2, \"output_length\": 3}"
+            )
+            .unwrap(),
+            TraceFormat::Mooncake
+        );
+        assert_eq!(
+            detect(
+                "x",
+                "{\"t_ms\": 1, \"input_tokens\": 2, \"output_tokens\": 3}"
+            )
+            .unwrap(),
+            TraceFormat::Jsonl
+        );
+        let err = parse("x.csv", "a,b,c\n1,2,3\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot tell the format of trace x.csv: the first line 'a,b,c'"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        for (s, f) in [
+            ("azure", TraceFormat::Azure),
+            ("Mooncake", TraceFormat::Mooncake),
+            ("burstgpt", TraceFormat::BurstGpt),
+            ("jsonl", TraceFormat::Jsonl),
+        ] {
+            assert_eq!(s.parse::<TraceFormat>(), Ok(f));
+            assert_eq!(f.to_string().parse::<TraceFormat>(), Ok(f));
+        }
+        assert!("parquet"
+            .parse::<TraceFormat>()
+            .unwrap_err()
+            .contains("use azure, mooncake, burstgpt or jsonl"));
+    }
+
+    #[test]
+    fn load_reads_files_and_explains_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.csv");
+        std::fs::write(&path, AZURE.replace('\n', "\r\n")).unwrap();
+        let e = load(path.to_str().unwrap(), None).unwrap();
+        assert_eq!(e.len(), 3);
+        let err = load("azure-cod", None).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read trace azure-cod: "), "{err}");
+        assert!(err.contains("built-in traces: azure-code, azure-conv"));
+    }
+
+    #[test]
+    fn window_selects_half_open_range_and_rebases() {
+        let e: Vec<TraceEntry> = [0, 5, 10, 12, 19, 20, 30]
+            .iter()
+            .map(|s| entry(s * SEC))
+            .collect();
+        let opts = ReplayOptions {
+            window: Some((Duration::from_secs(10), Duration::from_secs(20))),
+            ..ReplayOptions::default()
+        };
+        let w = apply(e.clone(), &opts).unwrap();
+        assert_eq!(offsets(&w), vec![0, 2 * SEC, 9 * SEC]);
+        let opts = ReplayOptions {
+            window: Some((Duration::from_secs(6), Duration::from_secs(21))),
+            ..ReplayOptions::default()
+        };
+        assert_eq!(
+            offsets(&apply(e.clone(), &opts).unwrap()),
+            vec![0, 2 * SEC, 9 * SEC, 10 * SEC]
+        );
+        let opts = ReplayOptions {
+            window: Some((Duration::from_secs(21), Duration::from_secs(29))),
+            ..ReplayOptions::default()
+        };
+        let err = apply(e, &opts).unwrap_err().to_string();
+        assert!(
+            err.starts_with("trace replay selects no requests: no request in the window 21s..29s"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn time_and_rate_scales_divide_and_multiply_gaps() {
+        let e: Vec<TraceEntry> = [0, 1, 3].iter().map(|s| entry(s * SEC)).collect();
+        let with = |time_scale, rate_scale| {
+            offsets(
+                &apply(
+                    e.clone(),
+                    &ReplayOptions {
+                        time_scale,
+                        rate_scale,
+                        ..ReplayOptions::default()
+                    },
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(with(1.0, 1.0), vec![0, SEC, 3 * SEC]);
+        assert_eq!(with(0.5, 1.0), vec![0, SEC / 2, 3 * SEC / 2]);
+        assert_eq!(with(1.0, 2.0), vec![0, SEC / 2, 3 * SEC / 2]);
+        assert_eq!(with(2.0, 4.0), vec![0, SEC / 2, 3 * SEC / 2]);
+        assert_eq!(with(3.0, 1.0), vec![0, 3 * SEC, 9 * SEC]);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(apply(
+                e.clone(),
+                &ReplayOptions {
+                    time_scale: bad,
+                    ..ReplayOptions::default()
+                }
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("time scale must be a positive number"));
+            assert!(apply(
+                e.clone(),
+                &ReplayOptions {
+                    rate_scale: bad,
+                    ..ReplayOptions::default()
+                }
+            )
+            .is_err());
+        }
+    }
+
+    #[test]
+    fn window_then_scale_then_limit() {
+        let e: Vec<TraceEntry> = (0..100).map(|s| entry(s * SEC)).collect();
+        let opts = ReplayOptions {
+            time_scale: 0.5,
+            rate_scale: 1.0,
+            window: Some((Duration::from_secs(50), Duration::from_secs(60))),
+            max_requests: Some(4),
+        };
+        assert_eq!(
+            offsets(&apply(e.clone(), &opts).unwrap()),
+            vec![0, SEC / 2, SEC, 3 * SEC / 2]
+        );
+        let zero = ReplayOptions {
+            max_requests: Some(0),
+            ..ReplayOptions::default()
+        };
+        assert!(apply(e.clone(), &zero).is_err());
+        let reversed = ReplayOptions {
+            window: Some((Duration::from_secs(60), Duration::from_secs(50))),
+            ..ReplayOptions::default()
+        };
+        assert!(apply(e, &reversed)
+            .unwrap_err()
+            .to_string()
+            .contains("end must come after the start"));
+        assert!(apply(Vec::new(), &ReplayOptions::default()).is_err());
+    }
+
+    #[test]
+    fn items_from_the_builtin_trace() {
+        let entries = apply(
+            load("azure-conv", None).unwrap(),
+            &ReplayOptions {
+                max_requests: Some(50),
+                ..ReplayOptions::default()
+            },
+        )
+        .unwrap();
+        let items = to_items(&entries, 3);
+        assert_eq!(items.len(), 50);
+        for (item, e) in items.iter().zip(&entries) {
+            assert_eq!(item.input_tokens, e.input_tokens.max(1));
+            assert_eq!(tokens::estimate(&item.prompt), item.input_tokens);
+            assert_eq!(item.max_tokens, Some(e.output_tokens.max(1)));
+            assert_eq!(item.at_ns, Some(e.offset_ns));
+        }
+        assert_eq!(to_items(&entries, 3), items);
+        assert_ne!(to_items(&entries, 4)[0].prompt, items[0].prompt);
+    }
+}

@@ -1,0 +1,330 @@
+//! The capture engine: one reader thread drains the ring buffer, turns events into exchanges,
+//! connections and DNS lookups, and writes them to the store as they complete.
+
+use std::{
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use tb_proto::v1::{Exchange, LossCounter, Run};
+use tokio::sync::broadcast;
+
+use crate::{
+    conntrack::{ConnTracker, Output},
+    error::TbdError,
+    events::Event,
+    listeners,
+    probes::Probes,
+    store::{Record, Store},
+};
+
+/// Monotonic now in ns (the clock of bpf_ktime_get_ns).
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Counters shown by `GetInfo` and `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub events_received: AtomicU64,
+    pub events_stored: AtomicU64,
+    pub events_outside_runs: AtomicU64,
+    pub records_stored: AtomicU64,
+}
+
+struct Active {
+    run: Run,
+    tracker: ConnTracker,
+    lost_at_start: Vec<(&'static str, u64)>,
+}
+
+enum Control {
+    /// Drain everything, flush the tracker and answer with the finished outputs' count.
+    Drain(mpsc::Sender<()>),
+}
+
+/// The daemon's state shared by the API.
+pub struct Engine {
+    pub store: Arc<Store>,
+    probes: Mutex<Probes>,
+    active: Arc<Mutex<Option<Active>>>,
+    pub counters: Arc<Counters>,
+    pub tail: broadcast::Sender<Exchange>,
+    control: Mutex<mpsc::Sender<Control>>,
+}
+
+impl Engine {
+    /// Takes the probes' ring buffer and starts the reader thread.
+    pub fn start(mut probes: Probes, store: Arc<Store>) -> Result<Arc<Self>, TbdError> {
+        let ring = probes.take_ring()?;
+        let (tail, _) = broadcast::channel(4096);
+        let (ctl_tx, ctl_rx) = mpsc::channel();
+        let engine = Arc::new(Self {
+            store,
+            probes: Mutex::new(probes),
+            active: Arc::new(Mutex::new(None)),
+            counters: Arc::new(Counters::default()),
+            tail,
+            control: Mutex::new(ctl_tx),
+        });
+        let reader = Reader {
+            ring,
+            active: engine.active.clone(),
+            store: engine.store.clone(),
+            counters: engine.counters.clone(),
+            tail: engine.tail.clone(),
+            batch: Vec::with_capacity(1024),
+        };
+        std::thread::Builder::new()
+            .name("tbd-ring".into())
+            .spawn(move || reader.run(ctl_rx))?;
+        Ok(engine)
+    }
+
+    /// The probes (for stats and loss counters).
+    pub fn probes(&self) -> std::sync::MutexGuard<'_, Probes> {
+        self.probes.lock().expect("probes lock")
+    }
+
+    /// The running capture's id, if any.
+    pub fn active_run(&self) -> Option<String> {
+        self.active
+            .lock()
+            .expect("active lock")
+            .as_ref()
+            .map(|a| a.run.run_id.clone())
+    }
+
+    /// Starts a capture of the given client pids and server ports.
+    pub fn start_capture(
+        &self,
+        run_id: Option<String>,
+        label: String,
+        client_pids: Vec<u32>,
+        server_ports: Vec<u32>,
+    ) -> Result<Run, TbdError> {
+        let mut active = self.active.lock().expect("active lock");
+        if let Some(a) = active.as_ref() {
+            return Err(TbdError::Busy(a.run.run_id.clone()));
+        }
+        let run_id = run_id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("tbd-{}", unix_ns() / 1_000_000));
+        if self.store.get_run(&run_id)?.is_some() {
+            return Err(TbdError::Busy(format!("run id {run_id} already exists")));
+        }
+        let mut listeners_found = Vec::new();
+        let lost_at_start;
+        {
+            let mut probes = self.probes();
+            probes.clear_filters()?;
+            for port in &server_ports {
+                let port = u16::try_from(*port)
+                    .map_err(|_| TbdError::Layout(format!("port {port} out of range")))?;
+                probes.track_port(port)?;
+                for l in listeners::find(std::path::Path::new("/proc"), port) {
+                    probes.track_listener(l.pid, l.fd, l.port)?;
+                    listeners_found.push(format!("{}/{}:{}", l.pid, l.fd, l.port));
+                }
+            }
+            for pid in &client_pids {
+                probes.track_pid(*pid)?;
+            }
+            lost_at_start = probes.lost()?;
+        }
+        let run = Run {
+            run_id: run_id.clone(),
+            label,
+            start_ns: mono_ns(),
+            start_unix_ns: unix_ns(),
+            client_pids,
+            server_ports,
+            server_listeners: listeners_found,
+            ..Default::default()
+        };
+        self.store.put_run(&run)?;
+        tracing::info!(run = %run_id, "capture started");
+        *active = Some(Active {
+            tracker: ConnTracker::new(run_id),
+            run: run.clone(),
+            lost_at_start,
+        });
+        Ok(run)
+    }
+
+    /// Stops the capture: clears the filters, drains the ring buffer, flushes open
+    /// connections, and stores the finished run.
+    pub fn stop_capture(&self, run_id: &str) -> Result<Run, TbdError> {
+        {
+            let active = self.active.lock().expect("active lock");
+            match active.as_ref() {
+                Some(a) if a.run.run_id == run_id || run_id.is_empty() => {}
+                _ => return Err(TbdError::NoSuchRun(format!("{run_id} is not capturing"))),
+            }
+        }
+        let lost_now = {
+            let mut probes = self.probes();
+            probes.clear_filters()?;
+            probes.lost()?
+        };
+        // Events already in the ring buffer must reach the tracker before it flushes.
+        let (ack_tx, ack_rx) = mpsc::channel();
+        self.control
+            .lock()
+            .expect("control lock")
+            .send(Control::Drain(ack_tx))
+            .map_err(|_| TbdError::Layout("ring reader stopped".into()))?;
+        let _ = ack_rx.recv_timeout(Duration::from_secs(10));
+        let mut active = self.active.lock().expect("active lock");
+        let Some(mut a) = active.take() else {
+            return Err(TbdError::NoSuchRun(run_id.into()));
+        };
+        let mut records = Vec::new();
+        a.tracker.flush(mono_ns(), &mut |o| records.push(o));
+        let mut run = a.run;
+        let recs = outputs_to_records(records, &mut run, &self.tail);
+        self.store.append(&recs)?;
+        self.counters
+            .records_stored
+            .fetch_add(recs.len() as u64, Ordering::Relaxed);
+        run.end_ns = mono_ns();
+        run.lost = lost_now
+            .iter()
+            .zip(a.lost_at_start.iter())
+            .map(|((name, now), (_, then))| LossCounter {
+                reason: name.to_string(),
+                count: now - then,
+            })
+            .collect();
+        run.client_records = self
+            .store
+            .scan(crate::store::Kind::ClientRecord, &run.run_id, 0, 0)
+            .count() as u64;
+        self.store.put_run(&run)?;
+        self.store.flush()?;
+        tracing::info!(run = %run.run_id, exchanges = run.exchanges, "capture stopped");
+        Ok(run)
+    }
+}
+
+/// Converts tracker outputs into store records, counting them on the run and feeding the tail.
+fn outputs_to_records(
+    outputs: Vec<Output>,
+    run: &mut Run,
+    tail: &broadcast::Sender<Exchange>,
+) -> Vec<Record> {
+    outputs
+        .into_iter()
+        .map(|o| match o {
+            Output::Exchange(e) => {
+                run.exchanges += 1;
+                let _ = tail.send(e.clone());
+                Record::Exchange(e)
+            }
+            Output::Connection(c) => {
+                run.connections += 1;
+                Record::Connection(c)
+            }
+            Output::Dns(d) => {
+                run.dns_lookups += 1;
+                Record::Dns(d)
+            }
+        })
+        .collect()
+}
+
+struct Reader {
+    ring: RingBuf<MapData>,
+    active: Arc<Mutex<Option<Active>>>,
+    store: Arc<Store>,
+    counters: Arc<Counters>,
+    tail: broadcast::Sender<Exchange>,
+    batch: Vec<Output>,
+}
+
+impl Reader {
+    fn run(mut self, control: mpsc::Receiver<Control>) {
+        let fd = self.ring.as_raw_fd();
+        loop {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 50) };
+            self.drain();
+            match control.try_recv() {
+                Ok(Control::Drain(ack)) => {
+                    // A last pass after a short pause catches events still being submitted.
+                    std::thread::sleep(Duration::from_millis(20));
+                    while self.drain() > 0 {}
+                    let _ = ack.send(());
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+        }
+    }
+
+    /// Processes up to one batch of events; returns how many it took.
+    fn drain(&mut self) -> u64 {
+        let mut n = 0u64;
+        let mut active = self.active.lock().expect("active lock");
+        while let Some(item) = self.ring.next() {
+            n += 1;
+            let Some(ev) = Event::decode(&item) else {
+                continue;
+            };
+            drop(item);
+            match active.as_mut() {
+                Some(a) => a.tracker.on_event(&ev, &mut |o| self.batch.push(o)),
+                None => {
+                    self.counters
+                        .events_outside_runs
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if n >= 4096 {
+                break;
+            }
+        }
+        self.counters
+            .events_received
+            .fetch_add(n, Ordering::Relaxed);
+        if let Some(a) = active.as_mut() {
+            self.counters.events_stored.fetch_add(n, Ordering::Relaxed);
+            if !self.batch.is_empty() {
+                let outs = std::mem::take(&mut self.batch);
+                let recs = outputs_to_records(outs, &mut a.run, &self.tail);
+                match self.store.append(&recs) {
+                    Ok(()) => {
+                        self.counters
+                            .records_stored
+                            .fetch_add(recs.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::error!("store append failed: {e}"),
+                }
+            }
+        }
+        n
+    }
+}

@@ -1,0 +1,263 @@
+//! The gRPC API (`trafficbench.v1.Tbd`) over the capture engine and the store.
+
+use std::{pin::Pin, sync::Arc};
+
+use futures_util::Stream;
+use prost::Message;
+use tb_proto::v1::{
+    tbd_server::Tbd, ClientRecord, Connection, DaemonInfo, DeleteRunRequest, DeleteRunResponse,
+    DnsLookup, Exchange, GetInfoRequest, GetRunRequest, ListRunsRequest, ListRunsResponse,
+    LossCounter, ProbeInfo, QueryRequest, Run, SensorInfo, StartCaptureRequest,
+    StopCaptureRequest, TailRequest, UploadResponse,
+};
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    capture::Engine,
+    error::TbdError,
+    store::{Kind, Record},
+};
+
+type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The service implementation.
+pub struct Service {
+    engine: Arc<Engine>,
+}
+
+impl Service {
+    /// Serves `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    /// Streams one kind of a run's records in a time range, decoded on a blocking thread.
+    fn query<M>(&self, req: QueryRequest, kind: Kind) -> Result<Streamed<M>, Status>
+    where
+        M: Message + Default + Send + 'static,
+    {
+        if self.engine.store.get_run(&req.run_id).map_err(status)?.is_none() {
+            return Err(Status::not_found(format!("no run {}", req.run_id)));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let store = self.engine.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for v in store.scan(kind, &req.run_id, req.from_ns, req.to_ns) {
+                let item = v
+                    .and_then(|b| Ok(M::decode(&*b)?))
+                    .map_err(status);
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+fn status(e: TbdError) -> Status {
+    match e {
+        TbdError::NoSuchRun(m) => Status::not_found(m),
+        TbdError::Busy(m) => Status::failed_precondition(format!(
+            "a capture is already running ({m}); stop it first"
+        )),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// Why energy sensors are absent: they are not part of this daemon yet, and these VMs have
+/// neither RAPL nor a GPU. Reported instead of pretending.
+fn sensors() -> Vec<SensorInfo> {
+    let rapl = std::path::Path::new("/sys/class/powercap/intel-rapl").exists();
+    vec![
+        SensorInfo {
+            name: "rapl".into(),
+            present: false,
+            reason: if rapl {
+                "powercap RAPL found, but energy sampling is not built into tbd yet".into()
+            } else {
+                "no RAPL on this host (no powercap intel-rapl); energy sampling not built yet".into()
+            },
+        },
+        SensorInfo {
+            name: "nvml".into(),
+            present: false,
+            reason: "GPU energy sampling (NVML) is not built into tbd yet".into(),
+        },
+    ]
+}
+
+#[tonic::async_trait]
+impl Tbd for Service {
+    async fn get_info(&self, _: Request<GetInfoRequest>) -> Result<Response<DaemonInfo>, Status> {
+        let probes = self.engine.probes();
+        let c = &self.engine.counters;
+        use std::sync::atomic::Ordering::Relaxed;
+        let info = DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            kernel: kernel_release(),
+            probes: probes
+                .program_stats()
+                .into_iter()
+                .map(|p| ProbeInfo {
+                    name: p.name,
+                    attach: p.attach,
+                    run_time_ns: p.run_time_ns,
+                    run_count: p.run_count,
+                })
+                .collect(),
+            sensors: sensors(),
+            lost: probes
+                .lost()
+                .map_err(status)?
+                .into_iter()
+                .map(|(r, n)| LossCounter {
+                    reason: r.into(),
+                    count: n,
+                })
+                .collect(),
+            events_received: c.events_received.load(Relaxed),
+            events_stored: c.events_stored.load(Relaxed),
+            active_run: self.engine.active_run().unwrap_or_default(),
+            store_bytes: self.engine.store.size_on_disk(),
+            bpf_stats_enabled: probes.stats_enabled(),
+        };
+        Ok(Response::new(info))
+    }
+
+    async fn start_capture(
+        &self,
+        req: Request<StartCaptureRequest>,
+    ) -> Result<Response<Run>, Status> {
+        let r = req.into_inner();
+        let engine = self.engine.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            engine.start_capture(Some(r.run_id), r.label, r.client_pids, r.server_ports)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status)?;
+        Ok(Response::new(run))
+    }
+
+    async fn stop_capture(
+        &self,
+        req: Request<StopCaptureRequest>,
+    ) -> Result<Response<Run>, Status> {
+        let id = req.into_inner().run_id;
+        let engine = self.engine.clone();
+        let run = tokio::task::spawn_blocking(move || engine.stop_capture(&id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status)?;
+        Ok(Response::new(run))
+    }
+
+    async fn list_runs(
+        &self,
+        _: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        let runs = self.engine.store.list_runs().map_err(status)?;
+        Ok(Response::new(ListRunsResponse { runs }))
+    }
+
+    async fn get_run(&self, req: Request<GetRunRequest>) -> Result<Response<Run>, Status> {
+        let id = req.into_inner().run_id;
+        match self.engine.store.get_run(&id).map_err(status)? {
+            Some(r) => Ok(Response::new(r)),
+            None => Err(Status::not_found(format!("no run {id}"))),
+        }
+    }
+
+    async fn delete_run(
+        &self,
+        req: Request<DeleteRunRequest>,
+    ) -> Result<Response<DeleteRunResponse>, Status> {
+        let id = req.into_inner().run_id;
+        if self.engine.active_run().as_deref() == Some(id.as_str()) {
+            return Err(Status::failed_precondition(format!(
+                "run {id} is still capturing; stop it first"
+            )));
+        }
+        match self.engine.store.delete_run(&id).map_err(status)? {
+            Some(n) => Ok(Response::new(DeleteRunResponse {
+                deleted: true,
+                records: n,
+            })),
+            None => Err(Status::not_found(format!("no run {id}"))),
+        }
+    }
+
+    type QueryExchangesStream = Streamed<Exchange>;
+    async fn query_exchanges(
+        &self,
+        req: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryExchangesStream>, Status> {
+        Ok(Response::new(self.query(req.into_inner(), Kind::Exchange)?))
+    }
+
+    type QueryConnectionsStream = Streamed<Connection>;
+    async fn query_connections(
+        &self,
+        req: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryConnectionsStream>, Status> {
+        Ok(Response::new(self.query(req.into_inner(), Kind::Connection)?))
+    }
+
+    type QueryDnsStream = Streamed<DnsLookup>;
+    async fn query_dns(
+        &self,
+        req: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryDnsStream>, Status> {
+        Ok(Response::new(self.query(req.into_inner(), Kind::Dns)?))
+    }
+
+    async fn upload_requests(
+        &self,
+        req: Request<tonic::Streaming<ClientRecord>>,
+    ) -> Result<Response<UploadResponse>, Status> {
+        let mut stream = req.into_inner();
+        let mut stored = 0u64;
+        let mut batch = Vec::with_capacity(512);
+        while let Some(rec) = stream.next().await {
+            let rec = rec?;
+            if self.engine.store.get_run(&rec.run_id).map_err(status)?.is_none() {
+                return Err(Status::not_found(format!("no run {}", rec.run_id)));
+            }
+            batch.push(Record::Client(rec));
+            if batch.len() == 512 {
+                self.engine.store.append(&batch).map_err(status)?;
+                stored += batch.len() as u64;
+                batch.clear();
+            }
+        }
+        self.engine.store.append(&batch).map_err(status)?;
+        stored += batch.len() as u64;
+        self.engine.store.flush().map_err(status)?;
+        Ok(Response::new(UploadResponse { stored }))
+    }
+
+    type TailExchangesStream = Streamed<Exchange>;
+    async fn tail_exchanges(
+        &self,
+        req: Request<TailRequest>,
+    ) -> Result<Response<Self::TailExchangesStream>, Status> {
+        let run_id = req.into_inner().run_id;
+        let rx = self.engine.tail.subscribe();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| match r {
+            Ok(e) if run_id.is_empty() || e.run_id == run_id => Some(Ok(e)),
+            Ok(_) => None,
+            // A slow reader skips what it missed rather than stalling the capture.
+            Err(_) => None,
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

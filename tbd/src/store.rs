@@ -1,0 +1,359 @@
+//! The sled store: runs, exchanges, connections, DNS lookups and client records.
+//!
+//! Record keys are `[run id length][run id][time BE u64][sequence BE u64]`, so one run's
+//! records are one key range, ordered by time; values are the API's prost messages, so the
+//! store and the API share one schema. sled flushes every `FLUSH_MS`: a kill -9 loses at most
+//! the last unflushed batch and corrupts nothing.
+
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use prost::Message;
+use tb_proto::v1::{ClientRecord, Connection, DnsLookup, Exchange, Run};
+
+use crate::error::TbdError;
+
+const FLUSH_MS: u64 = 200;
+
+/// The record trees, one per record kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Exchange,
+    Connection,
+    Dns,
+    ClientRecord,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::Exchange,
+        Kind::Connection,
+        Kind::Dns,
+        Kind::ClientRecord,
+    ];
+
+    fn tree(self) -> &'static str {
+        match self {
+            Kind::Exchange => "exchanges",
+            Kind::Connection => "connections",
+            Kind::Dns => "dns",
+            Kind::ClientRecord => "client_records",
+        }
+    }
+}
+
+/// One record to store, with its time key.
+pub enum Record {
+    Exchange(Exchange),
+    Connection(Connection),
+    Dns(DnsLookup),
+    Client(ClientRecord),
+}
+
+impl Record {
+    fn kind(&self) -> Kind {
+        match self {
+            Record::Exchange(_) => Kind::Exchange,
+            Record::Connection(_) => Kind::Connection,
+            Record::Dns(_) => Kind::Dns,
+            Record::Client(_) => Kind::ClientRecord,
+        }
+    }
+
+    /// The time a record is keyed by: when it started.
+    fn time(&self) -> u64 {
+        match self {
+            Record::Exchange(e) => e.t_request_first_ns,
+            Record::Connection(c) => c.t_connect_start_ns,
+            Record::Dns(d) => d.t_start_ns,
+            Record::Client(c) => c.t_sent_ns,
+        }
+    }
+
+    fn run_id(&self) -> &str {
+        match self {
+            Record::Exchange(e) => &e.run_id,
+            Record::Connection(c) => &c.run_id,
+            Record::Dns(d) => &d.run_id,
+            Record::Client(c) => &c.run_id,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Record::Exchange(m) => m.encode_to_vec(),
+            Record::Connection(m) => m.encode_to_vec(),
+            Record::Dns(m) => m.encode_to_vec(),
+            Record::Client(m) => m.encode_to_vec(),
+        }
+    }
+}
+
+/// Key prefix shared by all records of a run.
+fn run_prefix(run_id: &str) -> Vec<u8> {
+    let id = run_id.as_bytes();
+    let mut k = Vec::with_capacity(1 + id.len() + 16);
+    k.push(id.len().min(255) as u8);
+    k.extend_from_slice(&id[..id.len().min(255)]);
+    k
+}
+
+fn record_key(run_id: &str, t_ns: u64, seq: u64) -> Vec<u8> {
+    let mut k = run_prefix(run_id);
+    k.extend_from_slice(&t_ns.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The daemon's store.
+pub struct Store {
+    db: sled::Db,
+    runs: sled::Tree,
+    trees: [sled::Tree; 4],
+    seq: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, TbdError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(FLUSH_MS))
+            .open()?;
+        let runs = db.open_tree("runs")?;
+        let trees = Kind::ALL.map(|k| db.open_tree(k.tree()));
+        let [a, b, c, d] = trees;
+        let seq = AtomicU64::new(db.generate_id()?.wrapping_mul(1 << 20));
+        Ok(Self {
+            runs,
+            trees: [a?, b?, c?, d?],
+            db,
+            seq,
+        })
+    }
+
+    fn tree(&self, kind: Kind) -> &sled::Tree {
+        &self.trees[Kind::ALL.iter().position(|k| *k == kind).expect("all kinds")]
+    }
+
+    /// Writes or replaces a run's header.
+    pub fn put_run(&self, run: &Run) -> Result<(), TbdError> {
+        self.runs
+            .insert(run.run_id.as_bytes(), run.encode_to_vec())?;
+        Ok(())
+    }
+
+    /// A run's header.
+    pub fn get_run(&self, run_id: &str) -> Result<Option<Run>, TbdError> {
+        Ok(match self.runs.get(run_id.as_bytes())? {
+            Some(v) => Some(Run::decode(&*v)?),
+            None => None,
+        })
+    }
+
+    /// Every run, oldest first.
+    pub fn list_runs(&self) -> Result<Vec<Run>, TbdError> {
+        let mut runs = self
+            .runs
+            .iter()
+            .values()
+            .map(|v| Ok(Run::decode(&*v?)?))
+            .collect::<Result<Vec<_>, TbdError>>()?;
+        runs.sort_by_key(|r| r.start_unix_ns);
+        Ok(runs)
+    }
+
+    /// Appends records in one batch per tree.
+    pub fn append(&self, records: &[Record]) -> Result<(), TbdError> {
+        let mut batches: [sled::Batch; 4] = Default::default();
+        for r in records {
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            let idx = Kind::ALL.iter().position(|k| *k == r.kind()).expect("kind");
+            batches[idx].insert(record_key(r.run_id(), r.time(), seq), r.encode());
+        }
+        for (tree, batch) in self.trees.iter().zip(batches) {
+            tree.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The encoded records of one kind for a run with time in `[from, to)` (`to` 0 = no end),
+    /// oldest first.
+    pub fn scan(
+        &self,
+        kind: Kind,
+        run_id: &str,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> impl Iterator<Item = Result<sled::IVec, TbdError>> {
+        let start = record_key(run_id, from_ns, 0);
+        let end = if to_ns == 0 {
+            record_key(run_id, u64::MAX, u64::MAX)
+        } else {
+            record_key(run_id, to_ns, 0)
+        };
+        self.tree(kind)
+            .range(start..end)
+            .values()
+            .map(|v| v.map_err(TbdError::from))
+    }
+
+    /// Decoded records of one kind for a whole run.
+    pub fn all<M: Message + Default>(&self, kind: Kind, run_id: &str) -> Result<Vec<M>, TbdError> {
+        self.scan(kind, run_id, 0, 0)
+            .map(|v| Ok(M::decode(&*v?)?))
+            .collect()
+    }
+
+    /// Deletes a run and all its records; returns how many records went.
+    pub fn delete_run(&self, run_id: &str) -> Result<Option<u64>, TbdError> {
+        if self.runs.remove(run_id.as_bytes())?.is_none() {
+            return Ok(None);
+        }
+        let prefix = run_prefix(run_id);
+        let mut n = 0;
+        for tree in &self.trees {
+            let mut batch = sled::Batch::default();
+            for key in tree.scan_prefix(&prefix).keys() {
+                batch.remove(key?);
+                n += 1;
+            }
+            tree.apply_batch(batch)?;
+        }
+        Ok(Some(n))
+    }
+
+    /// Retention: deletes finished runs that ended more than `max_age` ago, then the oldest
+    /// finished runs while the store is larger than `max_bytes`. Returns the deleted run ids.
+    pub fn enforce_retention(
+        &self,
+        now_unix_ns: u64,
+        max_age: Option<Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<Vec<String>, TbdError> {
+        let mut deleted = Vec::new();
+        let finished: Vec<Run> = self
+            .list_runs()?
+            .into_iter()
+            .filter(|r| r.end_ns != 0)
+            .collect();
+        for run in &finished {
+            let end_unix = run.start_unix_ns + run.end_ns.saturating_sub(run.start_ns);
+            let too_old =
+                max_age.is_some_and(|a| now_unix_ns.saturating_sub(end_unix) > a.as_nanos() as u64);
+            if too_old {
+                self.delete_run(&run.run_id)?;
+                deleted.push(run.run_id.clone());
+            }
+        }
+        if let Some(limit) = max_bytes {
+            let remaining: Vec<&Run> = finished
+                .iter()
+                .filter(|r| !deleted.contains(&r.run_id))
+                .collect();
+            for run in remaining {
+                if self.size_on_disk() <= limit {
+                    break;
+                }
+                self.delete_run(&run.run_id)?;
+                deleted.push(run.run_id.clone());
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Writes everything to disk now.
+    pub fn flush(&self) -> Result<(), TbdError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(run: &str, t: u64) -> Record {
+        Record::Exchange(Exchange {
+            run_id: run.into(),
+            t_request_first_ns: t,
+            side: "client".into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn records_come_back_in_time_order_within_their_run_and_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.append(&[ex("a", 30), ex("b", 5), ex("a", 10), ex("a", 20)])
+            .unwrap();
+        let times: Vec<u64> = s
+            .all::<Exchange>(Kind::Exchange, "a")
+            .unwrap()
+            .iter()
+            .map(|e| e.t_request_first_ns)
+            .collect();
+        assert_eq!(times, vec![10, 20, 30]);
+        let ranged: Vec<u64> = s
+            .scan(Kind::Exchange, "a", 10, 30)
+            .map(|v| Exchange::decode(&*v.unwrap()).unwrap().t_request_first_ns)
+            .collect();
+        assert_eq!(ranged, vec![10, 20]);
+        // A run id that is a prefix of another must not see the other's records.
+        s.append(&[ex("ab", 1)]).unwrap();
+        assert_eq!(s.all::<Exchange>(Kind::Exchange, "a").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn delete_and_retention_remove_runs_with_their_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for (id, start) in [("old", 1_000u64), ("new", 10_000_000_000)] {
+            s.put_run(&Run {
+                run_id: id.into(),
+                start_ns: 0,
+                end_ns: 1,
+                start_unix_ns: start,
+                ..Default::default()
+            })
+            .unwrap();
+            s.append(&[ex(id, 1), ex(id, 2)]).unwrap();
+        }
+        let gone = s
+            .enforce_retention(10_000_000_100, Some(Duration::from_secs(5)), None)
+            .unwrap();
+        assert_eq!(gone, vec!["old".to_string()]);
+        assert!(s.get_run("old").unwrap().is_none());
+        assert!(s.all::<Exchange>(Kind::Exchange, "old").unwrap().is_empty());
+        assert_eq!(s.delete_run("new").unwrap(), Some(2));
+        assert_eq!(s.delete_run("new").unwrap(), None);
+    }
+
+    #[test]
+    fn store_reopens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put_run(&Run {
+                run_id: "r".into(),
+                ..Default::default()
+            })
+            .unwrap();
+            s.append(&[ex("r", 7)]).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.get_run("r").unwrap().is_some());
+        assert_eq!(s.all::<Exchange>(Kind::Exchange, "r").unwrap().len(), 1);
+    }
+}

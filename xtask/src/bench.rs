@@ -1,0 +1,264 @@
+//! `cargo xtask bench [accuracy|capacity|schedule|overhead|all]`: the issue targets, measured
+//! in one run each, as ratios where the machine's speed matters. Release builds.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::{procs, setup::Env, sh};
+
+/// Runs the named benchmark(s) and writes target/bench/results.json.
+pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
+    sh::cargo(&["build", "--release", "-p", "tbd", "-p", "tbctl"])?;
+    let dir = sh::workspace_root().join("target/bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut results = serde_json::Map::new();
+    let all = which == "all";
+    let mut ran = false;
+    if all || which == "accuracy" {
+        results.insert("accuracy".into(), accuracy(&dir)?);
+        ran = true;
+    }
+    if all || which == "capacity" {
+        results.insert("capacity".into(), capacity(&dir)?);
+        ran = true;
+    }
+    if all || which == "schedule" {
+        results.insert("schedule".into(), schedule(&dir)?);
+        ran = true;
+    }
+    if all || which == "overhead" {
+        results.insert("overhead".into(), overhead(&dir)?);
+        ran = true;
+    }
+    if !ran {
+        bail!("unknown bench '{which}': use accuracy, capacity, schedule, overhead or all");
+    }
+    let out = Value::Object(results);
+    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&out)?)?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Runs `tbctl profile ARGS --json` and returns its summary and CPU seconds (user+sys).
+fn profile(dir: &Path, args: &[&str]) -> anyhow::Result<(Value, f64, PathBuf)> {
+    let out = dir.join("runs");
+    let before = children_cpu();
+    let t0 = Instant::now();
+    let o = Command::new(procs::bin("release", "tbctl"))
+        .arg("profile")
+        .args(args)
+        .arg("--json")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .context("running tbctl profile")?;
+    let cpu = children_cpu() - before;
+    if !o.status.success() {
+        bail!(
+            "tbctl profile {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let summary: Value = serde_json::from_slice(&o.stdout)?;
+    let run_dir = out.join(summary["run_id"].as_str().unwrap_or_default());
+    eprintln!("bench: profile {args:?} took {:.1}s", t0.elapsed().as_secs_f64());
+    Ok((summary, cpu, run_dir))
+}
+
+/// CPU seconds used by reaped children so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn jsonl(path: &Path) -> anyhow::Result<Vec<Value>> {
+    std::fs::read_to_string(path)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pos = q * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+fn u(v: &Value) -> Option<u64> {
+    v.as_u64()
+}
+
+/// Client TTFT and per-gap errors against serve-sim's own log, 64 streams.
+fn accuracy(dir: &Path) -> anyhow::Result<Value> {
+    let truth_path = dir.join("truth.jsonl");
+    let truth_arg = truth_path.display().to_string();
+    let (mut sim, port) = procs::start_sim(
+        "release",
+        dir,
+        &["--ttft", "40ms", "--itl", "8ms", "--jitter", "0.5", "--seed", "7", "--truth", &truth_arg],
+    )?;
+    let url = format!("http://127.0.0.1:{port}");
+    let (summary, _, run_dir) = profile(
+        dir,
+        &["--url", &url, "--concurrency", "64", "--requests", "300", "--max-tokens", "32", "--no-daemon"],
+    )?;
+    sim.stop();
+    let truth: HashMap<u64, Value> = jsonl(&truth_path)?
+        .into_iter()
+        .filter_map(|t| Some((t["request_id"].as_str()?.parse().ok().or(u(&t["request_id"]))?, t)))
+        .collect();
+    let records = jsonl(&run_dir.join("requests.jsonl"))?;
+    let (mut ttft_err, mut gap_err) = (Vec::new(), Vec::new());
+    let mut matched = 0;
+    for r in records.iter().skip(1) {
+        let Some(id) = u(&r["request_id"]) else { continue };
+        let Some(t) = truth.get(&id) else { continue };
+        let (Some(sent), Some(first)) = (u(&r["t_sent_ns"]), u(&r["t_first_token_ns"])) else { continue };
+        let tchunks: Vec<u64> = t["chunks"].as_array().into_iter().flatten().filter_map(|c| u(&c[0])).collect();
+        let cchunks: Vec<u64> = r["chunks"].as_array().into_iter().flatten().filter_map(|c| u(&c[0])).collect();
+        let (Some(t_read), Some(&t_first)) = (u(&t["t_read_ns"]), tchunks.first()) else { continue };
+        if tchunks.len() != cchunks.len() {
+            continue;
+        }
+        matched += 1;
+        let client_ttft = first as f64 - sent as f64;
+        let true_ttft = t_first as f64 - t_read as f64;
+        ttft_err.push((client_ttft - true_ttft).abs() / 1e6);
+        for i in 1..tchunks.len() {
+            let cg = cchunks[i] as f64 - cchunks[i - 1] as f64;
+            let tg = tchunks[i] as f64 - tchunks[i - 1] as f64;
+            gap_err.push((cg - tg).abs() / 1e6);
+        }
+    }
+    Ok(serde_json::json!({
+        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests, 64 streams, same 2 cores",
+        "requests_matched": matched,
+        "ttft_abs_error_ms": {"p50": pct(&mut ttft_err, 0.5), "p99": pct(&mut ttft_err, 0.99), "target_p99": 1.0},
+        "gap_abs_error_ms": {"p50": pct(&mut gap_err, 0.5), "p99": pct(&mut gap_err, 0.99), "target_p99": 0.5},
+        "client_ttft_p50_ms": summary["metrics"]["ttft_ms"]["p50"],
+    }))
+}
+
+/// Highest sustained rate against serve-sim with no delay and 16 tokens per response.
+fn capacity(dir: &Path) -> anyhow::Result<Value> {
+    let (mut sim, port) = procs::start_sim("release", dir, &["--ttft", "0", "--itl", "0", "--jitter", "0"])?;
+    let url = format!("http://127.0.0.1:{port}");
+    let (s, cpu, _) = profile(
+        dir,
+        &["--url", &url, "--concurrency", "256", "--duration", "10s", "--max-tokens", "16", "--no-daemon", "--span-size", "small"],
+    )?;
+    sim.stop();
+    let ok = s["requests"]["succeeded"].as_f64().unwrap_or(0.0);
+    Ok(serde_json::json!({
+        "setup": "serve-sim with no delay, 16 tokens per response, --concurrency 256, 10 s, same 2 cores",
+        "requests_per_s": s["request_throughput"]["value"],
+        "requests_ok": ok,
+        "requests_failed": s["requests"]["failed"],
+        "tbctl_cpu_s": cpu,
+        "tbctl_cpu_ms_per_request": if ok > 0.0 { cpu * 1e3 / ok } else { f64::NAN },
+        "target_requests_per_s": 5000,
+    }))
+}
+
+/// Poisson at 2,000 requests/s: dispatch lag.
+fn schedule(dir: &Path) -> anyhow::Result<Value> {
+    let (mut sim, port) = procs::start_sim("release", dir, &["--ttft", "0", "--itl", "0", "--jitter", "0"])?;
+    let url = format!("http://127.0.0.1:{port}");
+    let (s, _, _) = profile(
+        dir,
+        &["--url", &url, "--rate", "2000", "--pattern", "poisson", "--duration", "10s", "--max-tokens", "16", "--no-daemon", "--span-size", "small"],
+    )?;
+    sim.stop();
+    Ok(serde_json::json!({
+        "setup": "Poisson 2000 req/s for 10 s against serve-sim (no delay, 16 tokens)",
+        "achieved_requests_per_s": s["request_throughput"]["value"],
+        "dispatch_lag_ms": s["metrics"]["dispatch_lag_ms"],
+        "target_p99_ms": 1.0,
+    }))
+}
+
+/// tbd's cost: serve-sim throughput with and without capture, BPF ns per event, event rate,
+/// idle RSS.
+fn overhead(dir: &Path) -> anyhow::Result<Value> {
+    let (mut tbd, sock) = procs::start_tbd("release", dir)?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let idle_rss_kib = rss_kib(tbd.child.id());
+    let daemon = format!("unix:{}", sock.display());
+    let (mut sim, port) = procs::start_sim("release", dir, &["--ttft", "0", "--itl", "0", "--jitter", "0"])?;
+    let url = format!("http://127.0.0.1:{port}");
+    let args = |d: &'static str| -> Vec<String> {
+        let mut v: Vec<String> = ["--url", &url, "--concurrency", "64", "--duration", "8s", "--max-tokens", "16", "--span-size", "small"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if d == "off" {
+            v.push("--no-daemon".into());
+        } else {
+            v.extend(["--daemon".to_string(), daemon.clone()]);
+        }
+        v
+    };
+    let run = |d: &'static str| -> anyhow::Result<Value> {
+        let a = args(d);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        Ok(profile(dir, &refs)?.0)
+    };
+    let off1 = run("off")?;
+    let on = run("on")?;
+    let off2 = run("off")?;
+    let status = Command::new(procs::bin("release", "tbctl"))
+        .args(["daemon", "status", "--json", "--daemon", &daemon])
+        .output()?;
+    let info: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+    sim.stop();
+    let busy_rss_kib = rss_kib(tbd.child.id());
+    tbd.stop();
+    let rps = |s: &Value| s["request_throughput"]["value"].as_f64().unwrap_or(0.0);
+    let off = (rps(&off1) + rps(&off2)) / 2.0;
+    let (mut t, mut n) = (0u64, 0u64);
+    for p in info["probes"].as_array().into_iter().flatten() {
+        t += p["run_time_ns"].as_u64().unwrap_or(0);
+        n += p["run_count"].as_u64().unwrap_or(0);
+    }
+    Ok(serde_json::json!({
+        "setup": "serve-sim (no delay, 16 tokens) under tbctl --concurrency 64 for 8 s: without tbd, with tbd capturing both sides, without again",
+        "rps_without": [rps(&off1), rps(&off2)],
+        "rps_with": rps(&on),
+        "ratio_with_to_without": if off > 0.0 { rps(&on) / off } else { f64::NAN },
+        "target_ratio": 0.98,
+        "kernel_seen": on["kernel"],
+        "bpf_mean_ns_per_run": if n > 0 { t as f64 / n as f64 } else { f64::NAN },
+        "bpf_runs": n,
+        "events_received": info["events_received"],
+        "lost": info["lost"],
+        "tbd_idle_rss_kib": idle_rss_kib,
+        "tbd_rss_after_kib": busy_rss_kib,
+    }))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
