@@ -50,6 +50,5 @@ pub async fn connect(path: &Path) -> Result<TbdClient<Channel>, DaemonError> {
             path: path.into(),
             msg: e.to_string(),
         })?;
-    Ok(TbdClient::new(channel)
-        .max_decoding_message_size(64 << 20))
+    Ok(TbdClient::new(channel).max_decoding_message_size(64 << 20))
 }

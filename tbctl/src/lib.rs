@@ -4,10 +4,10 @@
 pub mod api;
 pub mod cli;
 pub mod client;
-pub mod profile;
 pub mod clock;
 pub mod daemon;
 pub mod kernel;
+pub mod profile;
 pub mod record;
 pub mod sim;
 pub mod slo;

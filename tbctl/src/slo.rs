@@ -17,9 +17,9 @@ impl std::str::FromStr for Slo {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut slo = Slo::default();
         for part in s.split(',').filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| format!("bad --slo '{part}': use e.g. ttft=200ms,tpot=50ms,e2e=5s"))?;
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                format!("bad --slo '{part}': use e.g. ttft=200ms,tpot=50ms,e2e=5s")
+            })?;
             let ms = parse_duration(v)?.as_secs_f64() * 1e3;
             match k.trim() {
                 "ttft" => slo.ttft_ms = Some(ms),
@@ -44,7 +44,8 @@ impl Slo {
 
     /// Whether `r` succeeded and meets every threshold (a metric a request lacks fails it).
     pub fn met_by(&self, r: &RequestRecord) -> bool {
-        let ok = |limit: Option<f64>, v: Option<f64>| limit.is_none_or(|l| v.is_some_and(|v| v <= l));
+        let ok =
+            |limit: Option<f64>, v: Option<f64>| limit.is_none_or(|l| v.is_some_and(|v| v <= l));
         r.success
             && ok(self.ttft_ms, r.ttft_ms)
             && ok(self.tpot_ms, r.tpot_ms)

@@ -67,7 +67,10 @@ mod tests {
     fn percentiles_interpolate_between_ranks() {
         let mut v: Vec<f64> = (1..=101).map(f64::from).collect();
         let d = Distribution::of(&mut v).unwrap();
-        assert_eq!((d.min, d.max, d.p50, d.p90, d.p99), (1.0, 101.0, 51.0, 91.0, 100.0));
+        assert_eq!(
+            (d.min, d.max, d.p50, d.p90, d.p99),
+            (1.0, 101.0, 51.0, 91.0, 100.0)
+        );
         assert!((d.p999 - 100.9).abs() < 1e-9);
         assert_eq!(d.mean, 51.0);
         let mut two = vec![10.0, 0.0];

@@ -63,15 +63,47 @@ pub struct Summary {
 
 /// Metric names with their formula and unit, in display order.
 pub const METRICS: &[(&str, &str, &str)] = &[
-    ("ttft_ms", "first chunk with non-empty (or reasoning) content - actual send time", "ms"),
-    ("e2e_ms", "last content chunk - actual send time (successful requests)", "ms"),
-    ("scheduled_latency_ms", "last content chunk - intended send time (shows coordinated omission)", "ms"),
-    ("dispatch_lag_ms", "actual send time - intended send time", "ms"),
-    ("tpot_ms", "(e2e - ttft) / (output_tokens - 1), for output_tokens >= 2", "ms"),
-    ("itl_ms", "gaps between content tokens; a chunk of k tokens gives k equal gaps of its interval", "ms"),
+    (
+        "ttft_ms",
+        "first chunk with non-empty (or reasoning) content - actual send time",
+        "ms",
+    ),
+    (
+        "e2e_ms",
+        "last content chunk - actual send time (successful requests)",
+        "ms",
+    ),
+    (
+        "scheduled_latency_ms",
+        "last content chunk - intended send time (shows coordinated omission)",
+        "ms",
+    ),
+    (
+        "dispatch_lag_ms",
+        "actual send time - intended send time",
+        "ms",
+    ),
+    (
+        "tpot_ms",
+        "(e2e - ttft) / (output_tokens - 1), for output_tokens >= 2",
+        "ms",
+    ),
+    (
+        "itl_ms",
+        "gaps between content tokens; a chunk of k tokens gives k equal gaps of its interval",
+        "ms",
+    ),
     ("icl_ms", "gaps between consecutive content chunks", "ms"),
-    ("output_tokens", "server usage (completion_tokens / eval_count), else local count", "tokens"),
-    ("input_tokens", "server usage (prompt_tokens / prompt_eval_count), else local estimate", "tokens"),
+    (
+        "output_tokens",
+        "server usage (completion_tokens / eval_count), else local count",
+        "tokens",
+    ),
+    (
+        "input_tokens",
+        "server usage (prompt_tokens / prompt_eval_count), else local estimate",
+        "tokens",
+    ),
 ];
 
 /// The formula line of a metric, for `--help` and reports.
@@ -138,7 +170,13 @@ pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>
         (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
         _ => 0.0,
     };
-    let per_s = |n: f64| if duration_s > 0.0 { n / duration_s } else { 0.0 };
+    let per_s = |n: f64| {
+        if duration_s > 0.0 {
+            n / duration_s
+        } else {
+            0.0
+        }
+    };
     let out_tokens: u64 = ok.iter().filter_map(|r| r.output_tokens).sum();
     let mut errors_by_class = BTreeMap::new();
     for r in &measured {
@@ -235,10 +273,23 @@ mod tests {
             ..Default::default()
         };
         failed.derive(|m| m);
-        let info = RunInfo { run_id: "r", target: "t", model: "m", api: "openai-chat" };
+        let info = RunInfo {
+            run_id: "r",
+            target: "t",
+            model: "m",
+            api: "openai-chat",
+        };
         let slo: Slo = "ttft=20ms".parse().unwrap();
         let s = summarize(info, &[warm, a, b, failed], Some(&slo));
-        assert_eq!(s.requests, Counts { total: 3, succeeded: 2, failed: 1, warmup_excluded: 1 });
+        assert_eq!(
+            s.requests,
+            Counts {
+                total: 3,
+                succeeded: 2,
+                failed: 1,
+                warmup_excluded: 1
+            }
+        );
         assert_eq!(s.errors_by_class.get("http"), Some(&1));
         let ttft = &s.metrics["ttft_ms"].dist;
         assert_eq!((ttft.count, ttft.min, ttft.max), (2, 10.0, 30.0));

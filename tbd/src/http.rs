@@ -30,13 +30,41 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> String {
     let c = &engine.counters;
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     };
-    metric("tbd_events_received_total", "Events read from the ring buffer.", "counter", c.events_received.load(Relaxed));
-    metric("tbd_events_stored_total", "Events processed into a capture.", "counter", c.events_stored.load(Relaxed));
-    metric("tbd_records_stored_total", "Records written to the store.", "counter", c.records_stored.load(Relaxed));
-    metric("tbd_store_bytes", "Store size on disk.", "gauge", engine.store.size_on_disk());
-    metric("tbd_capture_active", "1 while a capture runs.", "gauge", engine.active_run().is_some() as u64);
+    metric(
+        "tbd_events_received_total",
+        "Events read from the ring buffer.",
+        "counter",
+        c.events_received.load(Relaxed),
+    );
+    metric(
+        "tbd_events_stored_total",
+        "Events processed into a capture.",
+        "counter",
+        c.events_stored.load(Relaxed),
+    );
+    metric(
+        "tbd_records_stored_total",
+        "Records written to the store.",
+        "counter",
+        c.records_stored.load(Relaxed),
+    );
+    metric(
+        "tbd_store_bytes",
+        "Store size on disk.",
+        "gauge",
+        engine.store.size_on_disk(),
+    );
+    metric(
+        "tbd_capture_active",
+        "1 while a capture runs.",
+        "gauge",
+        engine.active_run().is_some() as u64,
+    );
     let probes = engine.probes();
     let _ = writeln!(out, "# HELP tbd_events_lost_total Events lost in the kernel, by reason.\n# TYPE tbd_events_lost_total counter");
     for (reason, n) in probes.lost().unwrap_or_default() {
@@ -44,8 +72,16 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> String {
     }
     let _ = writeln!(out, "# HELP tbd_bpf_run_time_ns_total BPF program run time (kernel BPF stats).\n# TYPE tbd_bpf_run_time_ns_total counter");
     for p in probes.program_stats() {
-        let _ = writeln!(out, "tbd_bpf_run_time_ns_total{{program=\"{}\"}} {}", p.name, p.run_time_ns);
-        let _ = writeln!(out, "tbd_bpf_run_count_total{{program=\"{}\"}} {}", p.name, p.run_count);
+        let _ = writeln!(
+            out,
+            "tbd_bpf_run_time_ns_total{{program=\"{}\"}} {}",
+            p.name, p.run_time_ns
+        );
+        let _ = writeln!(
+            out,
+            "tbd_bpf_run_count_total{{program=\"{}\"}} {}",
+            p.name, p.run_count
+        );
     }
     out
 }

@@ -7,8 +7,8 @@ use prost::Message;
 use tb_proto::v1::{
     tbd_server::Tbd, ClientRecord, Connection, DaemonInfo, DeleteRunRequest, DeleteRunResponse,
     DnsLookup, Exchange, GetInfoRequest, GetRunRequest, ListRunsRequest, ListRunsResponse,
-    LossCounter, ProbeInfo, QueryRequest, Run, SensorInfo, StartCaptureRequest,
-    StopCaptureRequest, TailRequest, UploadResponse,
+    LossCounter, ProbeInfo, QueryRequest, Run, SensorInfo, StartCaptureRequest, StopCaptureRequest,
+    TailRequest, UploadResponse,
 };
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -37,16 +37,20 @@ impl Service {
     where
         M: Message + Default + Send + 'static,
     {
-        if self.engine.store.get_run(&req.run_id).map_err(status)?.is_none() {
+        if self
+            .engine
+            .store
+            .get_run(&req.run_id)
+            .map_err(status)?
+            .is_none()
+        {
             return Err(Status::not_found(format!("no run {}", req.run_id)));
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.engine.store.clone();
         tokio::task::spawn_blocking(move || {
             for v in store.scan(kind, &req.run_id, req.from_ns, req.to_ns) {
-                let item = v
-                    .and_then(|b| Ok(M::decode(&*b)?))
-                    .map_err(status);
+                let item = v.and_then(|b| Ok(M::decode(&*b)?)).map_err(status);
                 if tx.blocking_send(item).is_err() {
                     return;
                 }
@@ -77,7 +81,8 @@ fn sensors() -> Vec<SensorInfo> {
             reason: if rapl {
                 "powercap RAPL found, but energy sampling is not built into tbd yet".into()
             } else {
-                "no RAPL on this host (no powercap intel-rapl); energy sampling not built yet".into()
+                "no RAPL on this host (no powercap intel-rapl); energy sampling not built yet"
+                    .into()
             },
         },
         SensorInfo {
@@ -202,7 +207,9 @@ impl Tbd for Service {
         &self,
         req: Request<QueryRequest>,
     ) -> Result<Response<Self::QueryConnectionsStream>, Status> {
-        Ok(Response::new(self.query(req.into_inner(), Kind::Connection)?))
+        Ok(Response::new(
+            self.query(req.into_inner(), Kind::Connection)?,
+        ))
     }
 
     type QueryDnsStream = Streamed<DnsLookup>;
@@ -220,9 +227,19 @@ impl Tbd for Service {
         let mut stream = req.into_inner();
         let mut stored = 0u64;
         let mut batch = Vec::with_capacity(512);
+        let mut run_id: Option<String> = None;
         while let Some(rec) = stream.next().await {
             let rec = rec?;
-            if self.engine.store.get_run(&rec.run_id).map_err(status)?.is_none() {
+            if run_id.as_deref() != Some(rec.run_id.as_str()) {
+                run_id = Some(rec.run_id.clone());
+            }
+            if self
+                .engine
+                .store
+                .get_run(&rec.run_id)
+                .map_err(status)?
+                .is_none()
+            {
                 return Err(Status::not_found(format!("no run {}", rec.run_id)));
             }
             batch.push(Record::Client(rec));
@@ -234,6 +251,14 @@ impl Tbd for Service {
         }
         self.engine.store.append(&batch).map_err(status)?;
         stored += batch.len() as u64;
+        if let Some(mut run) = run_id.and_then(|id| self.engine.store.get_run(&id).ok().flatten()) {
+            run.client_records = self
+                .engine
+                .store
+                .scan(Kind::ClientRecord, &run.run_id, 0, 0)
+                .count() as u64;
+            self.engine.store.put_run(&run).map_err(status)?;
+        }
         self.engine.store.flush().map_err(status)?;
         Ok(Response::new(UploadResponse { stored }))
     }
@@ -245,12 +270,13 @@ impl Tbd for Service {
     ) -> Result<Response<Self::TailExchangesStream>, Status> {
         let run_id = req.into_inner().run_id;
         let rx = self.engine.tail.subscribe();
-        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| match r {
-            Ok(e) if run_id.is_empty() || e.run_id == run_id => Some(Ok(e)),
-            Ok(_) => None,
-            // A slow reader skips what it missed rather than stalling the capture.
-            Err(_) => None,
-        });
+        let stream =
+            tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| match r {
+                Ok(e) if run_id.is_empty() || e.run_id == run_id => Some(Ok(e)),
+                Ok(_) => None,
+                // A slow reader skips what it missed rather than stalling the capture.
+                Err(_) => None,
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -16,7 +16,10 @@ pub fn bind(path: &Path, group: &str) -> Result<UnixListener, TbdError> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(TbdError::Io(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("another tbd answers on {}; stop it or pass --socket", path.display()),
+                format!(
+                    "another tbd answers on {}; stop it or pass --socket",
+                    path.display()
+                ),
             )));
         }
         std::fs::remove_file(path)?;

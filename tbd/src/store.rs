@@ -137,7 +137,10 @@ impl Store {
     }
 
     fn tree(&self, kind: Kind) -> &sled::Tree {
-        &self.trees[Kind::ALL.iter().position(|k| *k == kind).expect("all kinds")]
+        &self.trees[Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("all kinds")]
     }
 
     /// Writes or replaces a run's header.

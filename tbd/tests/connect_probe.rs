@@ -66,7 +66,7 @@ fn tracked_connect_arrives_and_untracked_does_not() {
     assert_eq!(dst.to_string(), format!("127.0.0.1:{port}"));
     assert_eq!(c.ret, 0, "blocking connect to a listener succeeds");
     assert!(c.hdr.ts_ns >= c.ts_enter_ns);
-    assert_eq!(c.fd as i32, std::os::fd::AsRawFd::as_raw_fd(&conn));
+    assert_eq!(c.fd, std::os::fd::AsRawFd::as_raw_fd(&conn));
     assert!(
         others.iter().all(|o| o.hdr.pid != child_pid),
         "untracked child's connect leaked through: {others:?}"

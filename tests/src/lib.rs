@@ -1,1 +1,105 @@
-//! Helpers for end-to-end tests: locating the built binaries and running them.
+//! Helpers for end-to-end tests: the built binaries (`cargo xtask test` builds them first),
+//! background servers, and reading run directories.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+pub use xtask::{
+    llama::LlamaServer,
+    procs::{start_sim, start_tbd, Bg},
+};
+
+/// The debug build of a workspace binary.
+pub fn bin(name: &str) -> PathBuf {
+    let p = xtask::procs::bin("debug", name);
+    assert!(
+        p.exists(),
+        "{} is not built: run the tests with `cargo xtask test`",
+        p.display()
+    );
+    p
+}
+
+/// Runs `tbctl ARGS` to completion.
+pub fn tbctl(args: &[&str]) -> Output {
+    Command::new(bin("tbctl"))
+        .args(args)
+        .output()
+        .expect("run tbctl")
+}
+
+/// Runs `tbctl profile ARGS --json --out OUT`; panics with stderr unless it succeeds. Returns
+/// the summary and the run directory.
+pub fn profile(out: &Path, args: &[&str]) -> (Value, PathBuf) {
+    let o = Command::new(bin("tbctl"))
+        .arg("profile")
+        .args(args)
+        .args(["--json", "--out"])
+        .arg(out)
+        .output()
+        .expect("run tbctl profile");
+    assert!(
+        o.status.success(),
+        "tbctl profile {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&o.stdout).expect("summary JSON on stdout");
+    let dir = out.join(summary["run_id"].as_str().expect("run_id"));
+    (summary, dir)
+}
+
+/// Lines of a JSONL file.
+pub fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// The request records of a run (requests.jsonl without its metadata line).
+pub fn records(run_dir: &Path) -> Vec<Value> {
+    jsonl(&run_dir.join("requests.jsonl"))
+        .into_iter()
+        .skip(1)
+        .collect()
+}
+
+/// The q-quantile of samples.
+pub fn quantile(v: &mut [f64], q: f64) -> f64 {
+    assert!(!v.is_empty(), "no samples");
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// serve-sim's ground truth by request id.
+pub fn truth_by_id(path: &Path) -> std::collections::HashMap<u64, Value> {
+    jsonl(path)
+        .into_iter()
+        .filter_map(|t| {
+            let id = t["request_id"]
+                .as_u64()
+                .or_else(|| t["request_id"].as_str()?.parse().ok())?;
+            Some((id, t))
+        })
+        .collect()
+}
+
+/// Content chunk times of a JSON record or truth line (`chunks: [[t, n], ...]`).
+pub fn chunk_times(v: &Value) -> Vec<u64> {
+    v["chunks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c[0].as_u64())
+        .collect()
+}
+
+/// Stderr of an output as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -69,7 +69,10 @@ fn profile(dir: &Path, args: &[&str]) -> anyhow::Result<(Value, f64, PathBuf)> {
     }
     let summary: Value = serde_json::from_slice(&o.stdout)?;
     let run_dir = out.join(summary["run_id"].as_str().unwrap_or_default());
-    eprintln!("bench: profile {args:?} took {:.1}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "bench: profile {args:?} took {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok((summary, cpu, run_dir))
 }
 
@@ -111,28 +114,66 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
     let (mut sim, port) = procs::start_sim(
         "release",
         dir,
-        &["--ttft", "40ms", "--itl", "8ms", "--jitter", "0.5", "--seed", "7", "--truth", &truth_arg],
+        &[
+            "--ttft", "40ms", "--itl", "8ms", "--jitter", "0.5", "--seed", "7", "--truth",
+            &truth_arg,
+        ],
     )?;
     let url = format!("http://127.0.0.1:{port}");
     let (summary, _, run_dir) = profile(
         dir,
-        &["--url", &url, "--concurrency", "64", "--requests", "300", "--max-tokens", "32", "--no-daemon"],
+        &[
+            "--url",
+            &url,
+            "--concurrency",
+            "64",
+            "--requests",
+            "300",
+            "--max-tokens",
+            "32",
+            "--no-daemon",
+        ],
     )?;
     sim.stop();
     let truth: HashMap<u64, Value> = jsonl(&truth_path)?
         .into_iter()
-        .filter_map(|t| Some((t["request_id"].as_str()?.parse().ok().or(u(&t["request_id"]))?, t)))
+        .filter_map(|t| {
+            Some((
+                t["request_id"]
+                    .as_str()?
+                    .parse()
+                    .ok()
+                    .or(u(&t["request_id"]))?,
+                t,
+            ))
+        })
         .collect();
     let records = jsonl(&run_dir.join("requests.jsonl"))?;
     let (mut ttft_err, mut gap_err) = (Vec::new(), Vec::new());
     let mut matched = 0;
     for r in records.iter().skip(1) {
-        let Some(id) = u(&r["request_id"]) else { continue };
+        let Some(id) = u(&r["request_id"]) else {
+            continue;
+        };
         let Some(t) = truth.get(&id) else { continue };
-        let (Some(sent), Some(first)) = (u(&r["t_sent_ns"]), u(&r["t_first_token_ns"])) else { continue };
-        let tchunks: Vec<u64> = t["chunks"].as_array().into_iter().flatten().filter_map(|c| u(&c[0])).collect();
-        let cchunks: Vec<u64> = r["chunks"].as_array().into_iter().flatten().filter_map(|c| u(&c[0])).collect();
-        let (Some(t_read), Some(&t_first)) = (u(&t["t_read_ns"]), tchunks.first()) else { continue };
+        let (Some(sent), Some(first)) = (u(&r["t_sent_ns"]), u(&r["t_first_token_ns"])) else {
+            continue;
+        };
+        let tchunks: Vec<u64> = t["chunks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| u(&c[0]))
+            .collect();
+        let cchunks: Vec<u64> = r["chunks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| u(&c[0]))
+            .collect();
+        let (Some(t_read), Some(&t_first)) = (u(&t["t_read_ns"]), tchunks.first()) else {
+            continue;
+        };
         if tchunks.len() != cchunks.len() {
             continue;
         }
@@ -157,11 +198,27 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
 
 /// Highest sustained rate against serve-sim with no delay and 16 tokens per response.
 fn capacity(dir: &Path) -> anyhow::Result<Value> {
-    let (mut sim, port) = procs::start_sim("release", dir, &["--ttft", "0", "--itl", "0", "--jitter", "0"])?;
+    let (mut sim, port) = procs::start_sim(
+        "release",
+        dir,
+        &["--ttft", "0", "--itl", "0", "--jitter", "0"],
+    )?;
     let url = format!("http://127.0.0.1:{port}");
     let (s, cpu, _) = profile(
         dir,
-        &["--url", &url, "--concurrency", "256", "--duration", "10s", "--max-tokens", "16", "--no-daemon", "--span-size", "small"],
+        &[
+            "--url",
+            &url,
+            "--concurrency",
+            "256",
+            "--duration",
+            "10s",
+            "--max-tokens",
+            "16",
+            "--no-daemon",
+            "--span-size",
+            "small",
+        ],
     )?;
     sim.stop();
     let ok = s["requests"]["succeeded"].as_f64().unwrap_or(0.0);
@@ -178,11 +235,29 @@ fn capacity(dir: &Path) -> anyhow::Result<Value> {
 
 /// Poisson at 2,000 requests/s: dispatch lag.
 fn schedule(dir: &Path) -> anyhow::Result<Value> {
-    let (mut sim, port) = procs::start_sim("release", dir, &["--ttft", "0", "--itl", "0", "--jitter", "0"])?;
+    let (mut sim, port) = procs::start_sim(
+        "release",
+        dir,
+        &["--ttft", "0", "--itl", "0", "--jitter", "0"],
+    )?;
     let url = format!("http://127.0.0.1:{port}");
     let (s, _, _) = profile(
         dir,
-        &["--url", &url, "--rate", "2000", "--pattern", "poisson", "--duration", "10s", "--max-tokens", "16", "--no-daemon", "--span-size", "small"],
+        &[
+            "--url",
+            &url,
+            "--rate",
+            "2000",
+            "--pattern",
+            "poisson",
+            "--duration",
+            "10s",
+            "--max-tokens",
+            "16",
+            "--no-daemon",
+            "--span-size",
+            "small",
+        ],
     )?;
     sim.stop();
     Ok(serde_json::json!({
@@ -200,13 +275,28 @@ fn overhead(dir: &Path) -> anyhow::Result<Value> {
     std::thread::sleep(std::time::Duration::from_secs(1));
     let idle_rss_kib = rss_kib(tbd.child.id());
     let daemon = format!("unix:{}", sock.display());
-    let (mut sim, port) = procs::start_sim("release", dir, &["--ttft", "0", "--itl", "0", "--jitter", "0"])?;
+    let (mut sim, port) = procs::start_sim(
+        "release",
+        dir,
+        &["--ttft", "0", "--itl", "0", "--jitter", "0"],
+    )?;
     let url = format!("http://127.0.0.1:{port}");
     let args = |d: &'static str| -> Vec<String> {
-        let mut v: Vec<String> = ["--url", &url, "--concurrency", "64", "--duration", "8s", "--max-tokens", "16", "--span-size", "small"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut v: Vec<String> = [
+            "--url",
+            &url,
+            "--concurrency",
+            "64",
+            "--duration",
+            "8s",
+            "--max-tokens",
+            "16",
+            "--span-size",
+            "small",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if d == "off" {
             v.push("--no-daemon".into());
         } else {

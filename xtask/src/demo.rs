@@ -17,12 +17,36 @@ pub fn run(env: &Env) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{}", llama.port);
     let daemon = format!("unix:{}", sock.display());
     let runs = sh::workspace_root().join("runs");
-    eprintln!("demo: profiling {url}: 24 requests, 4 concurrent, 32 output tokens, kernel timing on");
+    eprintln!(
+        "demo: profiling {url}: 24 requests, 4 concurrent, 32 output tokens, kernel timing on"
+    );
     sh::run(
         Command::new(procs::bin("release", "tbctl"))
-            .args(["profile", "--url", &url, "--requests", "24", "--concurrency", "4"])
-            .args(["--max-tokens", "32", "--warmup", "2", "--span-size", "small"])
-            .args(["--slo", "ttft=500ms,tpot=100ms", "--label", "demo", "--daemon", &daemon])
+            .args([
+                "profile",
+                "--url",
+                &url,
+                "--requests",
+                "24",
+                "--concurrency",
+                "4",
+            ])
+            .args([
+                "--max-tokens",
+                "32",
+                "--warmup",
+                "2",
+                "--span-size",
+                "small",
+            ])
+            .args([
+                "--slo",
+                "ttft=500ms,tpot=100ms",
+                "--label",
+                "demo",
+                "--daemon",
+                &daemon,
+            ])
             .arg("--out")
             .arg(&runs),
     )?;
@@ -32,9 +56,14 @@ pub fn run(env: &Env) -> anyhow::Result<()> {
         .map(|e| e.path())
         .ok_or_else(|| anyhow::anyhow!("no run directory was written"))?;
     sh::run(
-        Command::new(procs::bin("release", "tbctl")).args(["trace"]).arg(&last),
+        Command::new(procs::bin("release", "tbctl"))
+            .args(["trace"])
+            .arg(&last),
     )?;
-    sh::run(Command::new(procs::bin("release", "tbctl")).args(["daemon", "status", "--daemon", &daemon]))?;
+    sh::run(
+        Command::new(procs::bin("release", "tbctl"))
+            .args(["daemon", "status", "--daemon", &daemon]),
+    )?;
     sh::run(Command::new(procs::bin("release", "tbctl")).args(["runs", "--daemon", &daemon]))?;
     drop(llama);
     tbd.stop();

@@ -63,7 +63,7 @@ pub fn main() -> anyhow::Result<()> {
 
 fn test(env: &setup::Env, extra: &[String]) -> anyhow::Result<()> {
     sh::cargo(&["build", "--workspace", "--bins"])?;
-    let mut args: Vec<&str> = vec!["test", "--workspace"];
+    let mut args: Vec<&str> = vec!["test", "--workspace", "--no-fail-fast"];
     if !extra.is_empty() {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));

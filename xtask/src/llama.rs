@@ -20,7 +20,9 @@ pub struct LlamaServer {
 impl LlamaServer {
     /// Starts llama-server on a free loopback port and waits until `/health` answers 200.
     pub fn start(server: &Path, model: &Path, log: &Path) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let log = std::fs::File::create(log)?;
         let child = Command::new(server)
             .args(["-m"])

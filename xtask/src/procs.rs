@@ -55,7 +55,11 @@ impl Drop for Bg {
 pub fn wait_for_file(bg: &mut Bg, path: &Path, secs: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
-        if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0 || !m.is_file()).unwrap_or(false) {
+        if path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0 || !m.is_file())
+                .unwrap_or(false)
+        {
             return Ok(());
         }
         if let Some(st) = bg.child.try_wait()? {
@@ -63,7 +67,11 @@ pub fn wait_for_file(bg: &mut Bg, path: &Path, secs: u64) -> anyhow::Result<()> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("{} did not create {} within {secs} s", bg.name, path.display())
+    bail!(
+        "{} did not create {} within {secs} s",
+        bg.name,
+        path.display()
+    )
 }
 
 /// Path of a built binary of this workspace.

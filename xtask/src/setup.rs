@@ -100,7 +100,13 @@ fn rust_src() -> anyhow::Result<bool> {
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(false);
     }
-    sh::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    sh::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))?;
     Ok(true)
 }
 

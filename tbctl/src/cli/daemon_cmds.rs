@@ -20,7 +20,11 @@ pub async fn status(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
     println!("tbd {} on kernel {}", info.version, info.kernel);
     println!(
         "capture: {}",
-        if info.active_run.is_empty() { "idle".to_string() } else { format!("running ({})", info.active_run) }
+        if info.active_run.is_empty() {
+            "idle".to_string()
+        } else {
+            format!("running ({})", info.active_run)
+        }
     );
     println!(
         "events: {} received, {} in captures; store {} bytes; BPF stats {}",
@@ -29,13 +33,27 @@ pub async fn status(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
         info.store_bytes,
         if info.bpf_stats_enabled { "on" } else { "off" }
     );
-    let lost: Vec<String> = info.lost.iter().map(|l| format!("{} {}", l.reason, l.count)).collect();
+    let lost: Vec<String> = info
+        .lost
+        .iter()
+        .map(|l| format!("{} {}", l.reason, l.count))
+        .collect();
     println!("lost events: {}", lost.join(", "));
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["probe", "attached to", "runs", "run time ns", "ns/run"]);
+    t.set_header(vec![
+        "probe",
+        "attached to",
+        "runs",
+        "run time ns",
+        "ns/run",
+    ]);
     for p in &info.probes {
-        let per = if p.run_count > 0 { p.run_time_ns as f64 / p.run_count as f64 } else { 0.0 };
+        let per = if p.run_count > 0 {
+            p.run_time_ns as f64 / p.run_count as f64
+        } else {
+            0.0
+        };
         t.add_row(vec![
             p.name.clone(),
             p.attach.clone(),
@@ -46,7 +64,12 @@ pub async fn status(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
     }
     println!("{t}");
     for s in &info.sensors {
-        println!("sensor {}: {} ({})", s.name, if s.present { "present" } else { "absent" }, s.reason);
+        println!(
+            "sensor {}: {} ({})",
+            s.name,
+            if s.present { "present" } else { "absent" },
+            s.reason
+        );
     }
     Ok(())
 }
@@ -77,14 +100,29 @@ pub async fn list(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
     let mut c = daemon::connect(&socket(addr)).await?;
     let runs = c.list_runs(ListRunsRequest {}).await?.into_inner().runs;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs.iter().map(run_json).collect::<Vec<_>>())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs.iter().map(run_json).collect::<Vec<_>>())?
+        );
         return Ok(());
     }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["run", "label", "seconds", "exchanges", "connections", "client records", "state"]);
+    t.set_header(vec![
+        "run",
+        "label",
+        "seconds",
+        "exchanges",
+        "connections",
+        "client records",
+        "state",
+    ]);
     for r in &runs {
-        let secs = if r.end_ns > 0 { format!("{:.1}", (r.end_ns - r.start_ns) as f64 / 1e9) } else { "-".into() };
+        let secs = if r.end_ns > 0 {
+            format!("{:.1}", (r.end_ns - r.start_ns) as f64 / 1e9)
+        } else {
+            "-".into()
+        };
         t.add_row(vec![
             r.run_id.clone(),
             r.label.clone(),
@@ -92,7 +130,11 @@ pub async fn list(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
             r.exchanges.to_string(),
             r.connections.to_string(),
             r.client_records.to_string(),
-            if r.end_ns > 0 { "done".into() } else { "capturing".to_string() },
+            if r.end_ns > 0 {
+                "done".into()
+            } else {
+                "capturing".to_string()
+            },
         ]);
     }
     println!("{t}");
@@ -102,7 +144,10 @@ pub async fn list(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
 /// `tbctl runs show ID`.
 pub async fn show(addr: &Option<String>, id: &str) -> anyhow::Result<()> {
     let mut c = daemon::connect(&socket(addr)).await?;
-    let r = c.get_run(GetRunRequest { run_id: id.into() }).await?.into_inner();
+    let r = c
+        .get_run(GetRunRequest { run_id: id.into() })
+        .await?
+        .into_inner();
     println!("{}", serde_json::to_string_pretty(&run_json(&r))?);
     Ok(())
 }
@@ -110,7 +155,10 @@ pub async fn show(addr: &Option<String>, id: &str) -> anyhow::Result<()> {
 /// `tbctl runs delete ID`.
 pub async fn delete(addr: &Option<String>, id: &str) -> anyhow::Result<()> {
     let mut c = daemon::connect(&socket(addr)).await?;
-    let r = c.delete_run(DeleteRunRequest { run_id: id.into() }).await?.into_inner();
+    let r = c
+        .delete_run(DeleteRunRequest { run_id: id.into() })
+        .await?
+        .into_inner();
     println!("deleted run {id} ({} records)", r.records);
     Ok(())
 }

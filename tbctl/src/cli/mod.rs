@@ -4,6 +4,7 @@ pub mod daemon_cmds;
 pub mod output;
 pub mod profile;
 pub mod progress;
+pub mod trace_cmd;
 
 use std::process::ExitCode;
 
@@ -17,7 +18,9 @@ fn metrics_help() -> String {
         s.push_str(&format!("  {name:<22} {formula}\n"));
     }
     s.push_str("  throughput             output tokens / (last response - first send)\n");
-    s.push_str("  goodput                requests meeting every --slo / (last response - first send)\n");
+    s.push_str(
+        "  goodput                requests meeting every --slo / (last response - first send)\n",
+    );
     s
 }
 
@@ -53,6 +56,9 @@ pub enum Cmd {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Network analysis of a run from kernel data: connections, DNS, TTFB/TTLB, reads, insights.
+    #[command(after_long_help = trace_cmd::formulas_help(), after_help = trace_cmd::formulas_help())]
+    Trace(trace_cmd::TraceArgs),
 }
 
 /// `tbctl daemon ...`.
@@ -102,15 +108,18 @@ pub fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Profile(a) => profile::run(*a).await,
             Cmd::ServeSim(a) => crate::sim::run(a).await.map(|_| ExitCode::SUCCESS),
-            Cmd::Daemon { cmd: DaemonCmd::Status { daemon, json } } => {
-                daemon_cmds::status(&daemon, json).await.map(|_| ExitCode::SUCCESS)
-            }
+            Cmd::Daemon {
+                cmd: DaemonCmd::Status { daemon, json },
+            } => daemon_cmds::status(&daemon, json)
+                .await
+                .map(|_| ExitCode::SUCCESS),
             Cmd::Runs { cmd, daemon, json } => match cmd {
                 None => daemon_cmds::list(&daemon, json).await,
                 Some(RunsCmd::Show { id }) => daemon_cmds::show(&daemon, &id).await,
                 Some(RunsCmd::Delete { id }) => daemon_cmds::delete(&daemon, &id).await,
             }
             .map(|_| ExitCode::SUCCESS),
+            Cmd::Trace(a) => trace_cmd::run(a).await.map(|_| ExitCode::SUCCESS),
         }
     });
     match result {

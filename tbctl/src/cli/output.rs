@@ -66,7 +66,11 @@ pub fn print_summary(s: &Summary) {
     if let Some(k) = &s.kernel {
         println!(
             "kernel: seen {}/{} client side, {}/{} server side; lost events {}",
-            k["seen_client_side"], k["requests"], k["seen_server_side"], k["requests"], k["lost_events"]
+            k["seen_client_side"],
+            k["requests"],
+            k["seen_server_side"],
+            k["requests"],
+            k["lost_events"]
         );
         if let Some(metrics) = k["metrics"].as_object() {
             for (name, m) in metrics {

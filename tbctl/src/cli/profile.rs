@@ -127,6 +127,9 @@ pub struct ProfileArgs {
     pub label: String,
 }
 
+type Items = Box<dyn Iterator<Item = crate::workload::item::WorkItem> + Send>;
+type Arrivals = Box<dyn Iterator<Item = u64> + Send>;
+
 /// Builds what to send and when.
 fn plan(a: &ProfileArgs) -> anyhow::Result<(Plan, String)> {
     let mut describe;
@@ -160,57 +163,72 @@ fn plan(a: &ProfileArgs) -> anyhow::Result<(Plan, String)> {
             bail!("--concurrency must be at least 1");
         }
     }
-    let (items, arrivals): (Box<dyn Iterator<Item = _> + Send>, Option<Box<dyn Iterator<Item = u64> + Send>>) =
-        if let Some(spec) = &a.trace {
-            let format = a
-                .trace_format
+    let (items, arrivals): (Items, Option<Arrivals>) = if let Some(spec) = &a.trace {
+        let format = a
+            .trace_format
+            .as_deref()
+            .map(|f| f.parse::<TraceFormat>().map_err(anyhow::Error::msg))
+            .transpose()?;
+        let entries = trace::load(spec, format)?;
+        let opts = ReplayOptions {
+            time_scale: a.time_scale,
+            rate_scale: a.rate_scale,
+            window: a
+                .trace_window
                 .as_deref()
-                .map(|f| f.parse::<TraceFormat>().map_err(anyhow::Error::msg))
-                .transpose()?;
-            let entries = trace::load(spec, format)?;
-            let opts = ReplayOptions {
-                time_scale: a.time_scale,
-                rate_scale: a.rate_scale,
-                window: a
-                    .trace_window
-                    .as_deref()
-                    .map(parse_duration_range)
-                    .transpose()
-                    .map_err(anyhow::Error::msg)?,
-                max_requests: requests.map(|n| (n + a.warmup) as usize),
-            };
-            let entries = trace::apply(entries, &opts)?;
-            describe = format!("trace {spec}: {} requests", entries.len());
-            let items = trace::to_items(&entries, a.seed);
-            let arrivals: Box<dyn Iterator<Item = u64> + Send> = match rate {
-                Some(r) => Box::new(schedule(r)?),
-                None if a.concurrency.is_some() => {
-                    describe.push_str(", closed loop (--concurrency without --rate ignores trace times)");
-                    return Ok((
-                        Plan {
-                            items: Box::new(items.into_iter()),
-                            arrivals: None,
-                            requests,
-                            duration: a.duration,
-                            warmup: a.warmup,
-                        },
-                        describe,
-                    ));
-                }
-                None => Box::new(entries.iter().map(|e| e.offset_ns).collect::<Vec<_>>().into_iter()),
-            };
-            (Box::new(items.into_iter()), Some(arrivals))
-        } else {
-            let span: SpanSize = a.span_size.parse().map_err(anyhow::Error::msg)?;
-            let mut ds = Dataset::new(a.seed, span);
-            describe = format!("dataset ({} prompts, seed {})", a.span_size, a.seed);
-            let items = Box::new(std::iter::from_fn(move || Some(ds.next_item())));
-            (items, rate.map(|r| schedule(r).map(|s| Box::new(s) as Box<dyn Iterator<Item = u64> + Send>)).transpose()?)
+                .map(parse_duration_range)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            max_requests: requests.map(|n| (n + a.warmup) as usize),
         };
+        let entries = trace::apply(entries, &opts)?;
+        describe = format!("trace {spec}: {} requests", entries.len());
+        let items = trace::to_items(&entries, a.seed);
+        let arrivals: Arrivals = match rate {
+            Some(r) => Box::new(schedule(r)?),
+            None if a.concurrency.is_some() => {
+                describe
+                    .push_str(", closed loop (--concurrency without --rate ignores trace times)");
+                return Ok((
+                    Plan {
+                        items: Box::new(items.into_iter()),
+                        arrivals: None,
+                        requests,
+                        duration: a.duration,
+                        warmup: a.warmup,
+                    },
+                    describe,
+                ));
+            }
+            None => Box::new(
+                entries
+                    .iter()
+                    .map(|e| e.offset_ns)
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+        };
+        (Box::new(items.into_iter()), Some(arrivals))
+    } else {
+        let span: SpanSize = a.span_size.parse().map_err(anyhow::Error::msg)?;
+        let mut ds = Dataset::new(a.seed, span);
+        describe = format!("dataset ({} prompts, seed {})", a.span_size, a.seed);
+        let items = Box::new(std::iter::from_fn(move || Some(ds.next_item())));
+        (
+            items,
+            rate.map(|r| schedule(r).map(|s| Box::new(s) as Arrivals))
+                .transpose()?,
+        )
+    };
     match (rate, a.concurrency) {
-        (Some(r), Some(c)) => describe.push_str(&format!(", {} arrivals at {r}/s, at most {c} in flight", a.pattern)),
+        (Some(r), Some(c)) => describe.push_str(&format!(
+            ", {} arrivals at {r}/s, at most {c} in flight",
+            a.pattern
+        )),
         (Some(r), None) => describe.push_str(&format!(", {} arrivals at {r}/s", a.pattern)),
-        (None, c) if arrivals.is_none() => describe.push_str(&format!(", closed loop, concurrency {}", c.unwrap_or(1))),
+        (None, c) if arrivals.is_none() => {
+            describe.push_str(&format!(", closed loop, concurrency {}", c.unwrap_or(1)))
+        }
         _ => describe.push_str(", trace arrival times"),
     }
     Ok((
@@ -228,7 +246,12 @@ fn plan(a: &ProfileArgs) -> anyhow::Result<(Plan, String)> {
 /// Runs `tbctl profile`.
 pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     let target = Target::parse(&a.url)?;
-    let slo: Option<Slo> = a.slo.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
+    let slo: Option<Slo> = a
+        .slo
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let (plan, describe) = plan(&a)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -238,7 +261,9 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     let key = a.api_key.as_deref();
     let (flavour, models) = match &a.api {
         Some(name) => {
-            let f: ApiFlavour = name.parse().map_err(|e: crate::api::flavour::UnknownFlavour| anyhow::anyhow!("{e}"))?;
+            let f: ApiFlavour = name
+                .parse()
+                .map_err(|e: crate::api::flavour::UnknownFlavour| anyhow::anyhow!("{e}"))?;
             let models = match &a.model {
                 Some(_) => discover::list_models(&http, &base, f, key).await.ok(),
                 None => Some(discover::list_models(&http, &base, f, key).await?),
@@ -252,7 +277,11 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     };
     let model = match (&a.model, &models) {
         (Some(m), Some(list)) if !list.is_empty() && !list.contains(m) => {
-            bail!("unknown model '{m}': {} serves {}; pass one of them with --model", target.url, list.join(", "))
+            bail!(
+                "unknown model '{m}': {} serves {}; pass one of them with --model",
+                target.url,
+                list.join(", ")
+            )
         }
         (Some(m), _) => m.clone(),
         (None, Some(list)) if !list.is_empty() => list[0].clone(),
@@ -315,7 +344,12 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     });
     rundir::write_json(&dir, "run.json", &run_json)?;
     if !a.json {
-        eprintln!("tbctl profile: {} ({} {}), {describe}", target.url, flavour.name(), model);
+        eprintln!(
+            "tbctl profile: {} ({} {}), {describe}",
+            target.url,
+            flavour.name(),
+            model
+        );
         eprintln!("run {run_id} -> {}", dir.display());
     }
 
@@ -365,7 +399,12 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = capture {
         match c.finish(&outcome.records).await {
             Ok(data) => {
-                let measured: Vec<_> = outcome.records.iter().filter(|r| !r.warmup).cloned().collect();
+                let measured: Vec<_> = outcome
+                    .records
+                    .iter()
+                    .filter(|r| !r.warmup)
+                    .cloned()
+                    .collect();
                 let joined = join::join(&measured, &data);
                 write_jsonl(&dir.join("kernel.jsonl"), &joined.lines)?;
                 summary.kernel = Some(serde_json::to_value(&joined.summary)?);
@@ -390,7 +429,11 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
             .max_by_key(|(_, n)| **n)
             .map(|(c, _)| c.as_str())
             .unwrap_or("unknown");
-        let example = outcome.records.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+        let example = outcome
+            .records
+            .iter()
+            .find_map(|r| r.error.clone())
+            .unwrap_or_default();
         eprintln!("tbctl: every request failed ({top}): {example}");
         return Ok(ExitCode::from(1));
     }
@@ -409,7 +452,11 @@ fn write_jsonl<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyho
 }
 
 fn host_info() -> serde_json::Value {
-    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     serde_json::json!({
         "hostname": read("/proc/sys/kernel/hostname"),
         "kernel": read("/proc/sys/kernel/osrelease"),

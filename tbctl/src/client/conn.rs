@@ -86,6 +86,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         self.requests += 1;
+        let reused = self.requests > 1;
         self.stamps.arm();
         let mut req = Request::post(tpl.path.as_str())
             // First header on purpose: tbd's probes copy only a short payload prefix.
@@ -99,16 +100,24 @@ impl Conn {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Malformed(e.to_string()))?;
         let stamps = self.stamps.clone();
+        let stamps_check = self.stamps.clone();
         let sender = &mut self.sender;
         let conn = &mut self.conn;
         let mut conn_done = false;
         let deadline = tokio::time::Instant::now() + timeout;
         let outcome = {
             let work = async {
-                let resp = sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| classify_hyper(&e))?;
+                let resp = sender.send_request(req).await.map_err(|e| {
+                    // Unsent, or sent on a reused connection the server closed before any
+                    // response byte: the keep-alive race; safe to send again once.
+                    let raced =
+                        reused && stamps.first_read().is_none() && e.is_incomplete_message();
+                    if stamps.sent().is_none() || raced {
+                        ClientError::Stale
+                    } else {
+                        classify_hyper(&e)
+                    }
+                })?;
                 rec.t_sent_ns = stamps.sent();
                 rec.t_first_byte_ns = stamps.first_read();
                 let status = resp.status().as_u16();
@@ -141,16 +150,28 @@ impl Conn {
                 loop {
                     tokio::select! {
                         biased;
-                        _ = conn.as_mut(), if !conn_done => conn_done = true,
+                        _ = conn.as_mut(), if !conn_done => {
+                            conn_done = true;
+                            // A finished connection never writes what is queued after it.
+                            if stamps_check.sent().is_none() {
+                                break Err(ClientError::Stale);
+                            }
+                        }
                         r = &mut work => break r,
                     }
                 }
             })
             .await
         };
+        // Let the connection act on a `Connection: close` it has just read, so the next
+        // request does not race the server's close.
+        if !conn_done && futures_util::poll!(self.conn.as_mut()).is_ready() {
+            conn_done = true;
+        }
         if conn_done {
             self.closed = true;
         }
+        rec.t_sent_ns = rec.t_sent_ns.or(self.stamps.sent());
         match outcome {
             Ok(r) => r,
             Err(_) => {

@@ -17,13 +17,20 @@ pub enum ClientError {
     StreamCut(String),
     #[error("malformed response: {0}")]
     Malformed(String),
+    /// The kept-alive connection was closed by the server before this request was written, or
+    /// right after, before any response byte (the keep-alive race): the caller reconnects and
+    /// sends it once more, as browsers and Go's net/http do.
+    #[error("connection closed by the server before the request was sent")]
+    Stale,
 }
 
 impl ClientError {
     /// The record's error class.
     pub fn class(&self) -> ErrorClass {
         match self {
-            ClientError::BadUrl(_) | ClientError::Connect(_) => ErrorClass::Connect,
+            ClientError::BadUrl(_) | ClientError::Connect(_) | ClientError::Stale => {
+                ErrorClass::Connect
+            }
             ClientError::Timeout(_) => ErrorClass::Timeout,
             ClientError::Http { .. } => ErrorClass::Http,
             ClientError::StreamCut(_) => ErrorClass::StreamCut,

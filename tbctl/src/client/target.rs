@@ -43,7 +43,10 @@ impl Target {
         }
         Ok(Self {
             url: url.to_string(),
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
             base_path: path.to_string(),
         })
@@ -61,8 +64,7 @@ impl Target {
 
     /// Whether the target is on this host (so tbd can also time the server side).
     pub fn is_local(&self, addr: &SocketAddr) -> bool {
-        addr.ip().is_loopback()
-            || local_addrs().iter().any(|a| *a == addr.ip())
+        addr.ip().is_loopback() || local_addrs().iter().any(|a| *a == addr.ip())
     }
 
     /// The Host header value.
@@ -103,12 +105,18 @@ mod tests {
     #[test]
     fn parses_hosts_ports_and_base_paths() {
         let t = Target::parse("http://127.0.0.1:8080/").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.base_path.as_str()), ("127.0.0.1", 8080, ""));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.base_path.as_str()),
+            ("127.0.0.1", 8080, "")
+        );
         let t = Target::parse("http://example.invalid/proxy/x").unwrap();
         assert_eq!((t.port, t.base_path.as_str()), (80, "/proxy/x"));
         let t = Target::parse("http://[::1]:9000").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
-        assert!(Target::parse("https://api.example.invalid").unwrap_err().to_string().contains("https"));
+        assert!(Target::parse("https://api.example.invalid")
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
         assert!(Target::parse("localhost:8080").is_err());
         assert!(Target::parse("http://h:notaport").is_err());
     }

@@ -143,12 +143,30 @@ pub struct KernelMetric {
 }
 
 const KMETRICS: &[(&str, &str)] = &[
-    ("client_send_lag_ms", "kernel client first request write - client t_sent"),
-    ("client_read_lag_ms", "client first-token stamp - kernel client read that carried it"),
-    ("network_ms", "kernel client first response read - kernel server first response write"),
-    ("server_ttft_ms", "kernel server write carrying the first token - kernel server last request read"),
-    ("kernel_ttfb_ms", "kernel client first response read - kernel client first request write"),
-    ("server_chunk_gap_ms", "gaps between the server's response writes (as it emitted them)"),
+    (
+        "client_send_lag_ms",
+        "kernel client first request write - client t_sent",
+    ),
+    (
+        "client_read_lag_ms",
+        "client first-token stamp - kernel client read that carried it",
+    ),
+    (
+        "network_ms",
+        "kernel client first response read - kernel server first response write",
+    ),
+    (
+        "server_ttft_ms",
+        "kernel server write carrying the first token - kernel server last request read",
+    ),
+    (
+        "kernel_ttfb_ms",
+        "kernel client first response read - kernel client first request write",
+    ),
+    (
+        "server_chunk_gap_ms",
+        "gaps between the server's response writes (as it emitted them)",
+    ),
 ];
 
 /// Joins kernel exchanges to client records by request id (the x-tb-rid header).
@@ -184,7 +202,11 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
         let mut mine: Vec<KernelLine> = Vec::with_capacity(2);
         for (side, ex) in [("client", client), ("server", server)] {
             let Some(ex) = ex else { continue };
-            let mut line = line_for(ex, conns.get(&(side.to_string(), ex.conn_id)).copied(), &data.dns);
+            let mut line = line_for(
+                ex,
+                conns.get(&(side.to_string(), ex.conn_id)).copied(),
+                &data.dns,
+            );
             line.request_id = Some(r.request_id);
             if side == "client" {
                 line.client_send_lag_ms = r
@@ -200,11 +222,17 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
                         .zip(nz(s.t_response_first_ns))
                         .map(|(c, s)| ms(c, s));
                 }
-                if let (Some(k1), Some(k0)) = (nz(ex.t_response_first_ns), nz(ex.t_request_first_ns)) {
-                    samples.entry("kernel_ttfb_ms").or_default().push(ms(k1, k0));
+                if let (Some(k1), Some(k0)) =
+                    (nz(ex.t_response_first_ns), nz(ex.t_request_first_ns))
+                {
+                    samples
+                        .entry("kernel_ttfb_ms")
+                        .or_default()
+                        .push(ms(k1, k0));
                 }
             } else {
-                let carried = first_token_read.and_then(|(_, through)| write_carrying(&ex.chunks, through.saturating_sub(1)));
+                let carried = first_token_read
+                    .and_then(|(_, through)| write_carrying(&ex.chunks, through.saturating_sub(1)));
                 line.server_ttft_ms = carried
                     .zip(nz(ex.t_request_last_ns))
                     .map(|(w, req)| ms(w, req));
@@ -220,8 +248,14 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
         let server_ttft = mine.iter().find_map(|l| l.server_ttft_ms);
         let client_line = mine.iter().find(|l| l.side == "client");
         for (k, v) in [
-            ("client_send_lag_ms", client_line.and_then(|l| l.client_send_lag_ms)),
-            ("client_read_lag_ms", client_line.and_then(|l| l.client_read_lag_ms)),
+            (
+                "client_send_lag_ms",
+                client_line.and_then(|l| l.client_send_lag_ms),
+            ),
+            (
+                "client_read_lag_ms",
+                client_line.and_then(|l| l.client_read_lag_ms),
+            ),
             ("network_ms", client_line.and_then(|l| l.network_ms)),
             ("server_ttft_ms", server_ttft),
         ] {
@@ -255,7 +289,12 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
             unmatched_exchanges: unmatched,
             connections: data.connections.len() as u64,
             dns_lookups: data.dns.len() as u64,
-            lost_events: data.run.lost.iter().map(|l| (l.reason.clone(), l.count)).collect(),
+            lost_events: data
+                .run
+                .lost
+                .iter()
+                .map(|l| (l.reason.clone(), l.count))
+                .collect(),
             metrics,
         },
     }
@@ -265,7 +304,9 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
 pub fn line_for(ex: &Exchange, conn: Option<&Connection>, dns: &[DnsLookup]) -> KernelLine {
     let dns_before = conn.filter(|_| ex.conn_new).and_then(|c| {
         dns.iter()
-            .filter(|d| d.pid == c.pid && d.t_end_ns <= c.t_connect_start_ns && d.source == "getaddrinfo")
+            .filter(|d| {
+                d.pid == c.pid && d.t_end_ns <= c.t_connect_start_ns && d.source == "getaddrinfo"
+            })
             .max_by_key(|d| d.t_end_ns)
             .map(|d| DnsInfo {
                 name: d.name.clone(),
@@ -329,7 +370,11 @@ mod tests {
             t_request_last_ns: 1_020_000,
             t_response_first_ns: 5_100_000,
             // headers (100 B) at 5.1 ms, role prelude (50 B) at 5.2 ms, first token at 9.05 ms
-            chunks: vec![chunk(5_100_000, 100), chunk(5_200_000, 50), chunk(9_050_000, 60)],
+            chunks: vec![
+                chunk(5_100_000, 100),
+                chunk(5_200_000, 50),
+                chunk(9_050_000, 60),
+            ],
             ..Default::default()
         };
         let server = Exchange {
@@ -338,11 +383,22 @@ mod tests {
             t_request_first_ns: 1_050_000,
             t_request_last_ns: 1_060_000,
             t_response_first_ns: 5_000_000,
-            chunks: vec![chunk(5_000_000, 100), chunk(5_150_000, 50), chunk(9_000_000, 60)],
+            chunks: vec![
+                chunk(5_000_000, 100),
+                chunk(5_150_000, 50),
+                chunk(9_000_000, 60),
+            ],
             ..Default::default()
         };
         let data = KernelData {
-            exchanges: vec![client, server, Exchange { request_id: "99".into(), ..Default::default() }],
+            exchanges: vec![
+                client,
+                server,
+                Exchange {
+                    request_id: "99".into(),
+                    ..Default::default()
+                },
+            ],
             ..Default::default()
         };
         let j = join(&[rec], &data);
@@ -353,7 +409,10 @@ mod tests {
         assert!((c.network_ms.unwrap() - 0.1).abs() < 1e-9);
         // The first token rode the third server write, 7.94 ms after the request was read.
         assert!((j.lines[1].server_ttft_ms.unwrap() - 7.94).abs() < 1e-9);
-        assert_eq!((j.summary.seen_client_side, j.summary.seen_server_side), (1, 1));
+        assert_eq!(
+            (j.summary.seen_client_side, j.summary.seen_server_side),
+            (1, 1)
+        );
         assert_eq!(j.summary.unmatched_exchanges, 1);
         assert_eq!(j.summary.metrics["server_ttft_ms"].dist.count, 1);
     }
@@ -361,13 +420,23 @@ mod tests {
     #[test]
     fn unseen_requests_are_counted() {
         let recs: Vec<RequestRecord> = (0..3)
-            .map(|i| RequestRecord { request_id: i, ..Default::default() })
+            .map(|i| RequestRecord {
+                request_id: i,
+                ..Default::default()
+            })
             .collect();
         let data = KernelData {
-            exchanges: vec![Exchange { side: "client".into(), request_id: "1".into(), ..Default::default() }],
+            exchanges: vec![Exchange {
+                side: "client".into(),
+                request_id: "1".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let j = join(&recs, &data);
-        assert_eq!((j.summary.unseen_client_side, j.summary.unseen_server_side), (2, 3));
+        assert_eq!(
+            (j.summary.unseen_client_side, j.summary.unseen_server_side),
+            (2, 3)
+        );
     }
 }

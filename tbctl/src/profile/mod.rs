@@ -77,12 +77,15 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
         (false, None) => cfg.preconnect,
     }
     .max(1);
-    let max_workers = cfg.concurrency.unwrap_or(if closed_loop { 1 } else { 100_000 });
+    let max_workers = cfg
+        .concurrency
+        .unwrap_or(if closed_loop { 1 } else { 100_000 });
 
     // Pre-connect: also the check that the target accepts connections at all.
     let mut conns = Vec::with_capacity(workers_wanted);
     for chunk in (0..workers_wanted).collect::<Vec<_>>().chunks(64) {
-        let batch = futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(cfg.addr))).await;
+        let batch =
+            futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(cfg.addr))).await;
         for c in batch {
             conns.push(c?);
         }

@@ -96,13 +96,22 @@ async fn execute(
     body: Vec<u8>,
     rec: &mut RequestRecord,
 ) -> Result<(), ClientError> {
-    if !conn.as_ref().is_some_and(Conn::is_usable) {
-        *conn = Some(Conn::connect(shared.addr).await?);
+    // A second attempt only when the kept-alive connection had died unsent (Stale).
+    for attempt in 0..2 {
+        if !conn.as_ref().is_some_and(Conn::is_usable) {
+            *conn = Some(Conn::connect(shared.addr).await?);
+        }
+        let c = conn.as_mut().expect("connected above");
+        let r = c
+            .execute(&shared.template, body.clone(), rec, shared.timeout)
+            .await;
+        if !c.is_usable() {
+            *conn = None;
+        }
+        match r {
+            Err(ClientError::Stale) if attempt == 0 => continue,
+            r => return r,
+        }
     }
-    let c = conn.as_mut().expect("connected above");
-    let r = c.execute(&shared.template, body, rec, shared.timeout).await;
-    if !c.is_usable() {
-        *conn = None;
-    }
-    r
+    Err(ClientError::Stale)
 }

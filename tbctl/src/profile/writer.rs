@@ -1,13 +1,7 @@
 //! requests.jsonl: each record appended (one write) as its request completes, so a crash
 //! loses only requests still in flight.
 
-use std::{
-    fs::File,
-    io::Write,
-    path::Path,
-    sync::mpsc,
-    thread::JoinHandle,
-};
+use std::{fs::File, io::Write, path::Path, sync::mpsc, thread::JoinHandle};
 
 use crate::record::{RequestRecord, RunMeta};
 

@@ -25,6 +25,10 @@ const WORDS: [&str; 16] = [
     " runs", " far", " into", " a", " green", " wood",
 ];
 
+/// Most tokens one response carries, whatever the request asks: a non-streaming answer is built
+/// in memory, and a request for 2^32 tokens must not take the server down.
+const MAX_OUTPUT_TOKENS: u32 = 1 << 20;
+
 /// The generation APIs served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Api {
@@ -121,7 +125,7 @@ pub(crate) fn parse_generation(
     } else {
         limit(req.max_completion_tokens).or(limit(req.max_tokens))
     };
-    let tokens = cfg.output_tokens_for(requested);
+    let tokens = cfg.output_tokens_for(requested).min(MAX_OUTPUT_TOKENS);
     let mut prompt_tokens = 0u32;
     for m in req.messages.iter().flatten() {
         prompt_tokens += m.content.as_ref().map_or(0, value_tokens);
@@ -452,7 +456,8 @@ async fn stream<W: AsyncWrite + Unpin>(
 
     let per_chunk = req.tokens_per_chunk.max(1);
     if req.record {
-        let n_chunks = g.tokens.div_ceil(per_chunk) as usize;
+        // Capped: max_tokens is the client's to choose, memory is ours.
+        let n_chunks = (g.tokens.div_ceil(per_chunk) as usize).min(4096);
         outcome.chunks.reserve_exact(n_chunks);
         outcome.chunks_end_ns.reserve_exact(n_chunks);
     }

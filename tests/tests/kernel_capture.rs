@@ -1,0 +1,149 @@
+//! tbd for real (root): serve-sim and tbctl profile under capture, checked against the
+//! server's own log; a kill -9 leaves a readable store.
+
+use std::{sync::Mutex, time::Duration};
+
+use tb_tests::*;
+
+/// Kernel timing assertions are about microseconds: one capture at a time on 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let truth = d.path().join("truth.jsonl");
+    let (mut sim, port) = start_sim(
+        "debug",
+        d.path(),
+        &[
+            "--ttft",
+            "10ms",
+            "--itl",
+            "4ms",
+            "--truth",
+            truth.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--concurrency",
+            "4",
+            "--requests",
+            "30",
+            "--max-tokens",
+            "10",
+            "--daemon",
+            &daemon,
+            "--label",
+            "e2e",
+        ],
+    );
+    sim.stop();
+    let k = &summary["kernel"];
+    assert_eq!(k["requests"], 30);
+    assert_eq!(k["seen_client_side"], 30, "{k}");
+    assert_eq!(k["seen_server_side"], 30, "{k}");
+    assert!(k["lost_events"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v == 0));
+    let lines = jsonl(&dir.join("kernel.jsonl"));
+    let truth = truth_by_id(&truth);
+    let mut err = Vec::new();
+    for l in lines.iter().filter(|l| l["side"] == "server") {
+        let t = &truth[&l["request_id"].as_u64().unwrap()];
+        let writes: Vec<u64> = chunk_times(l);
+        // Every content write of the server appears among the kernel's write times.
+        for tw in chunk_times(t) {
+            let nearest = writes
+                .iter()
+                .map(|w| (*w as f64 - tw as f64).abs())
+                .fold(f64::MAX, f64::min);
+            err.push(nearest / 1e6);
+        }
+        assert_eq!(l["http_status"], 200);
+        assert_eq!(l["comm"], "tbctl");
+    }
+    assert_eq!(err.len(), 300, "10 content chunks x 30 requests");
+    let p99 = quantile(&mut err, 0.99);
+    assert!(
+        p99 <= 0.2,
+        "kernel write times vs serve-sim's log: p99 {p99} ms"
+    );
+    for l in lines.iter().filter(|l| l["side"] == "client") {
+        assert!(l["client_send_lag_ms"].as_f64().unwrap() >= 0.0);
+        assert!(l["conn"]["src"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    // The daemon keeps the run: list, show, status with probe run counts, delete.
+    let run_id = summary["run_id"].as_str().unwrap();
+    let o = tbctl(&["runs", "--daemon", &daemon, "--json"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(run_id));
+    let o = tbctl(&["daemon", "status", "--daemon", &daemon, "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs: u64 = info["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["run_count"].as_u64().unwrap())
+        .sum();
+    assert!(runs > 0 && info["bpf_stats_enabled"] == true, "{info}");
+    let o = tbctl(&["runs", "show", run_id, "--daemon", &daemon]);
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(run["client_records"], 30);
+    assert!(tbctl(&["runs", "delete", run_id, "--daemon", &daemon])
+        .status
+        .success());
+    assert!(!tbctl(&["runs", "show", run_id, "--daemon", &daemon])
+        .status
+        .success());
+    tbd.stop();
+}
+
+#[test]
+fn kill_9_mid_run_leaves_a_readable_store() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).unwrap();
+    let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "5ms", "--itl", "2ms"]).unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let out = d.path().join("runs");
+    let mut child = std::process::Command::new(bin("tbctl"))
+        .args([
+            "profile",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--rate",
+            "50",
+            "--requests",
+            "400",
+        ])
+        .args(["--daemon", &daemon, "--json", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    tbd.child.kill().unwrap();
+    tbd.child.wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    sim.stop();
+    // Restart on the same store: it opens, lists the interrupted run and serves its records.
+    let _ = std::fs::remove_file(&sock);
+    let (mut tbd2, _) = start_tbd("debug", d.path()).unwrap();
+    let o = tbctl(&["runs", "--daemon", &daemon, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = &runs.as_array().unwrap()[0];
+    assert_eq!(run["end_ns"], 0, "killed mid-capture");
+    tbd2.stop();
+}

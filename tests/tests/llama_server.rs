@@ -1,0 +1,70 @@
+//! Against the real llama.cpp server (CPU, SmolLM2-135M) that `cargo xtask setup` installs.
+
+use std::path::PathBuf;
+
+use tb_tests::*;
+
+fn server(dir: &std::path::Path) -> LlamaServer {
+    let var = |k: &str| {
+        PathBuf::from(std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run the tests with `cargo xtask test`, which installs llama-server")
+        }))
+    };
+    LlamaServer::start(
+        &var("TB_LLAMA_SERVER"),
+        &var("TB_LLAMA_MODEL"),
+        &dir.join("llama.log"),
+    )
+    .expect("start llama-server")
+}
+
+#[test]
+fn profiles_llama_cpp_with_usage_tokens_and_kernel_timing() {
+    let d = tempfile::tempdir().unwrap();
+    let llama = server(d.path());
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let daemon = format!("unix:{}", sock.display());
+    let url = format!("http://127.0.0.1:{}", llama.port);
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &url,
+            "--requests",
+            "6",
+            "--concurrency",
+            "2",
+            "--max-tokens",
+            "16",
+            "--span-size",
+            "small",
+            "--daemon",
+            &daemon,
+        ],
+    );
+    tbd.stop();
+    assert_eq!(summary["api"], "openai-chat");
+    assert_eq!(summary["requests"]["succeeded"], 6, "{summary}");
+    for r in records(&dir) {
+        assert_eq!(r["token_source"], "usage", "{r}");
+        let n = r["output_tokens"].as_u64().unwrap();
+        assert!((1..=16).contains(&n));
+        assert!(r["ttft_ms"].as_f64().unwrap() > 0.0);
+        // llama.cpp streams one token per chunk after a role-only prelude.
+        assert_eq!(r["chunks"].as_array().unwrap().len() as u64, n, "{r}");
+    }
+    let k = &summary["kernel"];
+    assert_eq!(k["seen_client_side"], 6, "{k}");
+    assert_eq!(
+        k["seen_server_side"], 6,
+        "llama-server's side through its listening socket: {k}"
+    );
+    let server_lines: Vec<_> = jsonl(&dir.join("kernel.jsonl"))
+        .into_iter()
+        .filter(|l| l["side"] == "server")
+        .collect();
+    assert!(server_lines
+        .iter()
+        .all(|l| l["pid"].as_u64() == Some(llama.pid() as u64)));
+    assert!(k["metrics"]["server_ttft_ms"]["p50"].as_f64().unwrap() > 0.0);
+}

@@ -1,0 +1,343 @@
+//! `tbctl profile` against a real serve-sim process, checked against the server's own log.
+
+use std::{process::Command, time::Duration};
+
+use tb_tests::*;
+
+fn sim(dir: &std::path::Path, args: &[&str]) -> (Bg, String) {
+    let (bg, port) = start_sim("debug", dir, args).expect("start serve-sim");
+    (bg, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn streamed_records_match_the_servers_ground_truth() {
+    let d = tempfile::tempdir().unwrap();
+    let truth = d.path().join("truth.jsonl");
+    let t = truth.to_str().unwrap();
+    let (mut s, url) = sim(
+        d.path(),
+        &[
+            "--ttft", "30ms", "--itl", "5ms", "--jitter", "0.5", "--truth", t,
+        ],
+    );
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &url,
+            "--concurrency",
+            "8",
+            "--requests",
+            "40",
+            "--max-tokens",
+            "12",
+            "--no-daemon",
+        ],
+    );
+    s.stop();
+    assert_eq!(summary["requests"]["succeeded"], 40);
+    assert_eq!(summary["api"], "openai-chat", "detected from /v1/models");
+    assert_eq!(summary["model"], "sim-model", "first model of /v1/models");
+    assert!(summary["metrics"]["tpot_ms"]["formula"]
+        .as_str()
+        .unwrap()
+        .contains("output_tokens - 1"));
+    let truth = truth_by_id(&truth);
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 40);
+    let (mut ttft_err, mut gap_err) = (Vec::new(), Vec::new());
+    for r in &recs {
+        assert_eq!(r["output_tokens"], 12, "from usage");
+        assert_eq!(r["token_source"], "usage");
+        let id = r["request_id"].as_u64().unwrap();
+        let t = &truth[&id];
+        let (c, tc) = (chunk_times(r), chunk_times(t));
+        assert_eq!(
+            c.len(),
+            tc.len(),
+            "one record chunk per server content chunk (prelude excluded)"
+        );
+        let sent = r["t_sent_ns"].as_u64().unwrap();
+        let first = r["t_first_token_ns"].as_u64().unwrap();
+        // The client's send stamp precedes the server's read; its first-token stamp follows the
+        // server's write: both differences are small and positive.
+        assert!(sent < t["t_read_ns"].as_u64().unwrap());
+        assert!(first >= tc[0]);
+        let client_ttft = (first - sent) as f64;
+        let true_ttft = (tc[0] - t["t_read_ns"].as_u64().unwrap()) as f64;
+        ttft_err.push((client_ttft - true_ttft).abs() / 1e6);
+        for i in 1..c.len() {
+            let cg = c[i] as f64 - c[i - 1] as f64;
+            let tg = tc[i] as f64 - tc[i - 1] as f64;
+            gap_err.push((cg - tg).abs() / 1e6);
+        }
+        assert!(
+            r["ttft_ms"].as_f64().unwrap() >= 15.0,
+            "configured TTFT 30ms ±50%"
+        );
+    }
+    // Debug build on a shared 2-core machine: loose bounds here; `cargo xtask bench accuracy`
+    // measures the real figures in release mode.
+    assert!(
+        quantile(&mut ttft_err, 0.5) < 1.0,
+        "TTFT error p50 {ttft_err:?}"
+    );
+    assert!(quantile(&mut gap_err, 0.5) < 0.5, "gap error p50");
+}
+
+#[test]
+fn multi_token_chunks_count_every_token() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut s, url) = sim(
+        d.path(),
+        &["--ttft", "1ms", "--itl", "2ms", "--tokens-per-chunk", "3"],
+    );
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &url,
+            "--requests",
+            "5",
+            "--max-tokens",
+            "12",
+            "--no-daemon",
+        ],
+    );
+    s.stop();
+    for r in records(&dir) {
+        let chunks = r["chunks"].as_array().unwrap();
+        assert_eq!(chunks.len(), 4);
+        assert!(chunks.iter().all(|c| c[1] == 3), "{chunks:?}");
+        assert_eq!(r["output_tokens"], 12);
+    }
+    // 3 chunk gaps per request, each split into 3 token gaps.
+    assert_eq!(summary["metrics"]["icl_ms"]["count"], 15);
+    assert_eq!(summary["metrics"]["itl_ms"]["count"], 45);
+}
+
+#[test]
+fn ollama_completions_and_non_streaming_apis() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut s, url) = sim(d.path(), &["--ttft", "1ms", "--itl", "1ms"]);
+    for (api, extra) in [
+        ("ollama-chat", None),
+        ("ollama-generate", None),
+        ("openai-completions", None),
+        ("openai-chat", Some("--no-stream")),
+        ("ollama-chat", Some("--no-stream")),
+    ] {
+        let mut args = vec![
+            "--url",
+            &url,
+            "--api",
+            api,
+            "--requests",
+            "4",
+            "--max-tokens",
+            "7",
+            "--no-daemon",
+        ];
+        args.extend(extra);
+        let (summary, dir) = profile(d.path(), &args);
+        assert_eq!(summary["requests"]["succeeded"], 4, "{api} {extra:?}");
+        for r in records(&dir) {
+            assert_eq!(r["output_tokens"], 7, "{api} {extra:?}: {r}");
+            assert_eq!(r["token_source"], "usage");
+            assert!(r["t_first_token_ns"].as_u64().is_some());
+        }
+    }
+    s.stop();
+}
+
+#[test]
+fn failed_requests_are_records_not_crashes() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut s, url) = sim(
+        d.path(),
+        &[
+            "--ttft",
+            "0",
+            "--itl",
+            "0",
+            "--error-rate",
+            "0.5",
+            "--seed",
+            "3",
+        ],
+    );
+    let (summary, dir) = profile(
+        d.path(),
+        &["--url", &url, "--requests", "40", "--no-daemon"],
+    );
+    s.stop();
+    let failed = summary["requests"]["failed"].as_u64().unwrap();
+    assert!(failed > 5 && failed < 35, "about half fail: {failed}");
+    assert_eq!(summary["errors_by_class"]["http"], failed);
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 40);
+    let bad = recs.iter().find(|r| r["success"] == false).unwrap();
+    assert_eq!(bad["http_status"], 500);
+    assert_eq!(bad["error_class"], "http");
+    assert!(bad["e2e_ms"].is_null());
+}
+
+#[test]
+fn open_loop_keeps_its_schedule_and_seed_fixes_the_requests() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut s, url) = sim(d.path(), &["--ttft", "20ms", "--itl", "2ms"]);
+    let args = [
+        "--url",
+        &url,
+        "--rate",
+        "100",
+        "--pattern",
+        "poisson",
+        "--requests",
+        "60",
+        "--max-tokens",
+        "8",
+        "--no-daemon",
+        "--seed",
+        "9",
+    ];
+    let (a, dir_a) = profile(d.path(), &args);
+    let (_, dir_b) = profile(d.path(), &args);
+    s.stop();
+    assert_eq!(a["requests"]["succeeded"], 60);
+    // Intended times come from the seeded schedule: the same offsets in both runs.
+    let offsets = |dir: &std::path::Path| -> Vec<(u64, u64)> {
+        let recs = records(dir);
+        let t0 = recs
+            .iter()
+            .map(|r| r["t_intended_ns"].as_u64().unwrap())
+            .min()
+            .unwrap();
+        let mut v: Vec<(u64, u64)> = recs
+            .iter()
+            .map(|r| {
+                (
+                    r["request_id"].as_u64().unwrap(),
+                    (r["t_intended_ns"].as_u64().unwrap() - t0) / 1000,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(offsets(&dir_a), offsets(&dir_b));
+    let inputs = |dir: &std::path::Path| -> Vec<u64> {
+        let mut v: Vec<(u64, u64)> = records(dir)
+            .iter()
+            .map(|r| {
+                (
+                    r["request_id"].as_u64().unwrap(),
+                    r["input_tokens"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|x| x.1).collect()
+    };
+    assert_eq!(inputs(&dir_a), inputs(&dir_b));
+    // Dispatch does not wait for responses (20 ms each at 100/s means overlap).
+    let lag = a["metrics"]["dispatch_lag_ms"]["p90"].as_f64().unwrap();
+    assert!(lag < 10.0, "dispatch lag p90 {lag} ms");
+}
+
+#[test]
+fn trace_replay_sends_the_traces_sizes_at_its_times() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut s, url) = sim(d.path(), &["--ttft", "0", "--itl", "0"]);
+    let trace = d.path().join("t.jsonl");
+    // CRLF line ends and no final newline are not malformed.
+    std::fs::write(
+        &trace,
+        "{\"t_ms\": 0, \"input_tokens\": 30, \"output_tokens\": 3}\r\n{\"t_ms\": 100, \"input_tokens\": 60, \"output_tokens\": 5}\r\n{\"t_ms\": 300, \"input_tokens\": 90, \"output_tokens\": 9}",
+    )
+    .unwrap();
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &url,
+            "--trace",
+            trace.to_str().unwrap(),
+            "--no-daemon",
+        ],
+    );
+    assert_eq!(summary["requests"]["succeeded"], 3);
+    let mut recs = records(&dir);
+    recs.sort_by_key(|r| r["request_id"].as_u64());
+    let outs: Vec<u64> = recs
+        .iter()
+        .map(|r| r["output_tokens"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        outs,
+        vec![3, 5, 9],
+        "max_tokens from the trace's output counts"
+    );
+    let t: Vec<u64> = recs
+        .iter()
+        .map(|r| r["t_intended_ns"].as_u64().unwrap())
+        .collect();
+    assert_eq!((t[1] - t[0]) / 1_000_000, 100);
+    assert_eq!((t[2] - t[0]) / 1_000_000, 300);
+    // The built-in Azure trace, a window of it, sped up.
+    let (summary, _) = profile(
+        d.path(),
+        &[
+            "--url",
+            &url,
+            "--trace",
+            "azure-conv",
+            "--trace-window",
+            "0s..20s",
+            "--time-scale",
+            "0.1",
+            "--no-daemon",
+        ],
+    );
+    s.stop();
+    assert!(summary["requests"]["succeeded"].as_u64().unwrap() > 0);
+    assert_eq!(summary["requests"]["failed"], 0);
+}
+
+#[test]
+fn ctrl_c_stops_dispatch_and_leaves_a_valid_run() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut s, url) = sim(d.path(), &["--ttft", "50ms", "--itl", "5ms"]);
+    let out = d.path().join("runs");
+    let child = Command::new(bin("tbctl"))
+        .args([
+            "profile",
+            "--url",
+            &url,
+            "--rate",
+            "20",
+            "--requests",
+            "1000",
+            "--no-daemon",
+            "--json",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    s.stop();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let total = summary["requests"]["total"].as_u64().unwrap();
+    assert!(total > 10 && total < 200, "stopped early: {total}");
+    assert!(summary["notes"].to_string().contains("interrupted"));
+    let dir = out.join(summary["run_id"].as_str().unwrap());
+    assert_eq!(records(&dir).len() as u64, total, "every record on disk");
+    assert!(dir.join("run.json").exists() && dir.join("summary.json").exists());
+}
