@@ -196,6 +196,34 @@ pub struct ListenInfo {
     pub _pad: [u8; 6],
 }
 
+/// The clock every record uses, for user space.
+#[cfg(feature = "clock")]
+pub mod clock {
+    /// Now in CLOCK_MONOTONIC ns: what `bpf_ktime_get_ns` returns, so kernel, client and
+    /// sensor times line up without conversion.
+    #[inline]
+    pub fn mono_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// Now in Unix-epoch ns (wall clock), for the (monotonic, wall) pair each run records.
+    pub fn unix_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: as above, with CLOCK_REALTIME.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;

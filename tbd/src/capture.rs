@@ -23,23 +23,7 @@ use crate::{
     store::{Record, Store},
 };
 
-/// Monotonic now in ns (the clock of bpf_ktime_get_ns).
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+pub use tbd_common::clock::{mono_ns, unix_ns};
 
 /// Counters shown by `GetInfo` and `/metrics`.
 #[derive(Default)]

@@ -114,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         loop {
             let s = retention_store.clone();
             let r = tokio::task::spawn_blocking(move || {
-                s.enforce_retention(unix_now(), Some(age), Some(mib << 20))
+                s.enforce_retention(crate::capture::unix_ns(), Some(age), Some(mib << 20))
             })
             .await;
             if let Ok(Ok(gone)) = r {
@@ -145,11 +145,4 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&args.socket);
     tracing::info!("tbd stopped");
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }

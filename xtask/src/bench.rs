@@ -38,8 +38,12 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
         results.insert("overhead".into(), overhead(&dir)?);
         ran = true;
     }
+    if all || which == "events" {
+        results.insert("events".into(), events()?);
+        ran = true;
+    }
     if !ran {
-        bail!("unknown bench '{which}': use accuracy, capacity, schedule, overhead or all");
+        bail!("unknown bench '{which}': use accuracy, capacity, schedule, overhead, events or all");
     }
     let out = Value::Object(results);
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&out)?)?;
@@ -198,12 +202,7 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
 
 /// Highest sustained rate against serve-sim with no delay and 16 tokens per response.
 fn capacity(dir: &Path) -> anyhow::Result<Value> {
-    let (mut sim, port) = procs::start_sim(
-        "release",
-        dir,
-        &["--ttft", "0", "--itl", "0", "--jitter", "0"],
-    )?;
-    let url = format!("http://127.0.0.1:{port}");
+    let (mut sim, url) = fast_sim(dir)?;
     let (s, cpu, _) = profile(
         dir,
         &[
@@ -235,12 +234,7 @@ fn capacity(dir: &Path) -> anyhow::Result<Value> {
 
 /// Poisson at 2,000 requests/s: dispatch lag.
 fn schedule(dir: &Path) -> anyhow::Result<Value> {
-    let (mut sim, port) = procs::start_sim(
-        "release",
-        dir,
-        &["--ttft", "0", "--itl", "0", "--jitter", "0"],
-    )?;
-    let url = format!("http://127.0.0.1:{port}");
+    let (mut sim, url) = fast_sim(dir)?;
     let (s, _, _) = profile(
         dir,
         &[
@@ -275,12 +269,7 @@ fn overhead(dir: &Path) -> anyhow::Result<Value> {
     std::thread::sleep(std::time::Duration::from_secs(1));
     let idle_rss_kib = rss_kib(tbd.child.id());
     let daemon = format!("unix:{}", sock.display());
-    let (mut sim, port) = procs::start_sim(
-        "release",
-        dir,
-        &["--ttft", "0", "--itl", "0", "--jitter", "0"],
-    )?;
-    let url = format!("http://127.0.0.1:{port}");
+    let (mut sim, url) = fast_sim(dir)?;
     let args = |d: &'static str| -> Vec<String> {
         let mut v: Vec<String> = [
             "--url",
@@ -340,6 +329,37 @@ fn overhead(dir: &Path) -> anyhow::Result<Value> {
         "tbd_idle_rss_kib": idle_rss_kib,
         "tbd_rss_after_kib": busy_rss_kib,
     }))
+}
+
+/// Ring buffer -> tracker -> sled events per second (tbd's `ring_to_store` cargo bench).
+fn events() -> anyhow::Result<Value> {
+    let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-q", "-p", "tbd", "--bench", "ring_to_store"])
+        .current_dir(sh::workspace_root())
+        .output()?;
+    if !o.status.success() {
+        bail!(
+            "ring_to_store bench failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no result line")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// serve-sim with no delays: what the load generator itself can do.
+fn fast_sim(dir: &Path) -> anyhow::Result<(procs::Bg, String)> {
+    let (sim, port) = procs::start_sim(
+        "release",
+        dir,
+        &["--ttft", "0", "--itl", "0", "--jitter", "0"],
+    )?;
+    Ok((sim, format!("http://127.0.0.1:{port}")))
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

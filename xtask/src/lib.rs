@@ -30,7 +30,7 @@ enum Cmd {
     Demo,
     /// What CI runs: fmt check, clippy, and the tests.
     Ci,
-    /// Benchmarks: accuracy, capacity, schedule, overhead (or all).
+    /// Benchmarks: accuracy, capacity, schedule, overhead, events (or all).
     Bench {
         #[arg(default_value = "all")]
         which: String,

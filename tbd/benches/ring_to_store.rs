@@ -1,0 +1,69 @@
+//! Events per second from the ring buffer through connection tracking into sled, with loss
+//! counted (root; real probes in this kernel). `cargo xtask bench events` runs it.
+//!
+//! This process tracks itself, connects to a local listener, sends an HTTP request line and
+//! then N one-byte writes: each write is one DataEvent. The figure is N over the time from the
+//! first write until the reader has taken every event, next to the generator's own rate.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use tbd::{capture::Engine, probes::Probes, store::Store};
+
+const N: u64 = 2_000_000;
+
+fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(Store::open(dir.path())?);
+    let engine = Engine::start(Probes::load(&[])?, store)?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let sink = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let run = engine.start_capture(None, "bench".into(), vec![std::process::id()], vec![])?;
+    let received0 = engine.counters.events_received.load(Ordering::Relaxed);
+    let mut c = TcpStream::connect(("127.0.0.1", port))?;
+    c.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nx-tb-rid: 1\r\n")?;
+    let t0 = Instant::now();
+    for _ in 0..N {
+        c.write_all(b"x")?;
+    }
+    let gen = t0.elapsed();
+    let want = received0 + N + 2;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.counters.events_received.load(Ordering::Relaxed) < want
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let drained = t0.elapsed();
+    drop(c);
+    let lost: u64 = engine.probes().lost()?.iter().map(|(_, n)| n).sum();
+    let done = engine.stop_capture(&run.run_id)?;
+    sink.join().ok();
+    let got = engine.counters.events_received.load(Ordering::Relaxed) - received0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "events_generated": N,
+            "events_received": got,
+            "events_lost_in_kernel": lost,
+            "generator_events_per_s": (N as f64 / gen.as_secs_f64()).round(),
+            "ring_to_store_events_per_s": (N as f64 / drained.as_secs_f64()).round(),
+            "exchanges_stored": done.exchanges,
+            "target_events_per_s": 500_000,
+        })
+    );
+    Ok(())
+}
