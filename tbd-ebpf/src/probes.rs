@@ -24,6 +24,9 @@ const IPPROTO_TCP: u16 = 6;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;
 const EINPROGRESS: i64 = 115;
+/// BPF_RB_NO_WAKEUP: a wake-up per event would cost more than the event; tbd drains the ring
+/// buffer on a short timer instead.
+const NO_WAKEUP: u64 = 1;
 
 /// Offsets of syscall tracepoint arguments (`field:... offset:N`).
 const ARG0: usize = 16;
@@ -226,7 +229,7 @@ pub fn tb_exit_connect(ctx: TracePointContext) -> u32 {
         dst: args.dst,
         comm: comm(),
     };
-    if EVENTS.output::<ConnectEvent>(&ev, 0).is_err() {
+    if EVENTS.output::<ConnectEvent>(&ev, NO_WAKEUP).is_err() {
         count_lost(lost::RINGBUF_FULL);
     }
     0
@@ -290,7 +293,7 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         _pad: [0; 6],
         comm: comm(),
     };
-    if EVENTS.output::<AcceptEvent>(&ev, 0).is_err() {
+    if EVENTS.output::<AcceptEvent>(&ev, NO_WAKEUP).is_err() {
         count_lost(lost::RINGBUF_FULL);
     }
     0
@@ -394,7 +397,7 @@ fn data_exit(ctx: &TracePointContext) -> u32 {
         };
         addr_of_mut!((*ev).prefix_len).write(if copied { len as u16 } else { 0 });
     }
-    entry.submit(0);
+    entry.submit(NO_WAKEUP);
     0
 }
 
@@ -440,7 +443,7 @@ pub fn tb_enter_close(ctx: TracePointContext) -> u32 {
         fd: key.fd as i32,
         _pad: 0,
     };
-    if EVENTS.output::<CloseEvent>(&ev, 0).is_err() {
+    if EVENTS.output::<CloseEvent>(&ev, NO_WAKEUP).is_err() {
         count_lost(lost::RINGBUF_FULL);
     }
     0
@@ -543,7 +546,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
         src,
         dst,
     };
-    if EVENTS.output::<StateEvent>(&ev, 0).is_err() {
+    if EVENTS.output::<StateEvent>(&ev, NO_WAKEUP).is_err() {
         count_lost(lost::RINGBUF_FULL);
     }
     0
@@ -572,7 +575,7 @@ pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
         src,
         dst,
     };
-    if EVENTS.output::<RetransmitEvent>(&ev, 0).is_err() {
+    if EVENTS.output::<RetransmitEvent>(&ev, NO_WAKEUP).is_err() {
         count_lost(lost::RINGBUF_FULL);
     }
     0
@@ -627,7 +630,7 @@ pub fn tb_getaddrinfo_ret(ctx: RetProbeContext) -> u32 {
             DNS_NAME_LEN,
         );
     }
-    entry.submit(0);
+    entry.submit(NO_WAKEUP);
     let _ = DNS_INFLIGHT.remove(id);
     0
 }

@@ -142,14 +142,8 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
     let truth: HashMap<u64, Value> = jsonl(&truth_path)?
         .into_iter()
         .filter_map(|t| {
-            Some((
-                t["request_id"]
-                    .as_str()?
-                    .parse()
-                    .ok()
-                    .or(u(&t["request_id"]))?,
-                t,
-            ))
+            let id = u(&t["request_id"]).or_else(|| t["request_id"].as_str()?.parse().ok())?;
+            Some((id, t))
         })
         .collect();
     let records = jsonl(&run_dir.join("requests.jsonl"))?;
