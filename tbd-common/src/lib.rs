@@ -28,6 +28,9 @@ pub mod kind {
     pub const RETRANSMIT: u32 = 6;
     /// A `getaddrinfo` call of a tracked process returned.
     pub const DNS: u32 = 7;
+    /// Like DATA, for a syscall moving bytes in the same direction as the socket's previous
+    /// one: the middle of a message, so no payload prefix is copied ([`DataContEvent`]).
+    pub const DATA_CONT: u32 = 8;
 }
 
 /// Indices of the per-CPU loss counters (`LOST` map), one per reason an event can be lost.
@@ -50,6 +53,8 @@ pub mod op {
     pub const READ: u8 = 0;
     /// write, writev, sendto, sendmsg.
     pub const WRITE: u8 = 1;
+    /// No data moved yet on the socket.
+    pub const NONE: u32 = 2;
 }
 
 /// Common head of every event.
@@ -125,6 +130,19 @@ pub struct DataEvent {
     pub prefix: [u8; PREFIX_LEN],
 }
 
+/// A [`DataEvent`] without its prefix: a continuation chunk (same direction as the socket's
+/// previous data syscall), which is most of a streamed response.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DataContEvent {
+    pub hdr: EventHeader,
+    pub ts_enter_ns: u64,
+    pub fd: i32,
+    pub bytes: u32,
+    pub op: u8,
+    pub _pad: [u8; 7],
+}
+
 /// close() of a tracked socket fd.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -185,7 +203,8 @@ pub struct SockKey {
 pub struct SockInfo {
     /// 0 client side (tbctl or another tracked process connected), 1 server side (accepted).
     pub side: u32,
-    pub _pad: u32,
+    /// Direction ([`op`]) of the last data syscall that moved bytes; [`op::NONE`] at first.
+    pub last_op: u32,
 }
 
 /// Value of the tracked-listener map, keyed by [`SockKey`] of the listening fd.

@@ -13,9 +13,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tbd_common::{
-    kind, lost, op, AcceptEvent, CloseEvent, ConnectEvent, DataEvent, DnsEvent, EventHeader,
-    ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, COMM_LEN, DNS_NAME_LEN,
-    PREFIX_LEN,
+    kind, lost, op, AcceptEvent, CloseEvent, ConnectEvent, DataContEvent, DataEvent, DnsEvent,
+    EventHeader, ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, COMM_LEN,
+    DNS_NAME_LEN, PREFIX_LEN,
 };
 
 const AF_INET: u16 = 2;
@@ -67,7 +67,7 @@ static ACCEPTS: HashMap<u64, AcceptArgs> = HashMap::with_max_entries(4096, 0);
 static DNS_INFLIGHT: HashMap<u64, DnsArgs> = HashMap::with_max_entries(1024, 0);
 /// Events to user space.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// Events lost, per reason (`tbd_common::lost`), per CPU: atomics do not build for bpf.
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
@@ -215,7 +215,14 @@ pub fn tb_exit_connect(ctx: TracePointContext) -> u32 {
             fd: args.fd as u32,
         };
         if SOCKETS
-            .insert(key, SockInfo { side: 0, _pad: 0 }, 0)
+            .insert(
+                key,
+                SockInfo {
+                    side: 0,
+                    last_op: op::NONE,
+                },
+                0,
+            )
             .is_err()
         {
             count_lost(lost::SOCKETS_FULL);
@@ -279,7 +286,14 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         fd: ret as u32,
     };
     if SOCKETS
-        .insert(key, SockInfo { side: 1, _pad: 0 }, 0)
+        .insert(
+            key,
+            SockInfo {
+                side: 1,
+                last_op: op::NONE,
+            },
+            0,
+        )
         .is_err()
     {
         count_lost(lost::SOCKETS_FULL);
@@ -367,6 +381,34 @@ fn data_exit(ctx: &TracePointContext) -> u32 {
     let _ = INFLIGHT.remove(id);
     let ret = arg(ctx, SYS_RET) as i64;
     if ret <= 0 {
+        return 0;
+    }
+    // Only the first syscall of each direction carries a request or status line: the rest of
+    // a message needs no payload copy (updated here, on success, as EAGAIN reads move nothing).
+    let key = SockKey {
+        pid: (id >> 32) as u32,
+        fd: inf.fd as u32,
+    };
+    let turn = match SOCKETS.get_ptr_mut(key) {
+        Some(info) => unsafe {
+            let turn = (*info).last_op != inf.op as u32;
+            (*info).last_op = inf.op as u32;
+            turn
+        },
+        None => true,
+    };
+    if !turn {
+        let ev = DataContEvent {
+            hdr: header(kind::DATA_CONT, id, unsafe { bpf_ktime_get_ns() }),
+            ts_enter_ns: inf.ts,
+            fd: inf.fd,
+            bytes: ret as u32,
+            op: inf.op,
+            _pad: [0; 7],
+        };
+        if EVENTS.output::<DataContEvent>(&ev, NO_WAKEUP).is_err() {
+            count_lost(lost::RINGBUF_FULL);
+        }
         return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {

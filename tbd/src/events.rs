@@ -1,8 +1,8 @@
 //! Decoding ring-buffer records into typed events.
 
 use tbd_common::{
-    kind, AcceptEvent, CloseEvent, ConnectEvent, DataEvent, DnsEvent, EventHeader, RetransmitEvent,
-    SockAddr, StateEvent,
+    kind, AcceptEvent, CloseEvent, ConnectEvent, DataContEvent, DataEvent, DnsEvent, EventHeader,
+    RetransmitEvent, SockAddr, StateEvent,
 };
 
 /// One event from the probes.
@@ -33,6 +33,23 @@ impl Event {
             kind::CONNECT => Event::Connect(read(buf)?),
             kind::ACCEPT => Event::Accept(read(buf)?),
             kind::DATA => Event::Data(read(buf)?),
+            kind::DATA_CONT => {
+                let c: DataContEvent = read(buf)?;
+                Event::Data(DataEvent {
+                    hdr: EventHeader {
+                        kind: kind::DATA,
+                        ..c.hdr
+                    },
+                    ts_enter_ns: c.ts_enter_ns,
+                    fd: c.fd,
+                    bytes: c.bytes,
+                    op: c.op,
+                    _pad: 0,
+                    prefix_len: 0,
+                    _pad2: 0,
+                    prefix: [0; tbd_common::PREFIX_LEN],
+                })
+            }
             kind::CLOSE => Event::Close(read(buf)?),
             kind::STATE => Event::State(read(buf)?),
             kind::RETRANSMIT => Event::Retransmit(read(buf)?),
@@ -76,4 +93,39 @@ pub fn socket_addr(a: &SockAddr) -> Option<std::net::SocketAddr> {
 pub fn c_str(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuation_chunks_decode_as_data_without_prefix() {
+        let c = DataContEvent {
+            hdr: EventHeader {
+                kind: kind::DATA_CONT,
+                pid: 7,
+                tid: 8,
+                _pad: 0,
+                ts_ns: 99,
+            },
+            ts_enter_ns: 90,
+            fd: 5,
+            bytes: 123,
+            op: tbd_common::op::WRITE,
+            _pad: [0; 7],
+        };
+        let Some(Event::Data(d)) = Event::decode(as_bytes(&c)) else {
+            panic!("not data")
+        };
+        assert_eq!(
+            (d.hdr.kind, d.hdr.pid, d.hdr.ts_ns, d.fd, d.bytes),
+            (kind::DATA, 7, 99, 5, 123)
+        );
+        assert_eq!(
+            (d.ts_enter_ns, d.op, d.prefix_len),
+            (90, tbd_common::op::WRITE, 0)
+        );
+        assert!(Event::decode(&as_bytes(&c)[..20]).is_none(), "short record");
+    }
 }

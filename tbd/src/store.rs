@@ -123,6 +123,8 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(FLUSH_MS))
+            // sled's default 1 GiB page cache is for databases; a daemon's idle RSS matters more.
+            .cache_capacity(16 << 20)
             .open()?;
         let runs = db.open_tree("runs")?;
         let trees = Kind::ALL.map(|k| db.open_tree(k.tree()));
@@ -178,8 +180,14 @@ impl Store {
             let idx = Kind::ALL.iter().position(|k| *k == r.kind()).expect("kind");
             batches[idx].insert(record_key(r.run_id(), r.time(), seq), r.encode());
         }
-        for (tree, batch) in self.trees.iter().zip(batches) {
-            tree.apply_batch(batch)?;
+        let mut used = [false; 4];
+        for r in records {
+            used[Kind::ALL.iter().position(|k| *k == r.kind()).expect("kind")] = true;
+        }
+        for ((tree, batch), used) in self.trees.iter().zip(batches).zip(used) {
+            if used {
+                tree.apply_batch(batch)?;
+            }
         }
         Ok(())
     }
