@@ -13,9 +13,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tbd_common::{
-    kind, lost, op, AcceptEvent, CloseEvent, ConnectEvent, DataContEvent, DataEvent, DnsEvent,
-    EventHeader, ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, COMM_LEN,
-    DNS_NAME_LEN, PREFIX_LEN,
+    kind, lost, op, AcceptArgs, AcceptEvent, CloseEvent, ConnectEvent, DataContEvent, DataEvent,
+    DnsEvent, EventHeader, ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent,
+    COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
 };
 
 const AF_INET: u16 = 2;
@@ -32,6 +32,12 @@ const NO_WAKEUP: u64 = 1;
 const ARG0: usize = 16;
 const ARG1: usize = 24;
 const SYS_RET: usize = 16;
+/// recvmsg(fd, msg, flags) and recvfrom(fd, buf, len, flags, ...): where `flags` sits.
+const ARG2: usize = 32;
+const ARG3: usize = 40;
+/// No flags argument to check.
+const NO_FLAGS: usize = 0;
+const MSG_PEEK: u64 = 2;
 
 /// How a data syscall's second argument points at the bytes.
 const BUF_PLAIN: u8 = 0;
@@ -89,15 +95,6 @@ struct ConnectArgs {
     fd: i32,
     _pad: u32,
     dst: SockAddr,
-}
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct AcceptArgs {
-    peer_ptr: u64,
-    listen_fd: i32,
-    port: u16,
-    _pad: u16,
 }
 
 #[derive(Clone, Copy)]
@@ -336,7 +333,7 @@ pub fn tb_exit_accept4(ctx: TracePointContext) -> u32 {
 // ---- read / write family ------------------------------------------------------------------
 
 #[inline(always)]
-fn data_enter(ctx: &TracePointContext, dir: u8, buf_kind: u8) -> u32 {
+fn data_enter(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_off: usize) -> u32 {
     let id = bpf_get_current_pid_tgid();
     let fd = arg(ctx, ARG0) as u32;
     let key = SockKey {
@@ -344,6 +341,11 @@ fn data_enter(ctx: &TracePointContext, dir: u8, buf_kind: u8) -> u32 {
         fd,
     };
     if SOCKETS.get_ptr(key).is_none() {
+        return 0;
+    }
+    // A peek moves no data (the bytes are read again), e.g. an HTTP server's keep-alive
+    // liveness check: counting it would double bytes and hide the next request line.
+    if flags_off != 0 && arg(ctx, flags_off) & MSG_PEEK != 0 {
         return 0;
     }
     let raw = arg(ctx, ARG1);
@@ -444,10 +446,10 @@ fn data_exit(ctx: &TracePointContext) -> u32 {
 }
 
 macro_rules! data_probes {
-    ($($enter:ident, $exit:ident, $dir:expr, $buf:expr;)*) => {$(
+    ($($enter:ident, $exit:ident, $dir:expr, $buf:expr, $flags:expr;)*) => {$(
         #[tracepoint]
         pub fn $enter(ctx: TracePointContext) -> u32 {
-            data_enter(&ctx, $dir, $buf)
+            data_enter(&ctx, $dir, $buf, $flags)
         }
         #[tracepoint]
         pub fn $exit(ctx: TracePointContext) -> u32 {
@@ -457,14 +459,14 @@ macro_rules! data_probes {
 }
 
 data_probes! {
-    tb_enter_read, tb_exit_read, op::READ, BUF_PLAIN;
-    tb_enter_readv, tb_exit_readv, op::READ, BUF_IOVEC;
-    tb_enter_recvfrom, tb_exit_recvfrom, op::READ, BUF_PLAIN;
-    tb_enter_recvmsg, tb_exit_recvmsg, op::READ, BUF_MSGHDR;
-    tb_enter_write, tb_exit_write, op::WRITE, BUF_PLAIN;
-    tb_enter_writev, tb_exit_writev, op::WRITE, BUF_IOVEC;
-    tb_enter_sendto, tb_exit_sendto, op::WRITE, BUF_PLAIN;
-    tb_enter_sendmsg, tb_exit_sendmsg, op::WRITE, BUF_MSGHDR;
+    tb_enter_read, tb_exit_read, op::READ, BUF_PLAIN, NO_FLAGS;
+    tb_enter_readv, tb_exit_readv, op::READ, BUF_IOVEC, NO_FLAGS;
+    tb_enter_recvfrom, tb_exit_recvfrom, op::READ, BUF_PLAIN, ARG3;
+    tb_enter_recvmsg, tb_exit_recvmsg, op::READ, BUF_MSGHDR, ARG2;
+    tb_enter_write, tb_exit_write, op::WRITE, BUF_PLAIN, NO_FLAGS;
+    tb_enter_writev, tb_exit_writev, op::WRITE, BUF_IOVEC, NO_FLAGS;
+    tb_enter_sendto, tb_exit_sendto, op::WRITE, BUF_PLAIN, NO_FLAGS;
+    tb_enter_sendmsg, tb_exit_sendmsg, op::WRITE, BUF_MSGHDR, NO_FLAGS;
 }
 
 // ---- close --------------------------------------------------------------------------------

@@ -123,8 +123,13 @@ impl Engine {
                 let port = u16::try_from(*port)
                     .map_err(|_| TbdError::Layout(format!("port {port} out of range")))?;
                 probes.track_port(port)?;
-                for l in listeners::find(std::path::Path::new("/proc"), port) {
+                let proc_root = std::path::Path::new("/proc");
+                for l in listeners::find(proc_root, port) {
                     probes.track_listener(l.pid, l.fd, l.port)?;
+                    // A thread already inside accept() entered it before the filter existed.
+                    for (tid, peer) in listeners::blocked_accepts(proc_root, &l) {
+                        probes.track_inflight_accept(l.pid, tid, l.fd, peer, l.port)?;
+                    }
                     listeners_found.push(format!("{}/{}:{}", l.pid, l.fd, l.port));
                 }
             }

@@ -65,6 +65,39 @@ pub fn find(proc_root: &Path, port: u16) -> Vec<Listener> {
     found
 }
 
+/// accept and accept4 syscall numbers of this architecture.
+#[cfg(target_arch = "x86_64")]
+const ACCEPT_NRS: [u64; 2] = [43, 288];
+#[cfg(target_arch = "aarch64")]
+const ACCEPT_NRS: [u64; 2] = [202, 242];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const ACCEPT_NRS: [u64; 2] = [u64::MAX, u64::MAX];
+
+/// A thread blocked in accept() on a listening fd: (tid, the call's peer-address pointer).
+pub fn blocked_accepts(proc_root: &Path, l: &Listener) -> Vec<(u32, u64)> {
+    let Ok(tasks) = std::fs::read_dir(proc_root.join(l.pid.to_string()).join("task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid: u32 = t.file_name().to_str()?.parse().ok()?;
+            let text = std::fs::read_to_string(t.path().join("syscall")).ok()?;
+            parse_blocked_accept(&text, l.fd).map(|peer| (tid, peer))
+        })
+        .collect()
+}
+
+/// The peer pointer of a `/proc/*/task/*/syscall` line that is accept/accept4 on `fd`.
+pub fn parse_blocked_accept(line: &str, fd: u32) -> Option<u64> {
+    let mut f = line.split_whitespace();
+    let nr: u64 = f.next()?.parse().ok()?;
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let arg0 = hex(f.next()?)?;
+    let arg1 = hex(f.next()?)?;
+    (ACCEPT_NRS.contains(&nr) && arg0 == u64::from(fd)).then_some(arg1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +112,44 @@ mod tests {
         assert_eq!(listening_inodes(TCP, 8080), vec![4242]);
         assert_eq!(listening_inodes(TCP, 80), vec![4444]);
         assert!(listening_inodes(TCP, 443).is_empty());
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn recognises_a_thread_blocked_in_accept4_on_the_listener() {
+        let line = "288 0x3 0x7ffd5c1e2b40 0x7ffd5c1e2b3c 0x80800 0x0 0x0 0x7ffd5c1e2b20 0x7f0c\n";
+        assert_eq!(parse_blocked_accept(line, 3), Some(0x7ffd5c1e2b40));
+        assert_eq!(parse_blocked_accept(line, 4), None, "another fd");
+        assert_eq!(
+            parse_blocked_accept("202 0x3 0x0 0x0 0x0 0x0 0x0 0x0 0x0", 3),
+            None,
+            "futex"
+        );
+        assert_eq!(parse_blocked_accept("running", 3), None);
+    }
+
+    #[test]
+    fn finds_a_real_thread_blocked_in_accept() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&l) as u32;
+        let t = std::thread::spawn(move || l.accept().map(|_| ()));
+        let me = Listener {
+            pid: std::process::id(),
+            fd,
+            port,
+        };
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = blocked_accepts(Path::new("/proc"), &me);
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(found.len(), 1, "the accepting thread");
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        t.join().unwrap().unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@ use aya::{
     programs::{TracePoint, UProbe},
     Ebpf,
 };
-use tbd_common::{lost, ListenInfo, SockKey};
+use tbd_common::{lost, AcceptArgs, ListenInfo, SockKey};
 
 use crate::{error::TbdError, memlock, tracefs};
 
@@ -252,6 +252,27 @@ impl Probes {
         self.hash::<SockKey, ListenInfo>("LISTENERS")?
             .insert(SockKey { pid, fd }, info, 0)
             .map_err(|e| TbdError::Map("LISTENERS", e))
+    }
+
+    /// Records an accept() already in progress (thread `tid` of `pid` blocked in it on the
+    /// tracked listener `fd`), so the connection it returns is tracked too.
+    pub fn track_inflight_accept(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        fd: u32,
+        peer_ptr: u64,
+        port: u16,
+    ) -> Result<(), TbdError> {
+        let args = AcceptArgs {
+            peer_ptr,
+            listen_fd: fd as i32,
+            port,
+            _pad: 0,
+        };
+        self.hash::<u64, AcceptArgs>("ACCEPTS")?
+            .insert((u64::from(pid) << 32) | u64::from(tid), args, 0)
+            .map_err(|e| TbdError::Map("ACCEPTS", e))
     }
 
     /// Empties every filter and tracked-socket map: nothing is captured afterwards.

@@ -39,6 +39,8 @@ const EXPECTED: &[(&str, &str, usize)] = &[
     ("syscalls/sys_exit_connect", "ret", 16),
     ("syscalls/sys_enter_accept4", "upeer_sockaddr", 24),
     ("syscalls/sys_enter_recvmsg", "msg", 24),
+    ("syscalls/sys_enter_recvmsg", "flags", 32),
+    ("syscalls/sys_enter_recvfrom", "flags", 40),
     ("syscalls/sys_enter_writev", "vec", 24),
     ("sock/inet_sock_set_state", "skaddr", 8),
     ("sock/inet_sock_set_state", "newstate", 20),
