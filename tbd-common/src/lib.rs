@@ -222,37 +222,24 @@ pub mod clock {
     /// sensor times line up without conversion.
     #[inline]
     pub fn mono_ns() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        read(libc::CLOCK_MONOTONIC)
     }
 
     /// Now in Unix-epoch ns (wall clock), for the (monotonic, wall) pair each run records.
     pub fn unix_ns() -> u64 {
+        read(libc::CLOCK_REALTIME)
+    }
+
+    #[inline]
+    fn read(clock: libc::clockid_t) -> u64 {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: as above, with CLOCK_REALTIME.
-        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        // SAFETY: valid pointer to a timespec; both clocks always exist on Linux.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
-}
-
-/// An accept() in flight on a tracked listener, by pid_tgid (enter -> exit). tbd also fills
-/// it from /proc for threads already blocked in accept() when a capture starts.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct AcceptArgs {
-    /// The accept call's `upeer_sockaddr` argument.
-    pub peer_ptr: u64,
-    pub listen_fd: i32,
-    pub port: u16,
-    pub _pad: u16,
 }
 
 #[cfg(feature = "user")]
