@@ -242,6 +242,18 @@ pub mod clock {
     }
 }
 
+/// An accept() in flight on a tracked listener, by pid_tgid (enter -> exit). tbd also fills
+/// it from /proc for threads already blocked in accept() when a capture starts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptArgs {
+    /// The accept call's `upeer_sockaddr` argument.
+    pub peer_ptr: u64,
+    pub listen_fd: i32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
