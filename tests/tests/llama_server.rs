@@ -50,8 +50,13 @@ fn profiles_llama_cpp_with_usage_tokens_and_kernel_timing() {
         let n = r["output_tokens"].as_u64().unwrap();
         assert!((1..=16).contains(&n));
         assert!(r["ttft_ms"].as_f64().unwrap() > 0.0);
-        // llama.cpp streams one token per chunk after a role-only prelude.
-        assert_eq!(r["chunks"].as_array().unwrap().len() as u64, n, "{r}");
+        // llama.cpp streams one token per event after a role-only prelude (not counted); a
+        // token whose text is empty (a partial UTF-8 piece) carries no content.
+        let chunks = r["chunks"].as_array().unwrap().len() as u64;
+        assert!(
+            chunks <= n && chunks + 3 >= n,
+            "{chunks} content chunks for {n} tokens: {r}"
+        );
     }
     let k = &summary["kernel"];
     assert_eq!(k["seen_client_side"], 6, "{k}");
