@@ -204,8 +204,7 @@ impl Engine {
             .collect();
         run.client_records = self
             .store
-            .scan(crate::store::Kind::ClientRecord, &run.run_id, 0, 0)
-            .count() as u64;
+            .count(crate::store::Kind::ClientRecord, &run.run_id)?;
         self.store.put_run(&run)?;
         self.store.flush()?;
         tracing::info!(run = %run.run_id, exchanges = run.exchanges, "capture stopped");
@@ -245,8 +244,9 @@ fn outputs_to_records(
 /// Events taken per drain before the store is written.
 const DRAIN_BATCH: u64 = 4096;
 /// How long the reader sleeps when the ring buffer had less than a batch: at 100 MB/s of
-/// events that is 200 KB, far below the 16 MiB ring.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
+/// events that is 1 MB, far below the 4 MiB ring; longer sleeps mean fewer, larger store
+/// batches.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 struct Reader {
     ring: RingBuf<MapData>,

@@ -19,6 +19,8 @@ pub enum TbdError {
     Map(&'static str, aya::maps::MapError),
     #[error("store: {0}")]
     Store(#[from] sled::Error),
+    #[error("store: corrupt batch: {0}")]
+    Corrupt(String),
     #[error("store: undecodable record: {0}")]
     Decode(#[from] prost::DecodeError),
     #[error("{0}")]

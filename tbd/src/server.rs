@@ -3,7 +3,6 @@
 use std::{pin::Pin, sync::Arc};
 
 use futures_util::Stream;
-use prost::Message;
 use tb_proto::v1::{
     tbd_server::Tbd, ClientRecord, Connection, DaemonInfo, DeleteRunRequest, DeleteRunResponse,
     DnsLookup, Exchange, GetInfoRequest, GetRunRequest, ListRunsRequest, ListRunsResponse,
@@ -16,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     capture::Engine,
     error::TbdError,
-    store::{Kind, Record},
+    store::{Kind, Record, Timed},
 };
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -32,10 +31,11 @@ impl Service {
         Self { engine }
     }
 
-    /// Streams one kind of a run's records in a time range, decoded on a blocking thread.
+    /// Streams one kind of a run's records in a time range, oldest first, decoded on a
+    /// blocking thread.
     fn query<M>(&self, req: QueryRequest, kind: Kind) -> Result<Streamed<M>, Status>
     where
-        M: Message + Default + Send + 'static,
+        M: Timed + Send + 'static,
     {
         if self
             .engine
@@ -49,10 +49,16 @@ impl Service {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.engine.store.clone();
         tokio::task::spawn_blocking(move || {
-            for v in store.scan(kind, &req.run_id, req.from_ns, req.to_ns) {
-                let item = v.and_then(|b| Ok(M::decode(&*b)?)).map_err(status);
-                if tx.blocking_send(item).is_err() {
-                    return;
+            match store.records::<M>(kind, &req.run_id, req.from_ns, req.to_ns) {
+                Ok(records) => {
+                    for m in records {
+                        if tx.blocking_send(Ok(m)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(status(e)));
                 }
             }
         });
@@ -255,8 +261,8 @@ impl Tbd for Service {
             run.client_records = self
                 .engine
                 .store
-                .scan(Kind::ClientRecord, &run.run_id, 0, 0)
-                .count() as u64;
+                .count(Kind::ClientRecord, &run.run_id)
+                .map_err(status)?;
             self.engine.store.put_run(&run).map_err(status)?;
         }
         self.engine.store.flush().map_err(status)?;
