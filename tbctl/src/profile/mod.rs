@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::{
     client::{ClientError, Conn, RequestTemplate},
-    clock::{mono_ns, unix_ns},
+    clock::mono_ns,
     record::{RequestRecord, RunMeta},
 };
 use dispatch::{Plan, Pool};
@@ -160,9 +160,4 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
         start_ns,
         end_ns,
     })
-}
-
-/// A fresh (monotonic, Unix) clock pair for a run's metadata.
-pub fn clock_pair() -> (u64, u64) {
-    (mono_ns(), unix_ns())
 }
