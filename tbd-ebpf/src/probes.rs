@@ -112,6 +112,14 @@ fn count_lost(reason: u32) {
     }
 }
 
+/// Sends an event built on the stack, counting it lost when the ring buffer is full.
+#[inline(always)]
+fn emit<T: 'static>(ev: &T) {
+    if EVENTS.output::<T>(ev, NO_WAKEUP).is_err() {
+        count_lost(lost::RINGBUF_FULL);
+    }
+}
+
 #[inline(always)]
 fn header(kind: u32, id: u64, ts: u64) -> EventHeader {
     EventHeader {
@@ -233,9 +241,7 @@ pub fn tb_exit_connect(ctx: TracePointContext) -> u32 {
         dst: args.dst,
         comm: comm(),
     };
-    if EVENTS.output::<ConnectEvent>(&ev, NO_WAKEUP).is_err() {
-        count_lost(lost::RINGBUF_FULL);
-    }
+    emit(&ev);
     0
 }
 
@@ -304,9 +310,7 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         _pad: [0; 6],
         comm: comm(),
     };
-    if EVENTS.output::<AcceptEvent>(&ev, NO_WAKEUP).is_err() {
-        count_lost(lost::RINGBUF_FULL);
-    }
+    emit(&ev);
     0
 }
 
@@ -408,9 +412,7 @@ fn data_exit(ctx: &TracePointContext) -> u32 {
             op: inf.op,
             _pad: [0; 7],
         };
-        if EVENTS.output::<DataContEvent>(&ev, NO_WAKEUP).is_err() {
-            count_lost(lost::RINGBUF_FULL);
-        }
+        emit(&ev);
         return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {
@@ -487,9 +489,7 @@ pub fn tb_enter_close(ctx: TracePointContext) -> u32 {
         fd: key.fd as i32,
         _pad: 0,
     };
-    if EVENTS.output::<CloseEvent>(&ev, NO_WAKEUP).is_err() {
-        count_lost(lost::RINGBUF_FULL);
-    }
+    emit(&ev);
     0
 }
 
@@ -590,9 +590,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
         src,
         dst,
     };
-    if EVENTS.output::<StateEvent>(&ev, NO_WAKEUP).is_err() {
-        count_lost(lost::RINGBUF_FULL);
-    }
+    emit(&ev);
     0
 }
 
@@ -619,9 +617,7 @@ pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
         src,
         dst,
     };
-    if EVENTS.output::<RetransmitEvent>(&ev, NO_WAKEUP).is_err() {
-        count_lost(lost::RINGBUF_FULL);
-    }
+    emit(&ev);
     0
 }
 

@@ -236,17 +236,18 @@ impl Tbd for Service {
         let mut run_id: Option<String> = None;
         while let Some(rec) = stream.next().await {
             let rec = rec?;
+            // The run is checked once per run id, not once per record.
             if run_id.as_deref() != Some(rec.run_id.as_str()) {
                 run_id = Some(rec.run_id.clone());
-            }
-            if self
-                .engine
-                .store
-                .get_run(&rec.run_id)
-                .map_err(status)?
-                .is_none()
-            {
-                return Err(Status::not_found(format!("no run {}", rec.run_id)));
+                if self
+                    .engine
+                    .store
+                    .get_run(&rec.run_id)
+                    .map_err(status)?
+                    .is_none()
+                {
+                    return Err(Status::not_found(format!("no run {}", rec.run_id)));
+                }
             }
             batch.push(Record::Client(rec));
             if batch.len() == 512 {

@@ -22,30 +22,19 @@ enum Framing {
 pub struct ResponseReader {
     framing: Framing,
     decoder: ChunkDecoder,
+    progress: Progress,
+}
+
+/// What the payloads so far said, apart from what goes straight into the record.
+#[derive(Default)]
+struct Progress {
     usage: Option<Usage>,
     chunk_tokens: u64,
     done: bool,
     error: Option<ClientError>,
 }
 
-impl ResponseReader {
-    /// A reader for `flavour`, streaming or not.
-    pub fn new(flavour: ApiFlavour, stream: bool) -> Self {
-        let framing = match (stream, flavour.is_ollama()) {
-            (false, _) => Framing::Whole(Vec::new()),
-            (true, false) => Framing::Sse(SseParser::new()),
-            (true, true) => Framing::Ndjson(NdjsonParser::new()),
-        };
-        Self {
-            framing,
-            decoder: ChunkDecoder::new(flavour),
-            usage: None,
-            chunk_tokens: 0,
-            done: false,
-            error: None,
-        }
-    }
-
+impl Progress {
     fn apply(&mut self, info: Result<ChunkInfo, ClientError>, t_ns: u64, rec: &mut RequestRecord) {
         let info = match info {
             Ok(i) => i,
@@ -71,56 +60,83 @@ impl ResponseReader {
         }
         self.done |= info.done;
     }
+}
 
-    /// Feeds bytes that a read returned at `t_ns`.
-    pub fn push(&mut self, bytes: &[u8], t_ns: u64, rec: &mut RequestRecord) {
-        let mut payloads = Vec::new();
-        let decoder = &mut self.decoder;
-        match &mut self.framing {
-            Framing::Sse(p) => p.push(bytes, &mut |ev| payloads.push(decode_sse(decoder, ev))),
-            Framing::Ndjson(p) => p.push(bytes, &mut |line| payloads.push(decode(decoder, line))),
-            Framing::Whole(buf) => buf.extend_from_slice(bytes),
+impl ResponseReader {
+    /// A reader for `flavour`, streaming or not.
+    pub fn new(flavour: ApiFlavour, stream: bool) -> Self {
+        let framing = match (stream, flavour.is_ollama()) {
+            (false, _) => Framing::Whole(Vec::new()),
+            (true, false) => Framing::Sse(SseParser::new()),
+            (true, true) => Framing::Ndjson(NdjsonParser::new()),
+        };
+        Self {
+            framing,
+            decoder: ChunkDecoder::new(flavour),
+            progress: Progress::default(),
         }
-        for p in payloads {
-            self.apply(p, t_ns, rec);
+    }
+
+    /// Feeds bytes that a read returned at `t_ns`; each complete payload is applied as the
+    /// framing yields it (this runs per chunk, so nothing is collected in between).
+    pub fn push(&mut self, bytes: &[u8], t_ns: u64, rec: &mut RequestRecord) {
+        let Self {
+            framing,
+            decoder,
+            progress,
+        } = self;
+        match framing {
+            Framing::Sse(p) => p.push(bytes, &mut |ev| {
+                progress.apply(decode_sse(decoder, ev), t_ns, rec)
+            }),
+            Framing::Ndjson(p) => p.push(bytes, &mut |line| {
+                progress.apply(decode(decoder, line), t_ns, rec)
+            }),
+            Framing::Whole(buf) => buf.extend_from_slice(bytes),
         }
     }
 
     /// Ends the body at `t_ns`; fills tokens and their source, or says why it failed.
-    pub fn finish(mut self, t_ns: u64, rec: &mut RequestRecord) -> Result<(), ClientError> {
-        let mut tail = Vec::new();
-        let decoder = &mut self.decoder;
-        match &mut self.framing {
-            Framing::Sse(p) => p.finish(&mut |ev| tail.push(decode_sse(decoder, ev))),
-            Framing::Ndjson(p) => p.finish(&mut |line| tail.push(decode(decoder, line))),
-            Framing::Whole(buf) => tail.push(
+    pub fn finish(self, t_ns: u64, rec: &mut RequestRecord) -> Result<(), ClientError> {
+        let Self {
+            mut framing,
+            mut decoder,
+            mut progress,
+        } = self;
+        match &mut framing {
+            Framing::Sse(p) => {
+                p.finish(&mut |ev| progress.apply(decode_sse(&mut decoder, ev), t_ns, rec))
+            }
+            Framing::Ndjson(p) => {
+                p.finish(&mut |line| progress.apply(decode(&mut decoder, line), t_ns, rec))
+            }
+            Framing::Whole(buf) => progress.apply(
                 decode_full(decoder.flavour(), buf)
                     .map_err(|e| ClientError::Malformed(e.to_string())),
+                t_ns,
+                rec,
             ),
         }
-        for p in tail {
-            self.apply(p, t_ns, rec);
-        }
         rec.t_end_ns = Some(t_ns);
-        if let Some(e) = self.error {
+        if let Some(e) = progress.error {
             return Err(e);
         }
-        if !self.done {
+        if !progress.done {
             return Err(ClientError::StreamCut(
                 "no end-of-stream marker ([DONE] or done:true)".into(),
             ));
         }
-        match self.usage.and_then(|u| u.completion_tokens) {
+        match progress.usage.and_then(|u| u.completion_tokens) {
             Some(n) => {
                 rec.output_tokens = Some(n);
                 rec.token_source = Some(TokenSource::Usage);
             }
             None => {
-                rec.output_tokens = Some(self.chunk_tokens);
+                rec.output_tokens = Some(progress.chunk_tokens);
                 rec.token_source = Some(TokenSource::Chunks);
             }
         }
-        if let Some(p) = self.usage.and_then(|u| u.prompt_tokens) {
+        if let Some(p) = progress.usage.and_then(|u| u.prompt_tokens) {
             rec.input_tokens = Some(p);
         }
         Ok(())

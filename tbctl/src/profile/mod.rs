@@ -7,7 +7,6 @@ pub mod worker;
 pub mod writer;
 
 use std::{
-    net::SocketAddr,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -19,23 +18,19 @@ use std::{
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::{
-    client::{ClientError, Conn, RequestTemplate},
+    client::{ClientError, Conn},
     clock::mono_ns,
     record::{RequestRecord, RunMeta},
 };
 use dispatch::{Plan, Pool};
+use worker::RequestSettings;
 use writer::{OnRecord, RecordWriter};
 
 /// Everything a load run needs.
 pub struct LoadConfig {
     pub run_dir: PathBuf,
     pub meta: RunMeta,
-    pub addr: SocketAddr,
-    pub template: RequestTemplate,
-    pub model: String,
-    pub max_tokens: Option<u32>,
-    pub ignore_eos: bool,
-    pub timeout: Duration,
+    pub req: RequestSettings,
     /// Cap on requests in flight (closed loop: exactly this many workers).
     pub concurrency: Option<usize>,
     /// Connections opened before the clock starts, so the first requests do not pay set-up.
@@ -85,7 +80,7 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
     let mut conns = Vec::with_capacity(workers_wanted);
     for chunk in (0..workers_wanted).collect::<Vec<_>>().chunks(64) {
         let batch =
-            futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(cfg.addr))).await;
+            futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(cfg.req.addr))).await;
         for c in batch {
             conns.push(c?);
         }
@@ -97,12 +92,7 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
     let stop = Arc::new(AtomicBool::new(false));
     let pool = Arc::new(Pool::default());
     let shared = Arc::new(worker::Shared {
-        addr: cfg.addr,
-        template: cfg.template,
-        model: cfg.model,
-        max_tokens: cfg.max_tokens,
-        ignore_eos: cfg.ignore_eos,
-        timeout: cfg.timeout,
+        req: cfg.req,
         jobs: Mutex::new(rx),
         sink,
         pool: pool.clone(),

@@ -16,14 +16,20 @@ use crate::{
     record::RequestRecord,
 };
 
-/// What every worker shares.
-pub struct Shared {
+/// How every request of a run is sent.
+pub struct RequestSettings {
     pub addr: SocketAddr,
     pub template: RequestTemplate,
     pub model: String,
+    /// Overrides the work item's own output length.
     pub max_tokens: Option<u32>,
     pub ignore_eos: bool,
     pub timeout: Duration,
+}
+
+/// What every worker shares.
+pub struct Shared {
+    pub req: RequestSettings,
     pub jobs: Mutex<mpsc::Receiver<Job>>,
     pub sink: RecordSink,
     pub pool: Arc<Pool>,
@@ -50,19 +56,19 @@ pub async fn run(shared: Arc<Shared>, mut conn: Option<Conn>) {
             request_id: job.request_id,
             t_intended_ns: job.intended_ns.unwrap_or_else(mono_ns),
             input_tokens: Some(job.item.input_tokens as u64),
-            service_type: shared.template.flavour.service_type().into(),
-            model: shared.model.clone(),
+            service_type: shared.req.template.flavour.service_type().into(),
+            model: shared.req.model.clone(),
             warmup: job.warmup,
             ..Default::default()
         };
         let body = build_body(
-            shared.template.flavour,
+            shared.req.template.flavour,
             &RequestSpec {
-                model: shared.model.clone(),
+                model: shared.req.model.clone(),
                 prompt: job.item.prompt,
-                max_tokens: shared.max_tokens.or(job.item.max_tokens),
-                stream: shared.template.stream,
-                ignore_eos: shared.ignore_eos,
+                max_tokens: shared.req.max_tokens.or(job.item.max_tokens),
+                stream: shared.req.template.stream,
+                ignore_eos: shared.req.ignore_eos,
             },
         );
         let result = tokio::select! {
@@ -99,11 +105,11 @@ async fn execute(
     // A second attempt only when the kept-alive connection had died unsent (Stale).
     for attempt in 0..2 {
         if !conn.as_ref().is_some_and(Conn::is_usable) {
-            *conn = Some(Conn::connect(shared.addr).await?);
+            *conn = Some(Conn::connect(shared.req.addr).await?);
         }
         let c = conn.as_mut().expect("connected above");
         let r = c
-            .execute(&shared.template, body.clone(), rec, shared.timeout)
+            .execute(&shared.req.template, body.clone(), rec, shared.req.timeout)
             .await;
         if !c.is_usable() {
             *conn = None;
