@@ -867,9 +867,10 @@ mod tests {
             assert!(w[1][0] > w[0][0] && *end >= w[0][0]);
             let gap = w[1][0] - w[0][0];
             let k = w[1][1];
-            // Never early; late by scheduling noise at most (generous for a loaded machine).
+            // Never early; late by scheduling noise at most (generous: CI runs this next to
+            // root tests that saturate both cores, and a 10 ms bound once failed there).
             assert!(gap >= k * 3 * MS - MS / 2, "gap {gap} ns for {k} tokens");
-            assert!(gap <= k * 5 * MS + 10 * MS, "gap {gap} ns for {k} tokens");
+            assert!(gap <= k * 5 * MS + 50 * MS, "gap {gap} ns for {k} tokens");
         }
         assert!(t.t_end_ns >= t.chunks[4][0]);
     }
