@@ -28,9 +28,10 @@ pub mod kind {
     pub const RETRANSMIT: u32 = 6;
     /// A `getaddrinfo` call of a tracked process returned.
     pub const DNS: u32 = 7;
-    /// Like DATA, for a syscall moving bytes in the same direction as the socket's previous
-    /// one: the middle of a message, so no payload prefix is copied ([`DataContEvent`]).
-    pub const DATA_CONT: u32 = 8;
+    /// Up to [`BATCH_LEN`](crate::BATCH_LEN) syscalls that moved bytes in the same direction as
+    /// the socket's previous one (the middle of a message, so no payload prefix), held in the
+    /// kernel and sent together ([`DataBatchEvent`](crate::DataBatchEvent)).
+    pub const DATA_BATCH: u32 = 8;
 }
 
 /// Indices of the per-CPU loss counters (`LOST` map), one per reason an event can be lost.
@@ -116,7 +117,8 @@ pub struct AcceptEvent {
 #[derive(Clone, Copy, Debug)]
 pub struct DataEvent {
     pub hdr: EventHeader,
-    /// When the syscall was entered (`hdr.ts_ns` is its exit).
+    /// When a write was entered (`hdr.ts_ns` is its exit); for reads, equal to `hdr.ts_ns`:
+    /// a read's entry says nothing about when its bytes arrived, so reads have no enter probe.
     pub ts_enter_ns: u64,
     pub fd: i32,
     /// Bytes moved (the syscall's return value).
@@ -130,17 +132,35 @@ pub struct DataEvent {
     pub prefix: [u8; PREFIX_LEN],
 }
 
-/// A [`DataEvent`] without its prefix: a continuation chunk (same direction as the socket's
-/// previous data syscall), which is most of a streamed response.
+/// One continuation syscall of a tracked socket, held in [`SockInfo::batch`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Chunk {
+    /// Syscall exit.
+    pub ts_ns: u64,
+    /// Syscall entry for writes; equal to `ts_ns` for reads (no enter probe on reads).
+    pub ts_enter_ns: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+}
+
+/// Continuation chunks the kernel holds per socket before sending them as one event: a streamed
+/// response of 32 tokens costs one ring-buffer record instead of 32.
+pub const BATCH_LEN: usize = 32;
+
+/// Continuation chunks of one socket, in order, all in direction `op` (`kind::DATA_BATCH`).
+/// Sent when the batch is full, before the socket's next direction change, at close(), or read
+/// out of [`SockInfo`] by tbd when a capture stops.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct DataContEvent {
+pub struct DataBatchEvent {
     pub hdr: EventHeader,
-    pub ts_enter_ns: u64,
     pub fd: i32,
-    pub bytes: u32,
-    pub op: u8,
-    pub _pad: [u8; 7],
+    /// Valid entries of `chunks`.
+    pub n: u32,
+    pub op: u32,
+    pub _pad: u32,
+    pub chunks: [Chunk; BATCH_LEN],
 }
 
 /// close() of a tracked socket fd.
@@ -205,6 +225,11 @@ pub struct SockInfo {
     pub side: u32,
     /// Direction ([`op`]) of the last data syscall that moved bytes; [`op::NONE`] at first.
     pub last_op: u32,
+    /// Entry time of the write in progress: the write enter probe's only job.
+    pub write_enter_ns: u64,
+    /// Continuation chunks not yet sent, kept in event form so that the probe sends them
+    /// straight from the map value; only `n` and `chunks` are valid between sends.
+    pub batch: DataBatchEvent,
 }
 
 /// Value of the tracked-listener map, keyed by [`SockKey`] of the listening fd.
@@ -265,4 +290,9 @@ mod pod {
 }
 
 /// Size of the largest event, for ring-buffer sizing in user space.
-pub const MAX_EVENT_SIZE: usize = core::mem::size_of::<DataEvent>();
+pub const MAX_EVENT_SIZE: usize =
+    if core::mem::size_of::<DataEvent>() > core::mem::size_of::<DataBatchEvent>() {
+        core::mem::size_of::<DataEvent>()
+    } else {
+        core::mem::size_of::<DataBatchEvent>()
+    };

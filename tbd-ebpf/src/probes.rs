@@ -3,6 +3,7 @@
 
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
+use aya_ebpf::bindings::pt_regs;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
@@ -13,8 +14,8 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tbd_common::{
-    kind, lost, op, AcceptArgs, AcceptEvent, CloseEvent, ConnectEvent, DataContEvent, DataEvent,
-    DnsEvent, EventHeader, ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent,
+    kind, lost, op, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent, DnsEvent,
+    EventHeader, ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, BATCH_LEN,
     COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
 };
 
@@ -27,16 +28,17 @@ const EINPROGRESS: i64 = 115;
 /// BPF_RB_NO_WAKEUP: a wake-up per event would cost more than the event; tbd drains the ring
 /// buffer on a short timer instead.
 const NO_WAKEUP: u64 = 1;
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Offsets of syscall tracepoint arguments (`field:... offset:N`).
 const ARG0: usize = 16;
 const ARG1: usize = 24;
 const SYS_RET: usize = 16;
-/// recvmsg(fd, msg, flags) and recvfrom(fd, buf, len, flags, ...): where `flags` sits.
-const ARG2: usize = 32;
-const ARG3: usize = 40;
-/// No flags argument to check.
-const NO_FLAGS: usize = 0;
+/// Where a receive call's `flags` argument sits: none, rdx (recvmsg's third argument) or r10
+/// (recvfrom's fourth).
+const NO_FLAGS: u8 = 0;
+const FLAGS_RDX: u8 = 1;
+const FLAGS_R10: u8 = 2;
 const MSG_PEEK: u64 = 2;
 
 /// How a data syscall's second argument points at the bytes.
@@ -53,15 +55,13 @@ static TRACKED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
 /// Listening sockets (tgid, fd) whose accepted connections are tracked.
 #[map]
 static LISTENERS: HashMap<SockKey, ListenInfo> = HashMap::with_max_entries(1024, 0);
-/// Tracked sockets by (tgid, fd): the filter every data syscall checks first.
+/// Tracked sockets by (tgid, fd): the filter every data syscall checks first. Not
+/// preallocated: a value holds a batch of chunks, and most hosts track few sockets.
 #[map]
-static SOCKETS: HashMap<SockKey, SockInfo> = HashMap::with_max_entries(65536, 0);
+static SOCKETS: HashMap<SockKey, SockInfo> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 /// Tracked kernel sockets by `struct sock` address, for state and retransmit tracepoints.
 #[map]
 static SKS: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
-/// Data syscalls in flight on tracked sockets, by pid_tgid (enter -> exit).
-#[map]
-static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0);
 /// connect() calls in flight from tracked processes, by pid_tgid.
 #[map]
 static CONNECTS: HashMap<u64, ConnectArgs> = HashMap::with_max_entries(4096, 0);
@@ -71,22 +71,15 @@ static ACCEPTS: HashMap<u64, AcceptArgs> = HashMap::with_max_entries(4096, 0);
 /// getaddrinfo() calls in flight in tracked processes, by pid_tgid.
 #[map]
 static DNS_INFLIGHT: HashMap<u64, DnsArgs> = HashMap::with_max_entries(1024, 0);
+/// Room to build a new tracked socket's value, too large for the 512-byte stack.
+#[map]
+static NEW_SOCK: PerCpuArray<SockInfo> = PerCpuArray::with_max_entries(1, 0);
 /// Events to user space.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// Events lost, per reason (`tbd_common::lost`), per CPU: atomics do not build for bpf.
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Inflight {
-    ts: u64,
-    buf: u64,
-    fd: i32,
-    op: u8,
-    _pad: [u8; 3],
-}
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -112,11 +105,32 @@ fn count_lost(reason: u32) {
     }
 }
 
-/// Sends an event built on the stack, counting it lost when the ring buffer is full.
+/// Sends an event, counting it lost when the ring buffer is full.
 #[inline(always)]
 fn emit<T: 'static>(ev: &T) {
     if EVENTS.output::<T>(ev, NO_WAKEUP).is_err() {
         count_lost(lost::RINGBUF_FULL);
+    }
+}
+
+/// Starts tracking socket `key` on `side`; a full map is counted as a loss.
+#[inline(always)]
+fn track_socket(key: SockKey, side: u32) {
+    let Some(v) = NEW_SOCK.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot; the chunks need no clearing while `n` is 0.
+    let inserted = unsafe {
+        (*v).side = side;
+        (*v).last_op = op::NONE;
+        (*v).write_enter_ns = 0;
+        (*v).batch.fd = key.fd as i32;
+        (*v).batch.n = 0;
+        (*v).batch._pad = 0;
+        SOCKETS.insert(key, &*v, 0)
+    };
+    if inserted.is_err() {
+        count_lost(lost::SOCKETS_FULL);
     }
 }
 
@@ -219,19 +233,7 @@ pub fn tb_exit_connect(ctx: TracePointContext) -> u32 {
             pid: (id >> 32) as u32,
             fd: args.fd as u32,
         };
-        if SOCKETS
-            .insert(
-                key,
-                SockInfo {
-                    side: 0,
-                    last_op: op::NONE,
-                },
-                0,
-            )
-            .is_err()
-        {
-            count_lost(lost::SOCKETS_FULL);
-        }
+        track_socket(key, 0);
     }
     let ev = ConnectEvent {
         hdr: header(kind::CONNECT, id, unsafe { bpf_ktime_get_ns() }),
@@ -288,19 +290,7 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         pid: (id >> 32) as u32,
         fd: ret as u32,
     };
-    if SOCKETS
-        .insert(
-            key,
-            SockInfo {
-                side: 1,
-                last_op: op::NONE,
-            },
-            0,
-        )
-        .is_err()
-    {
-        count_lost(lost::SOCKETS_FULL);
-    }
+    track_socket(key, 1);
     let ev = AcceptEvent {
         hdr: header(kind::ACCEPT, id, unsafe { bpf_ktime_get_ns() }),
         listen_fd: args.listen_fd,
@@ -335,24 +325,109 @@ pub fn tb_exit_accept4(ctx: TracePointContext) -> u32 {
 }
 
 // ---- read / write family ------------------------------------------------------------------
+//
+// Reads have only an exit probe and writes an enter probe that stamps the tracked socket: the
+// exit finds the syscall's arguments in the task's saved user registers (x86_64: rdi, rsi,
+// rdx, r10 hold arguments 1-4 and are not changed by the syscall), so no per-call map entry
+// is written and deleted. Continuation chunks are held in the socket's map value and sent in
+// batches; only a direction change sends a record with a payload prefix.
+
+/// The calling task's saved user registers (its syscall arguments).
+#[inline(always)]
+fn user_regs() -> *const pt_regs {
+    // SAFETY: both helpers are valid in any tracing program; the result is a trusted kernel
+    // pointer whose loads the verifier checks against the kernel's BTF.
+    unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) as *const pt_regs }
+}
+
+/// Sends a socket's held continuation chunks and empties the batch.
+#[inline(always)]
+fn flush_batch(id: u64, info: *mut SockInfo, now: u64) {
+    // SAFETY: `info` is a live map value of this program's socket; the batch is sent from it
+    // as it stands (one kernel copy, no stack or scratch copy).
+    unsafe {
+        let b = addr_of_mut!((*info).batch);
+        if (*b).n == 0 {
+            return;
+        }
+        (*b).hdr = header(kind::DATA_BATCH, id, now);
+        (*b).op = (*info).last_op;
+        emit(&*b);
+        (*b).n = 0;
+    }
+}
 
 #[inline(always)]
-fn data_enter(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_off: usize) -> u32 {
+fn write_enter(ctx: &TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
-    let fd = arg(ctx, ARG0) as u32;
+    let key = SockKey {
+        pid: (id >> 32) as u32,
+        fd: arg(ctx, ARG0) as u32,
+    };
+    if let Some(info) = SOCKETS.get_ptr_mut(key) {
+        // SAFETY: a plain store into this socket's map value.
+        unsafe { (*info).write_enter_ns = bpf_ktime_get_ns() };
+    }
+    0
+}
+
+#[inline(always)]
+fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let regs = user_regs();
+    // SAFETY: loads from the saved registers, checked by the verifier.
+    let fd = unsafe { (*regs).rdi } as u32;
     let key = SockKey {
         pid: (id >> 32) as u32,
         fd,
     };
-    if SOCKETS.get_ptr(key).is_none() {
+    let Some(info) = SOCKETS.get_ptr_mut(key) else {
+        return 0;
+    };
+    let ret = arg(ctx, SYS_RET) as i64;
+    if ret <= 0 {
         return 0;
     }
     // A peek moves no data (the bytes are read again), e.g. an HTTP server's keep-alive
     // liveness check: counting it would double bytes and hide the next request line.
-    if flags_off != 0 && arg(ctx, flags_off) & MSG_PEEK != 0 {
+    let flags = match flags_reg {
+        FLAGS_RDX => unsafe { (*regs).rdx },
+        FLAGS_R10 => unsafe { (*regs).r10 },
+        _ => 0,
+    };
+    if flags & MSG_PEEK != 0 {
         return 0;
     }
-    let raw = arg(ctx, ARG1);
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: plain loads and stores into this socket's map value.
+    let t_enter = match dir {
+        op::WRITE => match unsafe { (*info).write_enter_ns } {
+            t if t != 0 && t <= now => t,
+            _ => now,
+        },
+        _ => now,
+    };
+    if unsafe { (*info).last_op } == dir as u32 {
+        let n = unsafe { (*info).batch.n } as usize;
+        if n < BATCH_LEN {
+            unsafe {
+                (*info).batch.chunks[n & (BATCH_LEN - 1)] = Chunk {
+                    ts_ns: now,
+                    ts_enter_ns: t_enter,
+                    bytes: ret as u64,
+                };
+                (*info).batch.n = n as u32 + 1;
+            }
+        }
+        if n + 1 >= BATCH_LEN {
+            flush_batch(id, info, now);
+        }
+        return 0;
+    }
+    // A direction change: what the socket holds is older than this syscall.
+    flush_batch(id, info, now);
+    unsafe { (*info).last_op = dir as u32 };
+    let raw = unsafe { (*regs).rsi };
     let buf = match buf_kind {
         BUF_PLAIN => raw,
         // struct iovec { void *iov_base; size_t iov_len; }: the first segment's base.
@@ -363,58 +438,6 @@ fn data_enter(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_off: usize) 
             None => 0,
         },
     };
-    let inflight = Inflight {
-        ts: unsafe { bpf_ktime_get_ns() },
-        buf,
-        fd: fd as i32,
-        op: dir,
-        _pad: [0; 3],
-    };
-    if INFLIGHT.insert(id, inflight, 0).is_err() {
-        count_lost(lost::INFLIGHT_FULL);
-    }
-    0
-}
-
-#[inline(always)]
-fn data_exit(ctx: &TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
-    let Some(p) = INFLIGHT.get_ptr(id) else {
-        return 0;
-    };
-    // SAFETY: copy out before removing the entry.
-    let inf = unsafe { *p };
-    let _ = INFLIGHT.remove(id);
-    let ret = arg(ctx, SYS_RET) as i64;
-    if ret <= 0 {
-        return 0;
-    }
-    // Only the first syscall of each direction carries a request or status line: the rest of
-    // a message needs no payload copy (updated here, on success, as EAGAIN reads move nothing).
-    let key = SockKey {
-        pid: (id >> 32) as u32,
-        fd: inf.fd as u32,
-    };
-    let turn = match SOCKETS.get_ptr_mut(key) {
-        Some(info) => unsafe {
-            let turn = (*info).last_op != inf.op as u32;
-            (*info).last_op = inf.op as u32;
-            turn
-        },
-        None => true,
-    };
-    if !turn {
-        let ev = DataContEvent {
-            hdr: header(kind::DATA_CONT, id, unsafe { bpf_ktime_get_ns() }),
-            ts_enter_ns: inf.ts,
-            fd: inf.fd,
-            bytes: ret as u32,
-            op: inf.op,
-            _pad: [0; 7],
-        };
-        emit(&ev);
-        return 0;
-    }
     let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {
         count_lost(lost::RINGBUF_FULL);
         return 0;
@@ -428,16 +451,16 @@ fn data_exit(ctx: &TracePointContext) -> u32 {
     // SAFETY: `ev` points at a reserved ring-buffer record of size_of::<DataEvent>() bytes;
     // every field is written before submit, and the copy length is at most PREFIX_LEN.
     unsafe {
-        addr_of_mut!((*ev).hdr).write(header(kind::DATA, id, bpf_ktime_get_ns()));
-        addr_of_mut!((*ev).ts_enter_ns).write(inf.ts);
-        addr_of_mut!((*ev).fd).write(inf.fd);
+        addr_of_mut!((*ev).hdr).write(header(kind::DATA, id, now));
+        addr_of_mut!((*ev).ts_enter_ns).write(t_enter);
+        addr_of_mut!((*ev).fd).write(fd as i32);
         addr_of_mut!((*ev).bytes).write(ret as u32);
-        addr_of_mut!((*ev).op).write(inf.op);
+        addr_of_mut!((*ev).op).write(dir);
         addr_of_mut!((*ev)._pad).write(0);
         addr_of_mut!((*ev)._pad2).write(0);
         let dst = addr_of_mut!((*ev).prefix) as *mut c_void;
-        let copied = if inf.buf != 0 && len > 0 {
-            generated::bpf_probe_read_user(dst, len, inf.buf as *const c_void) == 0
+        let copied = if buf != 0 && len > 0 {
+            generated::bpf_probe_read_user(dst, len, buf as *const c_void) == 0
         } else {
             false
         };
@@ -447,28 +470,40 @@ fn data_exit(ctx: &TracePointContext) -> u32 {
     0
 }
 
-macro_rules! data_probes {
-    ($($enter:ident, $exit:ident, $dir:expr, $buf:expr, $flags:expr;)*) => {$(
-        #[tracepoint]
-        pub fn $enter(ctx: TracePointContext) -> u32 {
-            data_enter(&ctx, $dir, $buf, $flags)
-        }
+macro_rules! read_probes {
+    ($($exit:ident, $buf:expr, $flags:expr;)*) => {$(
         #[tracepoint]
         pub fn $exit(ctx: TracePointContext) -> u32 {
-            data_exit(&ctx)
+            data_exit(&ctx, op::READ, $buf, $flags)
         }
     )*};
 }
 
-data_probes! {
-    tb_enter_read, tb_exit_read, op::READ, BUF_PLAIN, NO_FLAGS;
-    tb_enter_readv, tb_exit_readv, op::READ, BUF_IOVEC, NO_FLAGS;
-    tb_enter_recvfrom, tb_exit_recvfrom, op::READ, BUF_PLAIN, ARG3;
-    tb_enter_recvmsg, tb_exit_recvmsg, op::READ, BUF_MSGHDR, ARG2;
-    tb_enter_write, tb_exit_write, op::WRITE, BUF_PLAIN, NO_FLAGS;
-    tb_enter_writev, tb_exit_writev, op::WRITE, BUF_IOVEC, NO_FLAGS;
-    tb_enter_sendto, tb_exit_sendto, op::WRITE, BUF_PLAIN, NO_FLAGS;
-    tb_enter_sendmsg, tb_exit_sendmsg, op::WRITE, BUF_MSGHDR, NO_FLAGS;
+macro_rules! write_probes {
+    ($($enter:ident, $exit:ident, $buf:expr;)*) => {$(
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            write_enter(&ctx)
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            data_exit(&ctx, op::WRITE, $buf, NO_FLAGS)
+        }
+    )*};
+}
+
+read_probes! {
+    tb_exit_read, BUF_PLAIN, NO_FLAGS;
+    tb_exit_readv, BUF_IOVEC, NO_FLAGS;
+    tb_exit_recvfrom, BUF_PLAIN, FLAGS_R10;
+    tb_exit_recvmsg, BUF_MSGHDR, FLAGS_RDX;
+}
+
+write_probes! {
+    tb_enter_write, tb_exit_write, BUF_PLAIN;
+    tb_enter_writev, tb_exit_writev, BUF_IOVEC;
+    tb_enter_sendto, tb_exit_sendto, BUF_PLAIN;
+    tb_enter_sendmsg, tb_exit_sendmsg, BUF_MSGHDR;
 }
 
 // ---- close --------------------------------------------------------------------------------
@@ -480,12 +515,14 @@ pub fn tb_enter_close(ctx: TracePointContext) -> u32 {
         pid: (id >> 32) as u32,
         fd: arg(&ctx, ARG0) as u32,
     };
-    if SOCKETS.get_ptr(key).is_none() {
+    let Some(info) = SOCKETS.get_ptr_mut(key) else {
         return 0;
-    }
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    flush_batch(id, info, now);
     let _ = SOCKETS.remove(key);
     let ev = CloseEvent {
-        hdr: header(kind::CLOSE, id, unsafe { bpf_ktime_get_ns() }),
+        hdr: header(kind::CLOSE, id, now),
         fd: key.fd as i32,
         _pad: 0,
     };

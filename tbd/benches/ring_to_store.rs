@@ -2,7 +2,8 @@
 //! counted (root; real probes in this kernel). `cargo xtask bench events` runs it.
 //!
 //! This process tracks itself, connects to a local listener, sends an HTTP request line and
-//! then N one-byte writes: each write is one DataEvent. The figure is N over the time from the
+//! then N one-byte writes: each write is one probe event (the kernel sends them 32 to a
+//! ring-buffer record; N is a multiple of 32 so that none is left held). The figure is N over the time from the
 //! first write until the reader has taken every event, next to the generator's own rate.
 
 use std::{
@@ -12,14 +13,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tbd::{capture::Engine, probes::Probes, store::Store};
+use tbd::{
+    capture::Engine,
+    probes::{Probes, StatsMode},
+    store::Store,
+};
 
 const N: u64 = 2_000_000;
 
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(Store::open(dir.path())?);
-    let engine = Engine::start(Probes::load(&[])?, store)?;
+    let engine = Engine::start(Probes::load(&[])?, store, StatsMode::Off)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let sink = std::thread::spawn(move || {
@@ -32,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         }
     });
     let run = engine.start_capture(None, "bench".into(), vec![std::process::id()], vec![])?;
-    let received0 = engine.counters.events_received.load(Ordering::Relaxed);
+    let received0 = engine.counters.syscalls_received.load(Ordering::Relaxed);
     let mut c = TcpStream::connect(("127.0.0.1", port))?;
     c.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nx-tb-rid: 1\r\n")?;
     let t0 = Instant::now();
@@ -42,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let gen = t0.elapsed();
     let want = received0 + N + 2;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while engine.counters.events_received.load(Ordering::Relaxed) < want
+    while engine.counters.syscalls_received.load(Ordering::Relaxed) < want
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(1));
@@ -52,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     let lost: u64 = engine.probes().lost()?.iter().map(|(_, n)| n).sum();
     let done = engine.stop_capture(&run.run_id)?;
     sink.join().ok();
-    let got = engine.counters.events_received.load(Ordering::Relaxed) - received0;
+    let got = engine.counters.syscalls_received.load(Ordering::Relaxed) - received0;
     println!(
         "{}",
         serde_json::json!({

@@ -18,7 +18,7 @@ use crate::{
     error::TbdError,
     events::Event,
     listeners,
-    probes::Probes,
+    probes::{Probes, StatsMode},
     store::{Record, Store},
 };
 
@@ -27,7 +27,10 @@ pub use tbd_common::clock::{mono_ns, unix_ns};
 /// Counters shown by `GetInfo` and `/metrics`.
 #[derive(Default)]
 pub struct Counters {
+    /// Ring-buffer records taken.
     pub events_received: AtomicU64,
+    /// Probe events those records carried: a batch counts each of its chunks.
+    pub syscalls_received: AtomicU64,
     pub events_stored: AtomicU64,
     pub events_outside_runs: AtomicU64,
     pub records_stored: AtomicU64,
@@ -52,11 +55,19 @@ pub struct Engine {
     pub counters: Arc<Counters>,
     pub tail: broadcast::Sender<Exchange>,
     control: Mutex<mpsc::Sender<Control>>,
+    /// When BPF run-time statistics are kept.
+    pub stats_mode: StatsMode,
 }
 
 impl Engine {
-    /// Takes the probes' ring buffer and starts the reader thread.
-    pub fn start(mut probes: Probes, store: Arc<Store>) -> Result<Arc<Self>, TbdError> {
+    /// Takes the probes' ring buffer and starts the reader thread (and, for
+    /// [`StatsMode::Sampled`], the thread that turns BPF statistics on and off).
+    pub fn start(
+        mut probes: Probes,
+        store: Arc<Store>,
+        stats_mode: StatsMode,
+    ) -> Result<Arc<Self>, TbdError> {
+        probes.set_stats(stats_mode == StatsMode::Always);
         let ring = probes.take_ring()?;
         let (tail, _) = broadcast::channel(4096);
         let (ctl_tx, ctl_rx) = mpsc::channel();
@@ -67,6 +78,7 @@ impl Engine {
             counters: Arc::new(Counters::default()),
             tail,
             control: Mutex::new(ctl_tx),
+            stats_mode,
         });
         let reader = Reader {
             ring,
@@ -79,7 +91,31 @@ impl Engine {
         std::thread::Builder::new()
             .name("tbd-ring".into())
             .spawn(move || reader.run(ctl_rx))?;
+        if stats_mode == StatsMode::Sampled {
+            let weak = Arc::downgrade(&engine);
+            std::thread::Builder::new()
+                .name("tbd-bpf-stats".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.sample_stats();
+                        drop(engine);
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })?;
+        }
         Ok(engine)
+    }
+
+    /// Statistics on or off per the sampling schedule, counted from the capture's start.
+    fn sample_stats(&self) {
+        let since = self
+            .active
+            .lock()
+            .expect("active lock")
+            .as_ref()
+            .map(|a| Duration::from_nanos(mono_ns().saturating_sub(a.run.start_ns)));
+        let want = since.is_some_and(|d| self.stats_mode.wanted(d));
+        self.probes().set_stats(want);
     }
 
     /// The probes (for stats and loss counters).
@@ -118,7 +154,8 @@ impl Engine {
         let lost_at_start;
         {
             let mut probes = self.probes();
-            probes.clear_filters()?;
+            // Nothing is tracked between captures, so nothing is held either.
+            probes.clear_filters(mono_ns())?;
             for port in &server_ports {
                 let port = u16::try_from(*port)
                     .map_err(|_| TbdError::Layout(format!("port {port} out of range")))?;
@@ -136,6 +173,13 @@ impl Engine {
             for pid in &client_pids {
                 probes.track_pid(*pid)?;
             }
+            if let Err(e) = probes.attach() {
+                probes.detach();
+                return Err(e);
+            }
+            if self.stats_mode == StatsMode::Sampled {
+                probes.set_stats(true);
+            }
             lost_at_start = probes.lost()?;
         }
         let run = Run {
@@ -148,7 +192,12 @@ impl Engine {
             server_listeners: listeners_found,
             ..Default::default()
         };
-        self.store.put_run(&run)?;
+        if let Err(e) = self.store.put_run(&run) {
+            let mut probes = self.probes();
+            probes.detach();
+            let _ = probes.clear_filters(mono_ns());
+            return Err(e);
+        }
         tracing::info!(run = %run_id, "capture started");
         *active = Some(Active {
             tracker: ConnTracker::new(run_id),
@@ -168,10 +217,15 @@ impl Engine {
                 _ => return Err(TbdError::NoSuchRun(format!("{run_id} is not capturing"))),
             }
         }
-        let lost_now = {
+        let (held, lost_now) = {
             let mut probes = self.probes();
-            probes.clear_filters()?;
-            probes.lost()?
+            // Detached first: then no probe adds to a held batch while it is read out.
+            probes.detach();
+            if self.stats_mode == StatsMode::Sampled {
+                probes.set_stats(false);
+            }
+            let held = probes.clear_filters(mono_ns())?;
+            (held, probes.lost()?)
         };
         // Events already in the ring buffer must reach the tracker before it flushes.
         let (ack_tx, ack_rx) = mpsc::channel();
@@ -186,6 +240,11 @@ impl Engine {
             return Err(TbdError::NoSuchRun(run_id.into()));
         };
         let mut records = Vec::new();
+        // Chunks still held in the kernel are newer than their socket's events in the ring.
+        for b in held {
+            a.tracker
+                .on_event(&Event::Batch(b), &mut |o| records.push(o));
+        }
         a.tracker.flush(mono_ns(), &mut |o| records.push(o));
         let mut run = a.run;
         let recs = outputs_to_records(records, &mut run, &self.tail);
@@ -281,6 +340,7 @@ impl Reader {
     /// Processes up to one batch of events; returns how many it took.
     fn drain(&mut self) -> u64 {
         let mut n = 0u64;
+        let mut syscalls = 0u64;
         let mut active = self.active.lock().expect("active lock");
         while let Some(item) = self.ring.next() {
             n += 1;
@@ -288,6 +348,10 @@ impl Reader {
                 continue;
             };
             drop(item);
+            syscalls += match &ev {
+                Event::Batch(b) => u64::from(b.n.min(tbd_common::BATCH_LEN as u32)),
+                _ => 1,
+            };
             match active.as_mut() {
                 Some(a) => a.tracker.on_event(&ev, &mut |o| self.batch.push(o)),
                 None => {
@@ -303,6 +367,9 @@ impl Reader {
         self.counters
             .events_received
             .fetch_add(n, Ordering::Relaxed);
+        self.counters
+            .syscalls_received
+            .fetch_add(syscalls, Ordering::Relaxed);
         if let Some(a) = active.as_mut() {
             self.counters.events_stored.fetch_add(n, Ordering::Relaxed);
             if !self.batch.is_empty() {

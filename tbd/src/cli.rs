@@ -5,7 +5,14 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 use clap::Parser;
 use tb_proto::v1::tbd_server::TbdServer;
 
-use crate::{capture::Engine, http, probes::Probes, server::Service, socket, store::Store};
+use crate::{
+    capture::Engine,
+    http,
+    probes::{Probes, StatsMode},
+    server::Service,
+    socket,
+    store::Store,
+};
 
 /// The API socket's default path.
 pub const DEFAULT_SOCKET: &str = "/run/tbd/tbd.sock";
@@ -36,6 +43,10 @@ pub struct Args {
     /// Delete the oldest finished runs while the store is larger than this many MiB.
     #[arg(long, default_value_t = 4096)]
     pub retention_mib: u64,
+    /// When the kernel keeps BPF run-time statistics (probe cost per run): they add two clock
+    /// reads to every probe run, so by default only a sample of each capture pays for them.
+    #[arg(long, value_enum, default_value_t = StatsMode::Sampled)]
+    pub bpf_stats: StatsMode,
 }
 
 /// Parses `30d`, `12h`, `30m`, `90s`.
@@ -95,7 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let store = Arc::new(Store::open(&args.data_dir)?);
     let probes = Probes::load(&[])?;
-    let engine = Engine::start(probes, store.clone())?;
+    let engine = Engine::start(probes, store.clone(), args.bpf_stats)?;
     let listener = socket::bind(&args.socket, &args.socket_group)?;
     tracing::info!(
         "tbd {} serving on {} (data in {})",

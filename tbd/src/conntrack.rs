@@ -14,7 +14,7 @@ use tbd_common::{
     StateEvent, PREFIX_LEN,
 };
 
-use crate::events::{c_str, socket_addr, Event};
+use crate::events::{batch_chunks, c_str, socket_addr, Event};
 use crate::http_prefix::{request_line, status_line};
 
 /// TCP_ESTABLISHED in the kernel's state numbering.
@@ -69,6 +69,8 @@ pub struct TrackerStats {
     pub missed_closes: u64,
     /// State events not kept because too many unlinked kernel sockets were already held.
     pub pending_dropped: u64,
+    /// Batched chunks already taken (read out at stop while the probe sent them): skipped.
+    pub duplicate_chunks: u64,
 }
 
 /// (pid, fd) of an open connection.
@@ -150,6 +152,9 @@ struct Conn {
     /// Exchanges started on this connection.
     seq: u32,
     dns: Option<DnsState>,
+    /// Exit time of the last data syscall taken, so that a chunk seen twice (a batch read out
+    /// of the kernel at stop while the probe was sending it) is taken once.
+    last_data_ns: u64,
 }
 
 /// Turns probe events into exchanges, connections and DNS lookups; see the module docs.
@@ -197,6 +202,17 @@ impl ConnTracker {
         self.stats.events += 1;
         match ev {
             Event::Data(d) => self.on_data(d, out),
+            Event::Batch(b) => {
+                for d in batch_chunks(b) {
+                    let key = (d.hdr.pid, d.fd as u32);
+                    match self.conns.get(&key) {
+                        Some(c) if d.hdr.ts_ns <= c.last_data_ns => {
+                            self.stats.duplicate_chunks += 1
+                        }
+                        _ => self.on_data(&d, out),
+                    }
+                }
+            }
             Event::Connect(c) => self.on_connect(c, out),
             Event::Accept(a) => self.on_accept(a, out),
             Event::Close(c) => self.on_close(c, out),
@@ -235,6 +251,7 @@ impl ConnTracker {
             self.stats.orphan_data += 1;
             return;
         };
+        conn.last_data_ns = conn.last_data_ns.max(d.hdr.ts_ns);
         let bytes = u64::from(d.bytes);
         let is_write = d.op == op::WRITE;
         if let Some(dns) = conn.dns.as_mut() {
@@ -276,6 +293,9 @@ impl ConnTracker {
                     t_request_last_ns: d.hdr.ts_ns,
                     request_bytes: bytes,
                     seq: conn.seq,
+                    // A streamed response is dozens of chunks: growing from empty would
+                    // reallocate several times per exchange.
+                    chunks: Vec::with_capacity(tbd_common::BATCH_LEN),
                     ..Default::default()
                 });
                 conn.seq += 1;
@@ -364,6 +384,7 @@ impl ConnTracker {
             open: None,
             seq: 0,
             dns: msg.is_dns.then(DnsState::default),
+            last_data_ns: 0,
             msg,
         };
         if let Some((sk, _)) = pending {
@@ -397,6 +418,7 @@ impl ConnTracker {
                 ..Default::default()
             },
             is_client: false,
+            last_data_ns: 0,
             skaddr: 0,
             tuple: None,
             open: None,
@@ -677,7 +699,7 @@ fn set_local_addr(dst: &mut Option<Endpoint>, local: &SockAddr) {
 mod tests {
     use super::*;
     use crate::events::as_bytes;
-    use tbd_common::{kind, EventHeader, COMM_LEN, DNS_NAME_LEN};
+    use tbd_common::{kind, DataBatchEvent, EventHeader, COMM_LEN, DNS_NAME_LEN};
 
     const CLIENT: u32 = 100;
     const SERVER: u32 = 200;
@@ -1043,16 +1065,23 @@ mod tests {
             read(SERVER, 7, 1_100, 2_000, req.len() as u32, &req),
             write(SERVER, 7, 3_000, 3_010, 60, OK_SSE),
         ];
+        // The continuation writes come as the kernel sends them: held and batched.
+        let mut b = DataBatchEvent {
+            hdr: hdr(kind::DATA_BATCH, SERVER, 8_000),
+            fd: 7,
+            n: 4,
+            op: u32::from(op::WRITE),
+            _pad: 0,
+            chunks: [tbd_common::Chunk::default(); tbd_common::BATCH_LEN],
+        };
         for k in 1..=4u64 {
-            evs.push(write(
-                SERVER,
-                7,
-                3_000 + 1_000 * k,
-                3_005 + 1_000 * k,
-                48,
-                SSE,
-            ));
+            b.chunks[k as usize - 1] = tbd_common::Chunk {
+                ts_ns: 3_005 + 1_000 * k,
+                ts_enter_ns: 3_000 + 1_000 * k,
+                bytes: 48,
+            };
         }
+        evs.push(decode(b));
         evs.push(close(SERVER, 7, 9_000));
         let (got, _) = run(&evs);
         assert_eq!(got.exchanges.len(), 1);

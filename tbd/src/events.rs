@@ -1,16 +1,21 @@
 //! Decoding ring-buffer records into typed events.
 
 use tbd_common::{
-    kind, AcceptEvent, CloseEvent, ConnectEvent, DataContEvent, DataEvent, DnsEvent, EventHeader,
-    RetransmitEvent, SockAddr, StateEvent,
+    kind, AcceptEvent, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent, DnsEvent, EventHeader,
+    RetransmitEvent, SockAddr, StateEvent, PREFIX_LEN,
 };
 
 /// One event from the probes.
+// Events are decoded one at a time onto the reader's stack: boxing the large batch variant
+// would add an allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     Connect(ConnectEvent),
     Accept(AcceptEvent),
     Data(DataEvent),
+    /// Continuation chunks of one socket; [`batch_chunks`] turns them into data events.
+    Batch(DataBatchEvent),
     Close(CloseEvent),
     State(StateEvent),
     Retransmit(RetransmitEvent),
@@ -33,23 +38,7 @@ impl Event {
             kind::CONNECT => Event::Connect(read(buf)?),
             kind::ACCEPT => Event::Accept(read(buf)?),
             kind::DATA => Event::Data(read(buf)?),
-            kind::DATA_CONT => {
-                let c: DataContEvent = read(buf)?;
-                Event::Data(DataEvent {
-                    hdr: EventHeader {
-                        kind: kind::DATA,
-                        ..c.hdr
-                    },
-                    ts_enter_ns: c.ts_enter_ns,
-                    fd: c.fd,
-                    bytes: c.bytes,
-                    op: c.op,
-                    _pad: 0,
-                    prefix_len: 0,
-                    _pad2: 0,
-                    prefix: [0; tbd_common::PREFIX_LEN],
-                })
-            }
+            kind::DATA_BATCH => Event::Batch(read(buf)?),
             kind::CLOSE => Event::Close(read(buf)?),
             kind::STATE => Event::State(read(buf)?),
             kind::RETRANSMIT => Event::Retransmit(read(buf)?),
@@ -64,12 +53,34 @@ impl Event {
             Event::Connect(e) => &e.hdr,
             Event::Accept(e) => &e.hdr,
             Event::Data(e) => &e.hdr,
+            Event::Batch(e) => &e.hdr,
             Event::Close(e) => &e.hdr,
             Event::State(e) => &e.hdr,
             Event::Retransmit(e) => &e.hdr,
             Event::Dns(e) => &e.hdr,
         }
     }
+}
+
+/// A batch's chunks as data events without a payload prefix, in order. A count beyond the
+/// array (only from a corrupt record) is clamped.
+pub fn batch_chunks(b: &DataBatchEvent) -> impl Iterator<Item = DataEvent> + '_ {
+    let n = (b.n as usize).min(b.chunks.len());
+    b.chunks[..n].iter().map(move |c| DataEvent {
+        hdr: EventHeader {
+            kind: kind::DATA,
+            ts_ns: c.ts_ns,
+            ..b.hdr
+        },
+        ts_enter_ns: c.ts_enter_ns,
+        fd: b.fd,
+        bytes: c.bytes.min(u64::from(u32::MAX)) as u32,
+        op: b.op as u8,
+        _pad: 0,
+        prefix_len: 0,
+        _pad2: 0,
+        prefix: [0; PREFIX_LEN],
+    })
 }
 
 /// The raw bytes of a plain-data event, for tests that replay recorded sequences.
@@ -100,32 +111,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn continuation_chunks_decode_as_data_without_prefix() {
-        let c = DataContEvent {
+    fn batches_decode_into_their_chunks_in_order_without_prefix() {
+        let mut b = DataBatchEvent {
             hdr: EventHeader {
-                kind: kind::DATA_CONT,
+                kind: kind::DATA_BATCH,
                 pid: 7,
                 tid: 8,
                 _pad: 0,
-                ts_ns: 99,
+                ts_ns: 999,
             },
-            ts_enter_ns: 90,
             fd: 5,
-            bytes: 123,
-            op: tbd_common::op::WRITE,
-            _pad: [0; 7],
+            n: 3,
+            op: u32::from(tbd_common::op::WRITE),
+            _pad: 0,
+            chunks: [tbd_common::Chunk::default(); tbd_common::BATCH_LEN],
         };
-        let Some(Event::Data(d)) = Event::decode(as_bytes(&c)) else {
-            panic!("not data")
+        for (i, c) in b.chunks.iter_mut().enumerate() {
+            let i = i as u64;
+            *c = tbd_common::Chunk {
+                ts_ns: 100 + i,
+                ts_enter_ns: 90 + i,
+                bytes: 10 + i,
+            };
+        }
+        let Some(Event::Batch(got)) = Event::decode(as_bytes(&b)) else {
+            panic!("not a batch")
         };
+        let chunks: Vec<_> = batch_chunks(&got).collect();
+        assert_eq!(chunks.len(), 3, "only the first n chunks");
+        for (i, d) in chunks.iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(
+                (d.hdr.kind, d.hdr.pid, d.hdr.ts_ns, d.ts_enter_ns, d.fd),
+                (kind::DATA, 7, 100 + i, 90 + i, 5)
+            );
+            assert_eq!(
+                (u64::from(d.bytes), d.op, d.prefix_len),
+                (10 + i, tbd_common::op::WRITE, 0)
+            );
+        }
+        b.n = 1000;
         assert_eq!(
-            (d.hdr.kind, d.hdr.pid, d.hdr.ts_ns, d.fd, d.bytes),
-            (kind::DATA, 7, 99, 5, 123)
+            batch_chunks(&b).count(),
+            tbd_common::BATCH_LEN,
+            "corrupt count clamped"
         );
-        assert_eq!(
-            (d.ts_enter_ns, d.op, d.prefix_len),
-            (90, tbd_common::op::WRITE, 0)
-        );
-        assert!(Event::decode(&as_bytes(&c)[..20]).is_none(), "short record");
+        assert!(Event::decode(&as_bytes(&b)[..40]).is_none(), "short record");
     }
 }

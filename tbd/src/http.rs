@@ -37,9 +37,15 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> String {
     };
     metric(
         "tbd_events_received_total",
-        "Events read from the ring buffer.",
+        "Records read from the ring buffer.",
         "counter",
         c.events_received.load(Relaxed),
+    );
+    metric(
+        "tbd_syscalls_received_total",
+        "Probe events those records carried (a batch of chunks counts each chunk).",
+        "counter",
+        c.syscalls_received.load(Relaxed),
     );
     metric(
         "tbd_events_stored_total",
@@ -81,6 +87,11 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> String {
             out,
             "tbd_bpf_run_count_total{{program=\"{}\"}} {}",
             p.name, p.run_count
+        );
+        let _ = writeln!(
+            out,
+            "tbd_probe_attached{{program=\"{}\"}} {}",
+            p.name, p.attached as u8
         );
     }
     out

@@ -4,10 +4,16 @@ use std::{os::fd::OwnedFd, path::Path};
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{TracePoint, UProbe},
+    programs::{
+        trace_point::TracePointLinkId,
+        uprobe::{UProbeLinkId, UProbeScope},
+        TracePoint, UProbe,
+    },
     Ebpf,
 };
-use tbd_common::{lost, AcceptArgs, ListenInfo, SockKey};
+use tbd_common::{
+    kind, lost, AcceptArgs, DataBatchEvent, EventHeader, ListenInfo, SockInfo, SockKey,
+};
 
 use crate::{error::TbdError, memlock, tracefs};
 
@@ -55,32 +61,16 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
         Attach::Tracepoint("syscalls", "sys_exit_accept4"),
     ),
     (
-        "tb_enter_read",
-        Attach::Tracepoint("syscalls", "sys_enter_read"),
-    ),
-    (
         "tb_exit_read",
         Attach::Tracepoint("syscalls", "sys_exit_read"),
-    ),
-    (
-        "tb_enter_readv",
-        Attach::Tracepoint("syscalls", "sys_enter_readv"),
     ),
     (
         "tb_exit_readv",
         Attach::Tracepoint("syscalls", "sys_exit_readv"),
     ),
     (
-        "tb_enter_recvfrom",
-        Attach::Tracepoint("syscalls", "sys_enter_recvfrom"),
-    ),
-    (
         "tb_exit_recvfrom",
         Attach::Tracepoint("syscalls", "sys_exit_recvfrom"),
-    ),
-    (
-        "tb_enter_recvmsg",
-        Attach::Tracepoint("syscalls", "sys_enter_recvmsg"),
     ),
     (
         "tb_exit_recvmsg",
@@ -143,40 +133,88 @@ const LIBC_PATHS: &[&str] = &[
     "/lib64/libc.so.6",
 ];
 
-/// One attached program and its kernel run-time statistics.
+/// One loaded program and its kernel run-time statistics.
 #[derive(Clone, Debug)]
 pub struct ProgramStats {
     pub name: String,
     pub attach: String,
+    /// Whether it is attached now (only while a capture runs).
+    pub attached: bool,
     pub run_time_ns: u64,
     pub run_count: u64,
 }
 
-/// The loaded programs and handles on their filter maps.
+/// When the kernel keeps BPF run-time statistics. Keeping them costs two clock reads on every
+/// program run, including every filtered-out syscall of every process on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsMode {
+    /// During the first second of a capture and one second in every ten after.
+    Sampled,
+    /// Whenever tbd runs.
+    Always,
+    /// Never.
+    Off,
+}
+
+impl StatsMode {
+    /// Whether statistics should be on `since_start` into a capture.
+    pub fn wanted(self, since_start: std::time::Duration) -> bool {
+        match self {
+            StatsMode::Always => true,
+            StatsMode::Off => false,
+            StatsMode::Sampled => since_start.as_millis() % 10_000 < 1_000,
+        }
+    }
+
+    /// The mode's name, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StatsMode::Sampled => "sampled",
+            StatsMode::Always => "always",
+            StatsMode::Off => "off",
+        }
+    }
+}
+
+/// The link of an attached program.
+enum Link {
+    Tracepoint(TracePointLinkId),
+    Uprobe(UProbeLinkId),
+}
+
+/// A loaded program: where it attaches, and its link while attached.
+struct Loaded {
+    name: &'static str,
+    at: Attach,
+    desc: String,
+    link: Option<Link>,
+}
+
+/// The loaded programs and handles on their filter maps. Programs pass the verifier at load
+/// but are attached only while a capture runs: an attached syscall tracepoint costs every
+/// process on the host on every such syscall, even when the filter rejects it.
 pub struct Probes {
     ebpf: Ebpf,
-    attached: Vec<(&'static str, String)>,
-    /// Keeps BPF run-time statistics on while held; None when the kernel refused.
+    progs: Vec<Loaded>,
+    libc: Option<&'static str>,
+    /// Keeps BPF run-time statistics on while held.
     stats_fd: Option<OwnedFd>,
+    stats_since: Option<std::time::Instant>,
+    stats_total: std::time::Duration,
+    /// Why statistics could not be turned on, once they failed.
+    stats_error: Option<String>,
 }
 
 impl Probes {
-    /// Mounts tracefs if needed, checks tracepoint layouts, loads the object and attaches
-    /// the programs named in `only` (all of [`PROGRAMS`] when empty).
+    /// Mounts tracefs if needed, checks tracepoint layouts, and loads the programs named in
+    /// `only` (all of [`PROGRAMS`] when empty) through the verifier. Nothing is attached yet.
     pub fn load(only: &[&str]) -> Result<Self, TbdError> {
         tracefs::ensure_mounted()?;
         tracefs::check_formats()?;
         memlock::raise();
         let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
-        let stats_fd = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                tracing::warn!("BPF run-time statistics unavailable: {e}");
-                None
-            }
-        };
-        let mut attached = Vec::new();
-        let libc = LIBC_PATHS.iter().find(|p| Path::new(p).exists());
+        let libc = LIBC_PATHS.iter().copied().find(|p| Path::new(p).exists());
+        let mut progs = Vec::new();
         for (name, at) in PROGRAMS {
             if !only.is_empty() && !only.contains(name) {
                 continue;
@@ -188,12 +226,11 @@ impl Probes {
             let prog = ebpf
                 .program_mut(name)
                 .ok_or_else(|| TbdError::Layout(format!("program {name} missing from object")))?;
-            match at {
+            let desc = match at {
                 Attach::Tracepoint(cat, tp) => {
-                    let tp_prog: &mut TracePoint = prog.try_into().map_err(wrap)?;
-                    tp_prog.load().map_err(wrap)?;
-                    tp_prog.attach(cat, tp).map_err(wrap)?;
-                    attached.push((*name, format!("tracepoint {cat}/{tp}")));
+                    let p: &mut TracePoint = prog.try_into().map_err(wrap)?;
+                    p.load().map_err(wrap)?;
+                    format!("tracepoint {cat}/{tp}")
                 }
                 Attach::Getaddrinfo => {
                     let Some(libc) = libc else {
@@ -202,23 +239,121 @@ impl Probes {
                         );
                         continue;
                     };
-                    let up: &mut UProbe = prog.try_into().map_err(wrap)?;
-                    up.load().map_err(wrap)?;
-                    up.attach(
-                        "getaddrinfo",
-                        libc,
-                        aya::programs::uprobe::UProbeScope::AllProcesses,
-                    )
-                    .map_err(wrap)?;
-                    attached.push((*name, format!("uprobe {libc}:getaddrinfo")));
+                    let p: &mut UProbe = prog.try_into().map_err(wrap)?;
+                    p.load().map_err(wrap)?;
+                    format!("uprobe {libc}:getaddrinfo")
                 }
-            }
+            };
+            progs.push(Loaded {
+                name,
+                at: *at,
+                desc,
+                link: None,
+            });
         }
         Ok(Self {
             ebpf,
-            attached,
-            stats_fd,
+            progs,
+            libc,
+            stats_fd: None,
+            stats_since: None,
+            stats_total: std::time::Duration::ZERO,
+            stats_error: None,
         })
+    }
+
+    /// Attaches every loaded program not yet attached. On failure, what was attached stays
+    /// attached until [`Probes::detach`].
+    pub fn attach(&mut self) -> Result<(), TbdError> {
+        for l in self.progs.iter_mut().filter(|l| l.link.is_none()) {
+            let wrap = |source| TbdError::Attach {
+                program: l.name.to_string(),
+                source,
+            };
+            let prog = self
+                .ebpf
+                .program_mut(l.name)
+                .ok_or_else(|| TbdError::Layout(format!("program {} missing", l.name)))?;
+            l.link = Some(match l.at {
+                Attach::Tracepoint(cat, tp) => {
+                    let p: &mut TracePoint = prog.try_into().map_err(wrap)?;
+                    Link::Tracepoint(p.attach(cat, tp).map_err(wrap)?)
+                }
+                Attach::Getaddrinfo => {
+                    let libc = self.libc.expect("uprobes are loaded only with a libc");
+                    let p: &mut UProbe = prog.try_into().map_err(wrap)?;
+                    Link::Uprobe(
+                        p.attach("getaddrinfo", libc, UProbeScope::AllProcesses)
+                            .map_err(wrap)?,
+                    )
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Detaches every attached program; once it returns, no program of ours runs on a new
+    /// event.
+    pub fn detach(&mut self) {
+        for l in &mut self.progs {
+            let Some(link) = l.link.take() else { continue };
+            let Some(prog) = self.ebpf.program_mut(l.name) else {
+                continue;
+            };
+            let r = match link {
+                Link::Tracepoint(id) => {
+                    <&mut TracePoint>::try_from(prog).map_or(Ok(()), |p| p.detach(id))
+                }
+                Link::Uprobe(id) => <&mut UProbe>::try_from(prog).map_or(Ok(()), |p| p.detach(id)),
+            };
+            if let Err(e) = r {
+                tracing::warn!("detaching {}: {e}", l.name);
+            }
+        }
+    }
+
+    /// Whether every loaded program is attached.
+    pub fn attached(&self) -> bool {
+        self.progs.iter().all(|l| l.link.is_some())
+    }
+
+    /// Turns the kernel's BPF run-time statistics on or off; a kernel that refuses is logged
+    /// once and leaves them off.
+    pub fn set_stats(&mut self, on: bool) {
+        match (on, self.stats_fd.is_some()) {
+            (true, false) if self.stats_error.is_none() => {
+                match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+                    Ok(fd) => {
+                        self.stats_fd = Some(fd);
+                        self.stats_since = Some(std::time::Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::warn!("BPF run-time statistics unavailable: {e}");
+                        self.stats_error = Some(e.to_string());
+                    }
+                }
+            }
+            (false, true) => {
+                self.stats_fd = None;
+                if let Some(t) = self.stats_since.take() {
+                    self.stats_total += t.elapsed();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the kernel keeps BPF run-time statistics for us now.
+    pub fn stats_enabled(&self) -> bool {
+        self.stats_fd.is_some()
+    }
+
+    /// How long statistics have been on in total: the run times and counts cover only that.
+    pub fn stats_seconds(&self) -> f64 {
+        let now = self
+            .stats_since
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+        (self.stats_total + now).as_secs_f64()
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(
@@ -275,20 +410,46 @@ impl Probes {
             .map_err(|e| TbdError::Map("ACCEPTS", e))
     }
 
-    /// Empties every filter and tracked-socket map: nothing is captured afterwards.
-    pub fn clear_filters(&mut self) -> Result<(), TbdError> {
+    /// Empties every filter and tracked-socket map: nothing is captured afterwards. Returns
+    /// the continuation chunks the kernel still held per socket (see [`SockInfo::batch`]),
+    /// newer than anything of their socket in the ring buffer, stamped `now_ns`.
+    pub fn clear_filters(&mut self, now_ns: u64) -> Result<Vec<DataBatchEvent>, TbdError> {
         fn clear<K: aya::Pod, V: aya::Pod>(mut m: HashMap<&mut MapData, K, V>) {
             let keys: Vec<K> = m.keys().filter_map(Result::ok).collect();
             for k in keys {
                 let _ = m.remove(&k);
             }
         }
+        // The clients and listeners first, so that no new socket is tracked meanwhile.
         clear(self.hash::<u32, u8>("TRACKED_PIDS")?);
         clear(self.hash::<u16, u8>("TRACKED_PORTS")?);
         clear(self.hash::<SockKey, ListenInfo>("LISTENERS")?);
-        clear(self.hash::<SockKey, tbd_common::SockInfo>("SOCKETS")?);
+        let mut sockets = self.hash::<SockKey, SockInfo>("SOCKETS")?;
+        let keys: Vec<SockKey> = sockets.keys().filter_map(Result::ok).collect();
+        let mut pending = Vec::new();
+        for key in keys {
+            // Read, then removed at once: a chunk the probe adds between the two is lost, and
+            // one it sends meanwhile is taken twice (the tracker drops the second copy).
+            if let Ok(info) = sockets.get(&key, 0) {
+                if info.batch.n > 0 {
+                    pending.push(DataBatchEvent {
+                        hdr: EventHeader {
+                            kind: kind::DATA_BATCH,
+                            pid: key.pid,
+                            tid: key.pid,
+                            _pad: 0,
+                            ts_ns: now_ns,
+                        },
+                        fd: key.fd as i32,
+                        op: info.last_op,
+                        ..info.batch
+                    });
+                }
+            }
+            let _ = sockets.remove(&key);
+        }
         clear(self.hash::<u64, u8>("SKS")?);
-        Ok(())
+        Ok(pending)
     }
 
     /// Events lost in the kernel so far, per reason, summed over CPUs.
@@ -315,20 +476,16 @@ impl Probes {
         RingBuf::try_from(map).map_err(|e| TbdError::Map("EVENTS", e))
     }
 
-    /// Whether the kernel keeps BPF run-time statistics for us.
-    pub fn stats_enabled(&self) -> bool {
-        self.stats_fd.is_some()
-    }
-
-    /// Attached programs with their run time and run count from the kernel's BPF stats.
+    /// Loaded programs with their run time and run count from the kernel's BPF stats.
     pub fn program_stats(&self) -> Vec<ProgramStats> {
-        self.attached
+        self.progs
             .iter()
-            .map(|(name, attach)| {
-                let info = self.ebpf.program(name).and_then(|p| p.info().ok());
+            .map(|l| {
+                let info = self.ebpf.program(l.name).and_then(|p| p.info().ok());
                 ProgramStats {
-                    name: name.to_string(),
-                    attach: attach.clone(),
+                    name: l.name.to_string(),
+                    attach: l.desc.clone(),
+                    attached: l.link.is_some(),
                     run_time_ns: info.as_ref().map_or(0, |i| i.run_time().as_nanos() as u64),
                     run_count: info.as_ref().map_or(0, |i| i.run_count()),
                 }

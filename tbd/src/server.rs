@@ -116,6 +116,7 @@ impl Tbd for Service {
                     attach: p.attach,
                     run_time_ns: p.run_time_ns,
                     run_count: p.run_count,
+                    attached: p.attached,
                 })
                 .collect(),
             sensors: sensors(),
@@ -133,6 +134,8 @@ impl Tbd for Service {
             active_run: self.engine.active_run().unwrap_or_default(),
             store_bytes: self.engine.store.size_on_disk(),
             bpf_stats_enabled: probes.stats_enabled(),
+            bpf_stats_mode: self.engine.stats_mode.name().into(),
+            bpf_stats_seconds: probes.stats_seconds(),
         };
         Ok(Response::new(info))
     }

@@ -85,6 +85,17 @@ impl Record {
         }
     }
 
+    /// Bytes `encode_into` appends.
+    fn encoded_len(&self) -> usize {
+        let n = match self {
+            Record::Exchange(m) => m.encoded_len(),
+            Record::Connection(m) => m.encoded_len(),
+            Record::Dns(m) => m.encoded_len(),
+            Record::Client(m) => m.encoded_len(),
+        };
+        prost::length_delimiter_len(n) + n
+    }
+
     fn encode_into(&self, buf: &mut Vec<u8>) {
         // Encoding into a Vec cannot fail: it grows as needed.
         let _ = match self {
@@ -238,7 +249,7 @@ impl Store {
         }
         for ((idx, run_id), mut recs) in groups {
             recs.sort_by_key(|r| r.time());
-            let mut value = Vec::with_capacity(recs.len() * 256);
+            let mut value = Vec::with_capacity(recs.iter().map(|r| r.encoded_len()).sum());
             for r in &recs {
                 r.encode_into(&mut value);
             }

@@ -13,6 +13,7 @@ use tbd::{events::Event, probes::Probes};
 fn tracked_connect_arrives_and_untracked_does_not() {
     let mut probes =
         Probes::load(&["tb_enter_connect", "tb_exit_connect"]).expect("load eBPF (run as root)");
+    probes.attach().expect("attach");
     let mut ring = probes.take_ring().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -27,11 +27,19 @@ pub async fn status(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
         }
     );
     println!(
-        "events: {} received, {} in captures; store {} bytes; BPF stats {}",
-        info.events_received,
-        info.events_stored,
-        info.store_bytes,
-        if info.bpf_stats_enabled { "on" } else { "off" }
+        "events: {} received, {} in captures; store {} bytes",
+        info.events_received, info.events_stored, info.store_bytes,
+    );
+    println!(
+        "probes: {}; BPF stats {} (mode {}, on for {:.1} s in all: run times and counts cover only that)",
+        if info.probes.iter().any(|p| p.attached) {
+            "attached"
+        } else {
+            "loaded, attached only while capturing"
+        },
+        if info.bpf_stats_enabled { "on" } else { "off" },
+        info.bpf_stats_mode,
+        info.bpf_stats_seconds
     );
     let lost: Vec<String> = info
         .lost
@@ -79,8 +87,9 @@ fn info_json(i: &tb_proto::v1::DaemonInfo) -> serde_json::Value {
         "version": i.version, "kernel": i.kernel, "active_run": i.active_run,
         "events_received": i.events_received, "events_stored": i.events_stored,
         "store_bytes": i.store_bytes, "bpf_stats_enabled": i.bpf_stats_enabled,
+        "bpf_stats_mode": i.bpf_stats_mode, "bpf_stats_seconds": i.bpf_stats_seconds,
         "lost": i.lost.iter().map(|l| (l.reason.clone(), l.count)).collect::<std::collections::BTreeMap<_, _>>(),
-        "probes": i.probes.iter().map(|p| serde_json::json!({"name": p.name, "attach": p.attach, "run_count": p.run_count, "run_time_ns": p.run_time_ns})).collect::<Vec<_>>(),
+        "probes": i.probes.iter().map(|p| serde_json::json!({"name": p.name, "attach": p.attach, "attached": p.attached, "run_count": p.run_count, "run_time_ns": p.run_time_ns})).collect::<Vec<_>>(),
         "sensors": i.sensors.iter().map(|s| serde_json::json!({"name": s.name, "present": s.present, "reason": s.reason})).collect::<Vec<_>>(),
     })
 }
