@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use crate::{
     conntrack::{ConnTracker, Output},
     error::TbdError,
-    events::Event,
+    events::{batch_chunks, Event},
     listeners,
     probes::{Probes, StatsMode},
     store::{Record, Store},
@@ -349,7 +349,7 @@ impl Reader {
             };
             drop(item);
             syscalls += match &ev {
-                Event::Batch(b) => u64::from(b.n.min(tbd_common::BATCH_LEN as u32)),
+                Event::Batch(b) => batch_chunks(b).len() as u64,
                 _ => 1,
             };
             match active.as_mut() {
@@ -373,7 +373,9 @@ impl Reader {
         if let Some(a) = active.as_mut() {
             self.counters.events_stored.fetch_add(n, Ordering::Relaxed);
             if !self.batch.is_empty() {
-                let outs = std::mem::take(&mut self.batch);
+                // Replaced at the size it reached, so that the next drain does not regrow it.
+                let cap = self.batch.capacity();
+                let outs = std::mem::replace(&mut self.batch, Vec::with_capacity(cap));
                 let recs = outputs_to_records(outs, &mut a.run, &self.tail);
                 match self.store.append(&recs) {
                     Ok(()) => {

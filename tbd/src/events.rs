@@ -1,8 +1,8 @@
 //! Decoding ring-buffer records into typed events.
 
 use tbd_common::{
-    kind, AcceptEvent, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent, DnsEvent, EventHeader,
-    RetransmitEvent, SockAddr, StateEvent, PREFIX_LEN,
+    kind, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent, DnsEvent,
+    EventHeader, RetransmitEvent, SockAddr, StateEvent,
 };
 
 /// One event from the probes.
@@ -62,25 +62,10 @@ impl Event {
     }
 }
 
-/// A batch's chunks as data events without a payload prefix, in order. A count beyond the
-/// array (only from a corrupt record) is clamped.
-pub fn batch_chunks(b: &DataBatchEvent) -> impl Iterator<Item = DataEvent> + '_ {
-    let n = (b.n as usize).min(b.chunks.len());
-    b.chunks[..n].iter().map(move |c| DataEvent {
-        hdr: EventHeader {
-            kind: kind::DATA,
-            ts_ns: c.ts_ns,
-            ..b.hdr
-        },
-        ts_enter_ns: c.ts_enter_ns,
-        fd: b.fd,
-        bytes: c.bytes.min(u64::from(u32::MAX)) as u32,
-        op: b.op as u8,
-        _pad: 0,
-        prefix_len: 0,
-        _pad2: 0,
-        prefix: [0; PREFIX_LEN],
-    })
+/// A batch's valid chunks, in order. A count beyond the array (only from a corrupt record) is
+/// clamped.
+pub fn batch_chunks(b: &DataBatchEvent) -> &[Chunk] {
+    &b.chunks[..(b.n as usize).min(b.chunks.len())]
 }
 
 /// The raw bytes of a plain-data event, for tests that replay recorded sequences.
@@ -111,7 +96,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_decode_into_their_chunks_in_order_without_prefix() {
+    fn batches_decode_with_their_valid_chunks_in_order() {
         let mut b = DataBatchEvent {
             hdr: EventHeader {
                 kind: kind::DATA_BATCH,
@@ -137,22 +122,16 @@ mod tests {
         let Some(Event::Batch(got)) = Event::decode(as_bytes(&b)) else {
             panic!("not a batch")
         };
-        let chunks: Vec<_> = batch_chunks(&got).collect();
+        let chunks = batch_chunks(&got);
         assert_eq!(chunks.len(), 3, "only the first n chunks");
-        for (i, d) in chunks.iter().enumerate() {
+        for (i, c) in chunks.iter().enumerate() {
             let i = i as u64;
-            assert_eq!(
-                (d.hdr.kind, d.hdr.pid, d.hdr.ts_ns, d.ts_enter_ns, d.fd),
-                (kind::DATA, 7, 100 + i, 90 + i, 5)
-            );
-            assert_eq!(
-                (u64::from(d.bytes), d.op, d.prefix_len),
-                (10 + i, tbd_common::op::WRITE, 0)
-            );
+            assert_eq!((c.ts_ns, c.ts_enter_ns, c.bytes), (100 + i, 90 + i, 10 + i));
         }
+        assert_eq!((got.hdr.pid, got.fd, got.op), (7, 5, 1));
         b.n = 1000;
         assert_eq!(
-            batch_chunks(&b).count(),
+            batch_chunks(&b).len(),
             tbd_common::BATCH_LEN,
             "corrupt count clamped"
         );
