@@ -49,17 +49,13 @@ impl Service {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.engine.store.clone();
         tokio::task::spawn_blocking(move || {
-            match store.records::<M>(kind, &req.run_id, req.from_ns, req.to_ns) {
-                Ok(records) => {
-                    for m in records {
-                        if tx.blocking_send(Ok(m)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(status(e)));
-                }
+            // Sent as the store merges them: a slow reader holds the scan, not the whole run
+            // in memory.
+            let r = store.for_each_record::<M>(kind, &req.run_id, req.from_ns, req.to_ns, |m| {
+                tx.blocking_send(Ok(m)).is_ok()
+            });
+            if let Err(e) = r {
+                let _ = tx.blocking_send(Err(status(e)));
             }
         });
         Ok(Box::pin(ReceiverStream::new(rx)))

@@ -134,13 +134,31 @@ impl Timed for ClientRecord {
     }
 }
 
-/// The length-delimited messages of one batch value.
-fn decode_batch<M: Message + Default>(mut buf: &[u8]) -> Result<Vec<M>, TbdError> {
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        out.push(M::decode_length_delimited(&mut buf)?);
+/// A decoded record waiting in [`Store::for_each_record`], ordered by (time, arrival).
+struct Held<M> {
+    t: u64,
+    n: u64,
+    m: M,
+}
+
+impl<M> PartialEq for Held<M> {
+    fn eq(&self, o: &Self) -> bool {
+        (self.t, self.n) == (o.t, o.n)
     }
-    Ok(out)
+}
+
+impl<M> Eq for Held<M> {}
+
+impl<M> PartialOrd for Held<M> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl<M> Ord for Held<M> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.t, self.n).cmp(&(o.t, o.n))
+    }
 }
 
 /// How many messages one batch value holds, without decoding them.
@@ -260,13 +278,14 @@ impl Store {
         Ok(())
     }
 
-    /// The batch values of one kind for a run that may hold records before `to_ns` (0 = no end).
+    /// The batches of one kind for a run that may hold records before `to_ns` (0 = no end), in
+    /// key order, each with its key's time (the earliest record time in the batch).
     fn batches(
         &self,
         kind: Kind,
         run_id: &str,
         to_ns: u64,
-    ) -> impl Iterator<Item = Result<sled::IVec, TbdError>> {
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), TbdError>> {
         // A batch is keyed by its earliest record, so any batch keyed before `to` may hold
         // records in range: the scan starts at the run's beginning and filters by record time.
         let start = record_key(run_id, 0, 0);
@@ -275,10 +294,61 @@ impl Store {
         } else {
             record_key(run_id, to_ns, 0)
         };
-        self.tree(kind)
-            .range(start..end)
-            .values()
-            .map(|v| v.map_err(TbdError::from))
+        let time_at = start.len() - 16;
+        self.tree(kind).range(start..end).map(move |kv| {
+            let (k, v) = kv?;
+            let t = k
+                .get(time_at..time_at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| TbdError::Corrupt("a record key too short".into()))?;
+            Ok((t, v))
+        })
+    }
+
+    /// Calls `f` with each record of one kind for a run with time in `[from, to)` (`to` 0 = no
+    /// end), oldest first, until `f` returns false.
+    ///
+    /// Batches are keyed by their earliest record, so once the scan reaches a batch keyed `K`
+    /// no batch still unread holds a record before `K`: records before `K` are passed on and
+    /// only those that a later batch could still precede are held, not the whole run.
+    /// Returns the most records held at once.
+    pub fn for_each_record<M: Timed>(
+        &self,
+        kind: Kind,
+        run_id: &str,
+        from_ns: u64,
+        to_ns: u64,
+        mut f: impl FnMut(M) -> bool,
+    ) -> Result<usize, TbdError> {
+        use std::{cmp::Reverse, collections::BinaryHeap};
+        let mut held: BinaryHeap<Reverse<Held<M>>> = BinaryHeap::new();
+        let (mut n, mut peak) = (0u64, 0usize);
+        for b in self.batches(kind, run_id, to_ns) {
+            let (key_t, v) = b?;
+            while held.peek().is_some_and(|h| h.0.t < key_t) {
+                if !f(held.pop().expect("peeked").0.m) {
+                    return Ok(peak);
+                }
+            }
+            let mut buf: &[u8] = &v;
+            while !buf.is_empty() {
+                let m = M::decode_length_delimited(&mut buf)?;
+                let t = m.time_ns();
+                if t >= from_ns && (to_ns == 0 || t < to_ns) {
+                    // `n` keeps records of equal time in the order they were stored.
+                    held.push(Reverse(Held { t, n, m }));
+                    n += 1;
+                }
+            }
+            peak = peak.max(held.len());
+        }
+        while let Some(Reverse(h)) = held.pop() {
+            if !f(h.m) {
+                break;
+            }
+        }
+        Ok(peak)
     }
 
     /// Records of one kind for a run with time in `[from, to)` (`to` 0 = no end), oldest
@@ -291,21 +361,17 @@ impl Store {
         to_ns: u64,
     ) -> Result<Vec<M>, TbdError> {
         let mut out = Vec::new();
-        for v in self.batches(kind, run_id, to_ns) {
-            out.extend(
-                decode_batch::<M>(&v?)?
-                    .into_iter()
-                    .filter(|m| m.time_ns() >= from_ns && (to_ns == 0 || m.time_ns() < to_ns)),
-            );
-        }
-        out.sort_by_key(|m| m.time_ns());
+        self.for_each_record(kind, run_id, from_ns, to_ns, |m| {
+            out.push(m);
+            true
+        })?;
         Ok(out)
     }
 
     /// How many records of one kind a run has.
     pub fn count(&self, kind: Kind, run_id: &str) -> Result<u64, TbdError> {
         self.batches(kind, run_id, 0)
-            .map(|v| count_batch(&v?))
+            .map(|b| count_batch(&b?.1))
             .sum()
     }
 
@@ -430,6 +496,42 @@ mod tests {
         // A run id that is a prefix of another must not see the other's records.
         s.append(&[ex("ab", 1)]).unwrap();
         assert_eq!(s.all::<Exchange>(Kind::Exchange, "a").unwrap().len(), 5);
+    }
+
+    #[test]
+    fn queries_stream_in_order_holding_only_overlapping_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        // 100 drains of 10 records each; each drain also finishes one long request that
+        // started two drains earlier, as streamed responses do.
+        for d in 0..100u64 {
+            let mut recs: Vec<Record> = (0..10).map(|i| ex("r", 1_000 + d * 100 + i)).collect();
+            if d >= 2 {
+                recs.push(ex("r", 1_000 + (d - 2) * 100 + 50));
+            }
+            s.append(&recs).unwrap();
+        }
+        let mut times = Vec::new();
+        let peak = s
+            .for_each_record::<Exchange>(Kind::Exchange, "r", 0, 0, |e| {
+                times.push(e.t_request_first_ns);
+                true
+            })
+            .unwrap();
+        assert_eq!(times.len(), 1_098);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+        assert!(
+            peak <= 40,
+            "held {peak} records: the whole run was buffered"
+        );
+        // A consumer that stops ends the scan.
+        let mut taken = 0;
+        s.for_each_record::<Exchange>(Kind::Exchange, "r", 0, 0, |_| {
+            taken += 1;
+            taken < 5
+        })
+        .unwrap();
+        assert_eq!(taken, 5);
     }
 
     #[test]
