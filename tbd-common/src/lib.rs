@@ -288,11 +288,3 @@ mod pod {
     unsafe impl aya::Pod for ListenInfo {}
     unsafe impl aya::Pod for AcceptArgs {}
 }
-
-/// Size of the largest event, for ring-buffer sizing in user space.
-pub const MAX_EVENT_SIZE: usize =
-    if core::mem::size_of::<DataEvent>() > core::mem::size_of::<DataBatchEvent>() {
-        core::mem::size_of::<DataEvent>()
-    } else {
-        core::mem::size_of::<DataBatchEvent>()
-    };

@@ -167,12 +167,10 @@ impl StatsMode {
     }
 
     /// The mode's name, as the CLI spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            StatsMode::Sampled => "sampled",
-            StatsMode::Always => "always",
-            StatsMode::Off => "off",
-        }
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_owned())
     }
 }
 
@@ -197,9 +195,9 @@ pub struct Probes {
     ebpf: Ebpf,
     progs: Vec<Loaded>,
     libc: Option<&'static str>,
-    /// Keeps BPF run-time statistics on while held.
-    stats_fd: Option<OwnedFd>,
-    stats_since: Option<std::time::Instant>,
+    /// Keeps BPF run-time statistics on while held, with when they were turned on.
+    stats_on: Option<(OwnedFd, std::time::Instant)>,
+    /// How long they were on before that.
     stats_total: std::time::Duration,
     /// Why statistics could not be turned on, once they failed.
     stats_error: Option<String>,
@@ -255,8 +253,7 @@ impl Probes {
             ebpf,
             progs,
             libc,
-            stats_fd: None,
-            stats_since: None,
+            stats_on: None,
             stats_total: std::time::Duration::ZERO,
             stats_error: None,
         })
@@ -312,47 +309,36 @@ impl Probes {
         }
     }
 
-    /// Whether every loaded program is attached.
-    pub fn attached(&self) -> bool {
-        self.progs.iter().all(|l| l.link.is_some())
-    }
-
     /// Turns the kernel's BPF run-time statistics on or off; a kernel that refuses is logged
     /// once and leaves them off.
     pub fn set_stats(&mut self, on: bool) {
-        match (on, self.stats_fd.is_some()) {
-            (true, false) if self.stats_error.is_none() => {
+        match (on, self.stats_on.take()) {
+            (true, None) if self.stats_error.is_none() => {
                 match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-                    Ok(fd) => {
-                        self.stats_fd = Some(fd);
-                        self.stats_since = Some(std::time::Instant::now());
-                    }
+                    Ok(fd) => self.stats_on = Some((fd, std::time::Instant::now())),
                     Err(e) => {
                         tracing::warn!("BPF run-time statistics unavailable: {e}");
                         self.stats_error = Some(e.to_string());
                     }
                 }
             }
-            (false, true) => {
-                self.stats_fd = None;
-                if let Some(t) = self.stats_since.take() {
-                    self.stats_total += t.elapsed();
-                }
-            }
-            _ => {}
+            // Dropping the fd turns them off.
+            (false, Some((_, since))) => self.stats_total += since.elapsed(),
+            (_, kept) => self.stats_on = kept,
         }
     }
 
     /// Whether the kernel keeps BPF run-time statistics for us now.
     pub fn stats_enabled(&self) -> bool {
-        self.stats_fd.is_some()
+        self.stats_on.is_some()
     }
 
     /// How long statistics have been on in total: the run times and counts cover only that.
     pub fn stats_seconds(&self) -> f64 {
         let now = self
-            .stats_since
-            .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+            .stats_on
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |(_, t)| t.elapsed());
         (self.stats_total + now).as_secs_f64()
     }
 
@@ -428,8 +414,9 @@ impl Probes {
         let keys: Vec<SockKey> = sockets.keys().filter_map(Result::ok).collect();
         let mut pending = Vec::new();
         for key in keys {
-            // Read, then removed at once: a chunk the probe adds between the two is lost, and
-            // one it sends meanwhile is taken twice (the tracker drops the second copy).
+            // Read, then removed at once. The capture detaches the probes first; a probe
+            // still finishing could send a batch that is read here too (the tracker drops the
+            // second copy).
             if let Ok(info) = sockets.get(&key, 0) {
                 if info.batch.n > 0 {
                     pending.push(DataBatchEvent {
@@ -440,7 +427,6 @@ impl Probes {
                             _pad: 0,
                             ts_ns: now_ns,
                         },
-                        fd: key.fd as i32,
                         op: info.last_op,
                         ..info.batch
                     });

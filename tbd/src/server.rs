@@ -130,7 +130,7 @@ impl Tbd for Service {
             active_run: self.engine.active_run().unwrap_or_default(),
             store_bytes: self.engine.store.size_on_disk(),
             bpf_stats_enabled: probes.stats_enabled(),
-            bpf_stats_mode: self.engine.stats_mode.name().into(),
+            bpf_stats_mode: self.engine.stats_mode.name(),
             bpf_stats_seconds: probes.stats_seconds(),
         };
         Ok(Response::new(info))

@@ -263,7 +263,7 @@ fn overhead(dir: &Path) -> anyhow::Result<Value> {
     const ROUNDS: usize = 3;
     let (mut sim, url) = fast_sim(dir)?;
     let run = |daemon: Option<&str>| -> anyhow::Result<Value> {
-        let mut a: Vec<String> = [
+        let mut a = vec![
             "--url",
             &url,
             "--concurrency",
@@ -274,16 +274,12 @@ fn overhead(dir: &Path) -> anyhow::Result<Value> {
             "16",
             "--span-size",
             "small",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
         match daemon {
-            Some(d) => a.extend(["--daemon".to_string(), d.to_string()]),
-            None => a.push("--no-daemon".into()),
+            Some(d) => a.extend(["--daemon", d]),
+            None => a.push("--no-daemon"),
         }
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        Ok(profile(dir, &refs)?.0)
+        Ok(profile(dir, &a)?.0)
     };
     let rps = |s: &Value| s["request_throughput"]["value"].as_f64().unwrap_or(0.0);
     let (mut stopped, mut idle, mut on) = (Vec::new(), Vec::new(), Vec::new());
