@@ -52,7 +52,7 @@ pub mod lost {
 pub mod op {
     /// read, readv, recvfrom, recvmsg.
     pub const READ: u8 = 0;
-    /// write, writev, sendto, sendmsg.
+    /// write, writev, sendto, sendmsg, sendmmsg.
     pub const WRITE: u8 = 1;
     /// No data moved yet on the socket.
     pub const NONE: u32 = 2;

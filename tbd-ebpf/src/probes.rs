@@ -45,6 +45,14 @@ const MSG_PEEK: u64 = 2;
 const BUF_PLAIN: u8 = 0;
 const BUF_IOVEC: u8 = 1;
 const BUF_MSGHDR: u8 = 2;
+/// sendmmsg's `struct mmsghdr` array: the first message's header leads it, and the call
+/// returns a count of messages, so the bytes are summed from each `msg_len`.
+const BUF_MMSGHDR: u8 = 3;
+/// `sizeof(struct mmsghdr)` and the offset of `msg_len` in it, on 64-bit.
+const MMSGHDR_SIZE: u64 = 64;
+const MMSGHDR_LEN_AT: u64 = 56;
+/// Messages of one sendmmsg whose bytes are summed: glibc's resolver sends two (A and AAAA).
+const MMSG_MAX: i64 = 4;
 
 /// Processes whose outgoing connections are tracked (tgid -> 1).
 #[map]
@@ -88,6 +96,14 @@ struct ConnectArgs {
     fd: i32,
     _pad: u32,
     dst: SockAddr,
+}
+
+/// `struct iovec`: one segment of a vectored read or write.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Iovec {
+    base: u64,
+    len: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -340,6 +356,20 @@ fn user_regs() -> *const pt_regs {
     unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) as *const pt_regs }
 }
 
+/// Bytes sent by a sendmmsg that sent `sent` messages of the array at `mmsg` (the first
+/// [`MMSG_MAX`] of them).
+#[inline(always)]
+fn mmsg_bytes(mmsg: u64, sent: i64) -> i64 {
+    let mut bytes = 0i64;
+    for i in 0..MMSG_MAX {
+        if i >= sent {
+            break;
+        }
+        bytes += read_user::<u32>(mmsg + i as u64 * MMSGHDR_SIZE + MMSGHDR_LEN_AT).unwrap_or(0) as i64;
+    }
+    bytes
+}
+
 /// Sends a socket's held continuation chunks and empties the batch.
 #[inline(always)]
 fn flush_batch(id: u64, info: *mut SockInfo, now: u64) {
@@ -384,9 +414,15 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     let Some(info) = SOCKETS.get_ptr_mut(key) else {
         return 0;
     };
-    let ret = arg(ctx, SYS_RET) as i64;
+    let mut ret = arg(ctx, SYS_RET) as i64;
     if ret <= 0 {
         return 0;
+    }
+    if buf_kind == BUF_MMSGHDR {
+        ret = mmsg_bytes(unsafe { (*regs).rsi }, ret);
+        if ret <= 0 {
+            return 0;
+        }
     }
     // A peek moves no data (the bytes are read again), e.g. an HTTP server's keep-alive
     // liveness check: counting it would double bytes and hide the next request line.
@@ -428,14 +464,14 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     flush_batch(id, info, now);
     unsafe { (*info).last_op = dir as u32 };
     let raw = unsafe { (*regs).rsi };
-    let buf = match buf_kind {
-        BUF_PLAIN => raw,
-        // struct iovec { void *iov_base; size_t iov_len; }: the first segment's base.
-        BUF_IOVEC => read_user::<u64>(raw).unwrap_or(0),
-        // struct user_msghdr: msg_iov at offset 16.
+    // The prefix comes from the first segment only, so it is capped at that segment's length.
+    let (buf, seg_len) = match buf_kind {
+        BUF_PLAIN => (raw, u64::MAX),
+        BUF_IOVEC => read_user::<Iovec>(raw).map_or((0, 0), |v| (v.base, v.len)),
+        // struct user_msghdr (also the head of sendmmsg's first mmsghdr): msg_iov at offset 16.
         _ => match read_user::<u64>(raw + 16) {
-            Some(iov) => read_user::<u64>(iov).unwrap_or(0),
-            None => 0,
+            Some(iov) => read_user::<Iovec>(iov).map_or((0, 0), |v| (v.base, v.len)),
+            None => (0, 0),
         },
     };
     let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {
@@ -443,11 +479,14 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
         return 0;
     };
     let ev = entry.as_mut_ptr();
-    let len: u32 = if ret > PREFIX_LEN as i64 {
+    let mut len: u32 = if ret > PREFIX_LEN as i64 {
         PREFIX_LEN as u32
     } else {
         ret as u32
     };
+    if seg_len < len as u64 {
+        len = seg_len as u32;
+    }
     // SAFETY: `ev` points at a reserved ring-buffer record of size_of::<DataEvent>() bytes;
     // every field is written before submit, and the copy length is at most PREFIX_LEN.
     unsafe {
@@ -504,6 +543,7 @@ write_probes! {
     tb_enter_writev, tb_exit_writev, BUF_IOVEC;
     tb_enter_sendto, tb_exit_sendto, BUF_PLAIN;
     tb_enter_sendmsg, tb_exit_sendmsg, BUF_MSGHDR;
+    tb_enter_sendmmsg, tb_exit_sendmmsg, BUF_MMSGHDR;
 }
 
 // ---- close --------------------------------------------------------------------------------

@@ -666,8 +666,8 @@ impl ConnTracker {
                     run_id: conn.msg.run_id.clone(),
                     pid: conn.msg.pid,
                     name: String::new(),
-                    // glibc sends its queries with sendmmsg, which is not probed: then the
-                    // resolver's connect(), made just before it sends, starts the lookup.
+                    // No query write seen (sent by a call that is not probed): the resolver's
+                    // connect(), made just before it sends, starts the lookup.
                     t_start_ns: if d.t_first_write_ns != 0 {
                         d.t_first_write_ns
                     } else {

@@ -109,6 +109,14 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
         Attach::Tracepoint("syscalls", "sys_exit_sendmsg"),
     ),
     (
+        "tb_enter_sendmmsg",
+        Attach::Tracepoint("syscalls", "sys_enter_sendmmsg"),
+    ),
+    (
+        "tb_exit_sendmmsg",
+        Attach::Tracepoint("syscalls", "sys_exit_sendmmsg"),
+    ),
+    (
         "tb_enter_close",
         Attach::Tracepoint("syscalls", "sys_enter_close"),
     ),

@@ -39,6 +39,8 @@ const EXPECTED: &[(&str, &str, usize)] = &[
     ("syscalls/sys_exit_connect", "ret", 16),
     ("syscalls/sys_enter_accept4", "upeer_sockaddr", 24),
     ("syscalls/sys_enter_write", "fd", 16),
+    ("syscalls/sys_enter_sendmmsg", "fd", 16),
+    ("syscalls/sys_enter_sendmmsg", "mmsg", 24),
     ("syscalls/sys_exit_read", "ret", 16),
     ("sock/inet_sock_set_state", "skaddr", 8),
     ("sock/inet_sock_set_state", "newstate", 20),
