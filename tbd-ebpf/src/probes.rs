@@ -365,7 +365,8 @@ fn mmsg_bytes(mmsg: u64, sent: i64) -> i64 {
         if i >= sent {
             break;
         }
-        bytes += read_user::<u32>(mmsg + i as u64 * MMSGHDR_SIZE + MMSGHDR_LEN_AT).unwrap_or(0) as i64;
+        bytes +=
+            read_user::<u32>(mmsg + i as u64 * MMSGHDR_SIZE + MMSGHDR_LEN_AT).unwrap_or(0) as i64;
     }
     bytes
 }

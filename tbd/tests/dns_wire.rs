@@ -81,8 +81,10 @@ fn sendmmsg_queries_to_port_53_time_the_lookup() {
     let fd = client.as_raw_fd();
     // A gap between connect and send: a lookup timed from connect() would start too early.
     std::thread::sleep(Duration::from_millis(30));
-    let query_a = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03llm\x07example\x00\x00\x01\x00\x01";
-    let query_aaaa = b"\x12\x35\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03llm\x07example\x00\x00\x1c\x00\x01";
+    let query_a =
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03llm\x07example\x00\x00\x01\x00\x01";
+    let query_aaaa =
+        b"\x12\x35\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03llm\x07example\x00\x00\x1c\x00\x01";
     let t0 = monotonic_ns();
     assert_eq!(sendmmsg(fd, &[query_a, query_aaaa]), 2);
     let t1 = monotonic_ns();
@@ -123,7 +125,10 @@ fn sendmmsg_queries_to_port_53_time_the_lookup() {
         "bytes of both messages"
     );
     assert!(query.ts_enter_ns >= t0 && query.hdr.ts_ns <= t1);
-    assert_eq!(&query.prefix[..query.prefix_len as usize], &query_a[..query.prefix_len as usize]);
+    assert_eq!(
+        &query.prefix[..query.prefix_len as usize],
+        &query_a[..query.prefix_len as usize]
+    );
 
     let mut tracker = ConnTracker::new("dns-wire".into());
     let mut out = Vec::new();

@@ -13,6 +13,9 @@ use serde_json::Value;
 
 use crate::{procs, setup::Env, sh};
 
+mod overhead;
+use overhead::overhead;
+
 /// Runs the named benchmark(s) and writes target/bench/results.json.
 pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
     sh::cargo(&["build", "--release", "-p", "tbd", "-p", "tbctl"])?;
@@ -256,112 +259,6 @@ fn schedule(dir: &Path) -> anyhow::Result<Value> {
     }))
 }
 
-/// tbd's cost: serve-sim throughput with tbd stopped, running idle (no capture, so nothing
-/// attached) and capturing both sides, in interleaved rounds so that drift and noise hit all
-/// three alike; BPF ns per program run; tbd's CPU while capturing; idle RSS.
-fn overhead(dir: &Path) -> anyhow::Result<Value> {
-    const ROUNDS: usize = 3;
-    let (mut sim, url) = fast_sim(dir)?;
-    let run = |daemon: Option<&str>| -> anyhow::Result<Value> {
-        let mut a = vec![
-            "--url",
-            &url,
-            "--concurrency",
-            "64",
-            "--duration",
-            "4s",
-            "--max-tokens",
-            "16",
-            "--span-size",
-            "small",
-        ];
-        match daemon {
-            Some(d) => a.extend(["--daemon", d]),
-            None => a.push("--no-daemon"),
-        }
-        Ok(profile(dir, &a)?.0)
-    };
-    let rps = |s: &Value| s["request_throughput"]["value"].as_f64().unwrap_or(0.0);
-    let (mut stopped, mut idle, mut on) = (Vec::new(), Vec::new(), Vec::new());
-    let mut tbd_cpu_pct = Vec::new();
-    let (mut idle_rss_kib, mut busy_rss_kib) = (None, None);
-    let (mut last_on, mut info) = (Value::Null, Value::Null);
-    for round in 0..ROUNDS {
-        let tdir = dir.join(format!("tbd-{round}"));
-        std::fs::create_dir_all(&tdir)?;
-        let (mut tbd, sock) = procs::start_tbd("release", &tdir)?;
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        idle_rss_kib = idle_rss_kib.or(rss_kib(tbd.child.id()));
-        let daemon = format!("unix:{}", sock.display());
-        idle.push(rps(&run(None)?));
-        // tbd's CPU over the middle of the capturing run, not its stop and query.
-        let pid = tbd.child.id();
-        let sampler = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(1000));
-            let a = cpu_ticks(pid);
-            std::thread::sleep(std::time::Duration::from_millis(2000));
-            let b = cpu_ticks(pid);
-            a.zip(b)
-                .map(|(a, b)| (b - a) as f64 / ticks_per_s() / 2.0 * 100.0)
-        });
-        last_on = run(Some(&daemon))?;
-        on.push(rps(&last_on));
-        if let Ok(Some(p)) = sampler.join() {
-            tbd_cpu_pct.push(p);
-        }
-        let status = Command::new(procs::bin("release", "tbctl"))
-            .args(["daemon", "status", "--json", "--daemon", &daemon])
-            .output()?;
-        info = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
-        busy_rss_kib = rss_kib(tbd.child.id());
-        tbd.stop();
-        stopped.push(rps(&run(None)?));
-    }
-    sim.stop();
-    let median = |v: &[f64]| pct(&mut v.to_vec(), 0.5);
-    let (t, n) = info["probes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .fold((0u64, 0u64), |(t, n), p| {
-            (
-                t + p["run_time_ns"].as_u64().unwrap_or(0),
-                n + p["run_count"].as_u64().unwrap_or(0),
-            )
-        });
-    Ok(serde_json::json!({
-        "setup": format!("serve-sim (no delay, 16 tokens) under tbctl --concurrency 64, 4 s per run; {ROUNDS} rounds of: tbd running idle (programs loaded, attached only while capturing), tbd capturing both sides, tbd stopped"),
-        "rps_tbd_stopped": stopped,
-        "rps_tbd_idle": idle,
-        "rps_tbd_capturing": on,
-        "ratio_capturing_to_stopped": median(&on) / median(&stopped),
-        "ratio_idle_to_stopped": median(&idle) / median(&stopped),
-        "target_ratio": 0.98,
-        "tbd_cpu_pct_of_one_core_while_capturing": tbd_cpu_pct,
-        "kernel_seen_last_capture": last_on["kernel"],
-        "bpf_mean_ns_per_run_last_capture": if n > 0 { t as f64 / n as f64 } else { f64::NAN },
-        "bpf_runs_last_capture": n,
-        "events_received_last_capture": info["events_received"],
-        "lost_last_capture": info["lost"],
-        "tbd_idle_rss_kib": idle_rss_kib,
-        "tbd_rss_after_capture_and_query_kib": busy_rss_kib,
-    }))
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-fn ticks_per_s() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
 /// Ring buffer -> tracker -> sled events per second (tbd's `ring_to_store` cargo bench).
 fn events() -> anyhow::Result<Value> {
     let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -391,15 +288,4 @@ fn fast_sim(dir: &Path) -> anyhow::Result<(procs::Bg, String)> {
         &["--ttft", "0", "--itl", "0", "--jitter", "0"],
     )?;
     Ok((sim, format!("http://127.0.0.1:{port}")))
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }

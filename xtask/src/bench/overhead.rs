@@ -1,0 +1,256 @@
+//! The overhead bench: what a capturing tbd costs the traffic it measures.
+//!
+//! Two kinds of load, interleaved over rounds so that drift hits every phase alike:
+//! - saturated: serve-sim answering at once, tbctl flat out, so every probe and every cycle of
+//!   tbd comes out of requests per second (the worst case);
+//! - paced: serve-sim with its default timing (TTFT 40 ms, ITL 8 ms, jitter 50%), as an
+//!   inference server answers, at a concurrency that leaves the cores some room and at one
+//!   that fills them. Here capture shows in latency before it shows in throughput.
+
+use std::{path::Path, process::Command, thread::JoinHandle, time::Duration};
+
+use serde_json::Value;
+
+use super::{fast_sim, pct, profile};
+use crate::procs;
+
+const ROUNDS: usize = 3;
+/// Concurrency of the paced loads: about 60% and about 95% of two cores on this VM.
+const PACED: [u32; 2] = [256, 1024];
+
+/// One run's figures.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    rps: f64,
+    ttft_p50_ms: f64,
+    ttft_p99_ms: f64,
+    itl_p99_ms: f64,
+    /// Busy share of all cores over the middle of the run.
+    busy_pct: f64,
+    /// tbd's CPU over the middle of the run, in % of one core (capturing runs).
+    tbd_cpu_pct: Option<f64>,
+}
+
+/// A load: serve-sim at `url` under tbctl at `concurrency` for `duration`.
+struct Load<'a> {
+    url: &'a str,
+    concurrency: u32,
+    duration: &'static str,
+}
+
+impl Load<'_> {
+    /// One tbctl profile run, with tbd capturing when `daemon` is given; `tbd` is sampled.
+    fn run(
+        &self,
+        dir: &Path,
+        daemon: Option<&str>,
+        tbd: Option<u32>,
+    ) -> anyhow::Result<(Sample, Value)> {
+        let conc = self.concurrency.to_string();
+        let mut a = vec![
+            "--url",
+            self.url,
+            "--concurrency",
+            &conc,
+            "--duration",
+            self.duration,
+            "--max-tokens",
+            "16",
+            "--span-size",
+            "small",
+        ];
+        match daemon {
+            Some(d) => a.extend(["--daemon", d]),
+            None => a.push("--no-daemon"),
+        }
+        let sampler = sample_middle(tbd);
+        let summary = profile(dir, &a)?.0;
+        let (busy_pct, tbd_cpu_pct) = sampler.join().unwrap_or((f64::NAN, None));
+        let m = &summary["metrics"];
+        let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        let s = Sample {
+            rps: f(&summary["request_throughput"]["value"]),
+            ttft_p50_ms: f(&m["ttft_ms"]["p50"]),
+            ttft_p99_ms: f(&m["ttft_ms"]["p99"]),
+            itl_p99_ms: f(&m["itl_ms"]["p99"]),
+            busy_pct,
+            tbd_cpu_pct,
+        };
+        Ok((s, summary))
+    }
+}
+
+/// Machine busy % (all cores) and `pid`'s CPU (% of one core) from 1 s to 3 s into a run:
+/// the steady middle, not start-up or the daemon's stop and query.
+fn sample_middle(pid: Option<u32>) -> JoinHandle<(f64, Option<f64>)> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1000));
+        let (c0, p0) = (cpu_times(), pid.and_then(cpu_ticks));
+        std::thread::sleep(Duration::from_millis(2000));
+        let (c1, p1) = (cpu_times(), pid.and_then(cpu_ticks));
+        let busy = match (c0, c1) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                (b1 - b0) as f64 / (t1 - t0) as f64 * 100.0
+            }
+            _ => f64::NAN,
+        };
+        let tbd = p0
+            .zip(p1)
+            .map(|(a, b)| (b - a) as f64 / ticks_per_s() / 2.0 * 100.0);
+        (busy, tbd)
+    })
+}
+
+/// Runs the bench; see the module docs.
+pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
+    let (mut fast, fast_url) = fast_sim(dir)?;
+    let paced_dir = dir.join("paced-sim");
+    std::fs::create_dir_all(&paced_dir)?;
+    let (mut paced, paced_port) = procs::start_sim("release", &paced_dir, &[])?;
+    let paced_url = format!("http://127.0.0.1:{paced_port}");
+    let saturated = Load {
+        url: &fast_url,
+        concurrency: 64,
+        duration: "4s",
+    };
+    let paced_loads: Vec<Load> = PACED
+        .iter()
+        .map(|&c| Load {
+            url: &paced_url,
+            concurrency: c,
+            duration: "5s",
+        })
+        .collect();
+
+    let (mut stopped, mut idle, mut on) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paced_off = vec![Vec::new(); PACED.len()];
+    let mut paced_on = vec![Vec::new(); PACED.len()];
+    let (mut idle_rss_kib, mut busy_rss_kib) = (None, None);
+    let (mut last_on, mut info) = (Value::Null, Value::Null);
+    for round in 0..ROUNDS {
+        let tdir = dir.join(format!("tbd-{round}"));
+        std::fs::create_dir_all(&tdir)?;
+        let (mut tbd, sock) = procs::start_tbd("release", &tdir)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let pid = tbd.child.id();
+        idle_rss_kib = idle_rss_kib.or(rss_kib(pid));
+        let daemon = format!("unix:{}", sock.display());
+        idle.push(saturated.run(dir, None, None)?.0);
+        let (s, summary) = saturated.run(dir, Some(&daemon), Some(pid))?;
+        on.push(s);
+        last_on = summary;
+        let status = Command::new(procs::bin("release", "tbctl"))
+            .args(["daemon", "status", "--json", "--daemon", &daemon])
+            .output()?;
+        info = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+        busy_rss_kib = rss_kib(pid);
+        for (i, l) in paced_loads.iter().enumerate() {
+            paced_on[i].push(l.run(dir, Some(&daemon), Some(pid))?.0);
+        }
+        tbd.stop();
+        stopped.push(saturated.run(dir, None, None)?.0);
+        for (i, l) in paced_loads.iter().enumerate() {
+            paced_off[i].push(l.run(dir, None, None)?.0);
+        }
+    }
+    fast.stop();
+    paced.stop();
+
+    let (t, n) = info["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .fold((0u64, 0u64), |(t, n), p| {
+            (
+                t + p["run_time_ns"].as_u64().unwrap_or(0),
+                n + p["run_count"].as_u64().unwrap_or(0),
+            )
+        });
+    let paced_json: Vec<Value> = PACED
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (off, on) = (&paced_off[i], &paced_on[i]);
+            serde_json::json!({
+                "concurrency": c,
+                "rps_tbd_stopped": field(off, |s| s.rps),
+                "rps_tbd_capturing": field(on, |s| s.rps),
+                "ratio_capturing_to_stopped": median(off, |s| s.rps).map(|o| median(on, |s| s.rps).unwrap_or(0.0) / o),
+                "machine_busy_pct_stopped": median(off, |s| s.busy_pct),
+                "machine_busy_pct_capturing": median(on, |s| s.busy_pct),
+                "ttft_p50_ms_stopped_capturing": [median(off, |s| s.ttft_p50_ms), median(on, |s| s.ttft_p50_ms)],
+                "ttft_p99_ms_stopped_capturing": [median(off, |s| s.ttft_p99_ms), median(on, |s| s.ttft_p99_ms)],
+                "itl_p99_ms_stopped_capturing": [median(off, |s| s.itl_p99_ms), median(on, |s| s.itl_p99_ms)],
+                "tbd_cpu_pct_of_one_core": field(on, |s| s.tbd_cpu_pct.unwrap_or(f64::NAN)),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "setup": format!("{ROUNDS} interleaved rounds. Saturated: serve-sim with no delay, 16 tokens, under tbctl --concurrency 64 for 4 s, with tbd running idle (programs loaded, attached only while capturing), capturing both sides, and stopped. Paced: serve-sim's default timing (TTFT 40 ms, ITL 8 ms, jitter 0.5), 16 tokens, tbctl --concurrency {PACED:?} for 5 s, tbd capturing and stopped. Medians of the rounds."),
+        "target_ratio": 0.98,
+        "rps_tbd_stopped": field(&stopped, |s| s.rps),
+        "rps_tbd_idle": field(&idle, |s| s.rps),
+        "rps_tbd_capturing": field(&on, |s| s.rps),
+        "ratio_capturing_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&on, |s| s.rps).unwrap_or(0.0) / o),
+        "ratio_idle_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&idle, |s| s.rps).unwrap_or(0.0) / o),
+        "machine_busy_pct_stopped": median(&stopped, |s| s.busy_pct),
+        "tbd_cpu_pct_of_one_core_while_capturing": field(&on, |s| s.tbd_cpu_pct.unwrap_or(f64::NAN)),
+        "paced": paced_json,
+        "kernel_seen_last_capture": last_on["kernel"],
+        "bpf_mean_ns_per_run_last_capture": if n > 0 { t as f64 / n as f64 } else { f64::NAN },
+        "bpf_runs_last_capture": n,
+        "events_received_last_capture": info["events_received"],
+        "lost_last_capture": info["lost"],
+        "tbd_idle_rss_kib": idle_rss_kib,
+        "tbd_rss_after_capture_and_query_kib": busy_rss_kib,
+    }))
+}
+
+fn field(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+    v.iter().map(f).collect()
+}
+
+/// The median of one figure over the rounds; None when there were none.
+fn median(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<f64> {
+    (!v.is_empty()).then(|| pct(&mut field(v, f), 0.5))
+}
+
+/// (busy, total) jiffies of all cores, from /proc/stat's `cpu` line.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = f.iter().take(8).sum();
+    let idle = f.get(3)? + f.get(4)?;
+    Some((total - idle, total))
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
