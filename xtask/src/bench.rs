@@ -115,6 +115,11 @@ fn u(v: &Value) -> Option<u64> {
 }
 
 /// Client TTFT and per-gap errors against serve-sim's own log, 64 streams.
+///
+/// One warm-up request per stream goes first: the 64 first requests leave tbctl in the same
+/// millisecond and serve-sim reads them one after another, the last up to ~3 ms after it arrived.
+/// That wait is the server's (bytes unread in its socket), so its log's TTFT, which starts at
+/// the read, leaves it out while every client sees it. Those requests are reported apart.
 fn accuracy(dir: &Path) -> anyhow::Result<Value> {
     let truth_path = dir.join("truth.jsonl");
     let truth_arg = truth_path.display().to_string();
@@ -136,6 +141,8 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
             "64",
             "--requests",
             "300",
+            "--warmup",
+            "64",
             "--max-tokens",
             "32",
             "--no-daemon",
@@ -151,6 +158,7 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
         .collect();
     let records = jsonl(&run_dir.join("requests.jsonl"))?;
     let (mut ttft_err, mut gap_err) = (Vec::new(), Vec::new());
+    let mut first_ttft_err = Vec::new();
     let mut matched = 0;
     for r in records.iter().skip(1) {
         let Some(id) = u(&r["request_id"]) else {
@@ -178,10 +186,15 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
         if tchunks.len() != cchunks.len() {
             continue;
         }
-        matched += 1;
         let client_ttft = first as f64 - sent as f64;
         let true_ttft = t_first as f64 - t_read as f64;
-        ttft_err.push((client_ttft - true_ttft).abs() / 1e6);
+        let err = (client_ttft - true_ttft).abs() / 1e6;
+        if r["warmup"].as_bool() == Some(true) {
+            first_ttft_err.push(err);
+            continue;
+        }
+        matched += 1;
+        ttft_err.push(err);
         for i in 1..tchunks.len() {
             let cg = cchunks[i] as f64 - cchunks[i - 1] as f64;
             let tg = tchunks[i] as f64 - tchunks[i - 1] as f64;
@@ -189,8 +202,9 @@ fn accuracy(dir: &Path) -> anyhow::Result<Value> {
         }
     }
     Ok(serde_json::json!({
-        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests, 64 streams, same 2 cores",
+        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests after a warm-up of one per stream, 64 streams, same 2 cores",
         "requests_matched": matched,
+        "warmup_ttft_abs_error_ms": {"p50": pct(&mut first_ttft_err, 0.5), "max": pct(&mut first_ttft_err, 1.0), "why": "the 64 first requests arrive together and the server reads them one by one: its log starts their TTFT late"},
         "ttft_abs_error_ms": {"p50": pct(&mut ttft_err, 0.5), "p99": pct(&mut ttft_err, 0.99), "target_p99": 1.0},
         "gap_abs_error_ms": {"p50": pct(&mut gap_err, 0.5), "p99": pct(&mut gap_err, 0.99), "target_p99": 0.5},
         "client_ttft_p50_ms": summary["metrics"]["ttft_ms"]["p50"],
