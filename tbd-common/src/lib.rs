@@ -42,10 +42,13 @@ pub mod lost {
     pub const INFLIGHT_FULL: u32 = 1;
     /// The tracked-socket map was full.
     pub const SOCKETS_FULL: u32 = 2;
+    /// The tracked-pid map was full when a tracked process forked (the child goes untracked).
+    pub const PIDS_FULL: u32 = 3;
     /// Number of reasons.
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 4;
     /// Human names, indexed by reason.
-    pub const NAMES: [&str; COUNT as usize] = ["ringbuf_full", "inflight_full", "sockets_full"];
+    pub const NAMES: [&str; COUNT as usize] =
+        ["ringbuf_full", "inflight_full", "sockets_full", "pids_full"];
 }
 
 /// Data direction of a [`DataEvent`].

@@ -699,6 +699,58 @@ pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
     0
 }
 
+// ---- processes: children of tracked processes --------------------------------------------
+//
+// A load generator may run its clients in worker processes (or be started by a shell), so a
+// tracked process's children are tracked from their fork on, and a tracked process is
+// forgotten when it exits, before its pid can be reused. Threads share their process's tgid
+// and need no entry.
+
+const SYS_CLONE: u64 = 56;
+const SYS_CLONE3: u64 = 435;
+const CLONE_THREAD: u64 = 0x10000;
+
+#[tracepoint]
+pub fn tb_fork(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: plain value read of a map entry.
+    if unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    // The parent is inside clone/clone3/fork/vfork: its flags say whether the child is a
+    // thread (x86_64: orig_rax holds the syscall number, rdi its first argument).
+    let regs = user_regs();
+    // SAFETY: loads from the trusted pt_regs pointer, checked by the verifier.
+    let (nr, a0) = unsafe { ((*regs).orig_rax, (*regs).rdi) };
+    let flags = match nr {
+        SYS_CLONE => a0,
+        // clone_args.flags leads the struct.
+        SYS_CLONE3 => read_user::<u64>(a0).unwrap_or(0),
+        _ => 0,
+    };
+    if flags & CLONE_THREAD != 0 {
+        return 0;
+    }
+    // SAFETY: offset of sched/sched_process_fork's child_pid.
+    let child = unsafe { ctx.read_at::<i32>(20) }.unwrap_or(0);
+    if child > 0 && TRACKED_PIDS.insert(&(child as u32), &1, 0).is_err() {
+        count_lost(lost::PIDS_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tb_exit_process(_ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((id >> 32) as u32, id as u32);
+    // The thread group leader's exit: the process is ending (threads left over are being
+    // killed by exit_group); its pid may be reused once it is reaped.
+    if tgid == tid {
+        let _ = TRACKED_PIDS.remove(&tgid);
+    }
+    0
+}
+
 // ---- DNS: getaddrinfo uprobes -------------------------------------------------------------
 
 #[uprobe]

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::{
     conntrack::{ConnTracker, Output},
+    descendants,
     error::TbdError,
     events::{batch_chunks, Event},
     listeners,
@@ -170,7 +171,10 @@ impl Engine {
                     listeners_found.push(format!("{}/{}:{}", l.pid, l.fd, l.port));
                 }
             }
-            for pid in &client_pids {
+            // Children forked from now on are followed in the kernel; those forked before
+            // (a load generator's worker processes) are found here.
+            let children = descendants::find(std::path::Path::new("/proc"), &client_pids);
+            for pid in client_pids.iter().chain(&children) {
                 probes.track_pid(*pid)?;
             }
             if let Err(e) = probes.attach() {

@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod cli;
 pub mod conntrack;
+pub mod descendants;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -128,6 +128,11 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
         "tb_tcp_retransmit",
         Attach::Tracepoint("tcp", "tcp_retransmit_skb"),
     ),
+    ("tb_fork", Attach::Tracepoint("sched", "sched_process_fork")),
+    (
+        "tb_exit_process",
+        Attach::Tracepoint("sched", "sched_process_exit"),
+    ),
     ("tb_getaddrinfo", Attach::Getaddrinfo),
     ("tb_getaddrinfo_ret", Attach::Getaddrinfo),
 ];
@@ -366,6 +371,17 @@ impl Probes {
         self.hash::<u32, u8>("TRACKED_PIDS")?
             .insert(pid, 1, 0)
             .map_err(|e| TbdError::Map("TRACKED_PIDS", e))
+    }
+
+    /// The processes tracked now: those a capture named, and their children forked since.
+    pub fn tracked_pids(&mut self) -> Result<Vec<u32>, TbdError> {
+        let mut v: Vec<u32> = self
+            .hash::<u32, u8>("TRACKED_PIDS")?
+            .keys()
+            .filter_map(Result::ok)
+            .collect();
+        v.sort_unstable();
+        Ok(v)
     }
 
     /// Tracks server-side sockets whose local port is `port` (TCP state events).

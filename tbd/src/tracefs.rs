@@ -51,6 +51,7 @@ const EXPECTED: &[(&str, &str, usize)] = &[
     ("tcp/tcp_retransmit_skb", "skaddr", 16),
     ("tcp/tcp_retransmit_skb", "saddr", 34),
     ("tcp/tcp_retransmit_skb", "saddr_v6", 42),
+    ("sched/sched_process_fork", "child_pid", 20),
 ];
 
 /// Offset of `field` in a tracepoint's `format` text, if present.

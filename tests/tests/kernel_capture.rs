@@ -120,6 +120,65 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
     tbd.stop();
 }
 
+/// `tbctl capture -- CMD`: another load generator (here a shell whose child runs a load with
+/// no daemon) is timed from its first connection, children included, with the server side.
+#[test]
+fn capture_command_times_another_load_generator_and_its_children() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "5ms", "--itl", "2ms"]).unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let summary_file = d.path().join("summary.json");
+    // Two commands, so the shell forks the load generator rather than exec'ing it.
+    let script = format!(
+        "{} profile --no-daemon --url http://127.0.0.1:{port} --requests 20 --concurrency 2 \
+         --max-tokens 6 --json --out {} > {}; echo done",
+        bin("tbctl").display(),
+        d.path().join("runs").display(),
+        summary_file.display()
+    );
+    let port_s = port.to_string();
+    let o = tbctl(&[
+        "capture", "--port", &port_s, "--daemon", &daemon, "--json", "--label", "foreign", "--",
+        "sh", "-c", &script,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let load: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_file).unwrap()).unwrap();
+    assert_eq!(load["requests"]["succeeded"], 20, "{load}");
+    let run_id = run["run_id"].as_str().unwrap();
+    // 20 requests and the load generator's /v1/models discovery (on its own connection), each
+    // seen by the client (the shell's child) and by the server.
+    assert_eq!(run["exchanges"], 42, "{run}");
+    assert_eq!(run["connections"], 6, "{run}");
+    assert_eq!(run["label"], "foreign");
+    assert!(
+        run["lost"].as_object().unwrap().values().all(|v| v == 0),
+        "{run}"
+    );
+    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["client_exchanges"], 21, "{t}");
+    assert_eq!(t["server_exchanges"], 21, "{t}");
+    assert_eq!(
+        t["joined_records"], 0,
+        "no client records from a foreign load generator"
+    );
+    assert_eq!(t["connections"]["created"], 3, "{}", t["connections"]);
+
+    // A failing command's exit code comes back, and nothing to capture is one clear line.
+    let o = tbctl(&["capture", "--daemon", &daemon, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = tbctl(&["capture", "--daemon", &daemon]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nothing to capture"), "{}", stderr(&o));
+    sim.stop();
+    tbd.stop();
+}
+
 #[test]
 fn kill_9_mid_run_leaves_a_readable_store() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

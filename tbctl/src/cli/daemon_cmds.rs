@@ -5,7 +5,8 @@ use tb_proto::v1::{DeleteRunRequest, GetInfoRequest, GetRunRequest, ListRunsRequ
 
 use crate::daemon;
 
-fn socket(addr: &Option<String>) -> std::path::PathBuf {
+/// tbd's socket from `--daemon`, or the default.
+pub fn socket(addr: &Option<String>) -> std::path::PathBuf {
     daemon::socket_path(addr.as_deref().unwrap_or(daemon::DEFAULT_SOCKET))
 }
 
@@ -94,7 +95,8 @@ fn info_json(i: &tb_proto::v1::DaemonInfo) -> serde_json::Value {
     })
 }
 
-fn run_json(r: &Run) -> serde_json::Value {
+/// A run's header as JSON.
+pub fn run_json(r: &Run) -> serde_json::Value {
     serde_json::json!({
         "run_id": r.run_id, "label": r.label, "start_ns": r.start_ns, "end_ns": r.end_ns,
         "start_unix_ns": r.start_unix_ns, "client_pids": r.client_pids, "server_ports": r.server_ports,

@@ -1,5 +1,6 @@
 //! tbctl's command line: the edge where errors become one line and an exit code.
 
+pub mod capture_cmd;
 pub mod daemon_cmds;
 pub mod output;
 pub mod profile;
@@ -40,6 +41,8 @@ pub enum Cmd {
     Profile(Box<profile::ProfileArgs>),
     /// A simulated inference server (OpenAI and Ollama APIs) that logs its own ground truth.
     ServeSim(crate::sim::SimArgs),
+    /// Kernel timing of another load generator or server: `-- CMD`, `--pid`, `--port`.
+    Capture(capture_cmd::CaptureArgs),
     /// The daemon: `tbctl daemon status`.
     Daemon {
         #[command(subcommand)]
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.cmd {
             Cmd::Profile(a) => profile::run(*a).await,
+            Cmd::Capture(a) => capture_cmd::run(a).await,
             Cmd::ServeSim(a) => crate::sim::run(a).await.map(|_| ExitCode::SUCCESS),
             Cmd::Daemon {
                 cmd: DaemonCmd::Status { daemon, json },

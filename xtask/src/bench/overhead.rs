@@ -2,7 +2,10 @@
 //!
 //! Two kinds of load, interleaved over rounds so that drift hits every phase alike:
 //! - saturated: serve-sim answering at once, tbctl flat out, so every probe and every cycle of
-//!   tbd comes out of requests per second (the worst case);
+//!   tbd comes out of requests per second (the worst case). Besides stopped, idle and
+//!   capturing, a capture of one sleeping process shows what attached programs cost traffic
+//!   they filter out: what every untracked process on the host pays, and the floor under any
+//!   capture with these tracepoints;
 //! - paced: serve-sim with its default timing (TTFT 40 ms, ITL 8 ms, jitter 50%), as an
 //!   inference server answers, at a concurrency that leaves the cores some room and at one
 //!   that fills them. Here capture shows in latency before it shows in throughput.
@@ -101,6 +104,37 @@ fn sample_middle(pid: Option<u32>) -> JoinHandle<(f64, Option<f64>)> {
     })
 }
 
+/// Starts a capture whose filters match none of the bench's traffic (a sleeping process and
+/// a port nobody listens on) and waits until it runs; stopping the returned processes ends it.
+fn filtered_capture(dir: &Path, daemon: &str) -> anyhow::Result<(procs::Bg, procs::Bg)> {
+    let sleeper = procs::Bg::spawn(
+        "sleep",
+        Command::new("sleep").arg("600"),
+        &dir.join("sleep.log"),
+    )?;
+    let pid = sleeper.child.id().to_string();
+    let capture = procs::Bg::spawn(
+        "tbctl capture",
+        Command::new(procs::bin("release", "tbctl"))
+            .args(["capture", "--pid", &pid, "--port", "9", "--daemon", daemon]),
+        &dir.join("filtered-capture.log"),
+    )?;
+    for _ in 0..100 {
+        let o = Command::new(procs::bin("release", "tbctl"))
+            .args(["daemon", "status", "--json", "--daemon", daemon])
+            .output()?;
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        if v["active_run"].as_str().is_some_and(|r| !r.is_empty()) {
+            return Ok((capture, sleeper));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!(
+        "the filtered-out capture did not start; see {}",
+        dir.join("filtered-capture.log").display()
+    )
+}
+
 /// Runs the bench; see the module docs.
 pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
     let (mut fast, fast_url) = fast_sim(dir)?;
@@ -123,6 +157,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         .collect();
 
     let (mut stopped, mut idle, mut on) = (Vec::new(), Vec::new(), Vec::new());
+    let mut filtered = Vec::new();
     let mut paced_off = vec![Vec::new(); PACED.len()];
     let mut paced_on = vec![Vec::new(); PACED.len()];
     let (mut idle_rss_kib, mut busy_rss_kib) = (None, None);
@@ -136,6 +171,10 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         idle_rss_kib = idle_rss_kib.or(rss_kib(pid));
         let daemon = format!("unix:{}", sock.display());
         idle.push(saturated.run(dir, None, None)?.0);
+        let (mut capture, mut sleeper) = filtered_capture(&tdir, &daemon)?;
+        filtered.push(saturated.run(dir, None, Some(pid))?.0);
+        capture.stop();
+        sleeper.stop();
         let (s, summary) = saturated.run(dir, Some(&daemon), Some(pid))?;
         on.push(s);
         last_on = summary;
@@ -186,13 +225,16 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         })
         .collect();
     Ok(serde_json::json!({
-        "setup": format!("{ROUNDS} interleaved rounds. Saturated: serve-sim with no delay, 16 tokens, under tbctl --concurrency 64 for 4 s, with tbd running idle (programs loaded, attached only while capturing), capturing both sides, and stopped. Paced: serve-sim's default timing (TTFT 40 ms, ITL 8 ms, jitter 0.5), 16 tokens, tbctl --concurrency {PACED:?} for 5 s, tbd capturing and stopped. Medians of the rounds."),
+        "setup": format!("{ROUNDS} interleaved rounds. Saturated: serve-sim with no delay, 16 tokens, under tbctl --concurrency 64 for 4 s, with tbd running idle (programs loaded, attached only while capturing), capturing a sleeping process only (every program attached, all this traffic filtered out), capturing both sides, and stopped. Paced: serve-sim's default timing (TTFT 40 ms, ITL 8 ms, jitter 0.5), 16 tokens, tbctl --concurrency {PACED:?} for 5 s, tbd capturing and stopped. Medians of the rounds."),
         "target_ratio": 0.98,
         "rps_tbd_stopped": field(&stopped, |s| s.rps),
         "rps_tbd_idle": field(&idle, |s| s.rps),
         "rps_tbd_capturing": field(&on, |s| s.rps),
+        "rps_tbd_capturing_nothing_matching": field(&filtered, |s| s.rps),
         "ratio_capturing_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&on, |s| s.rps).unwrap_or(0.0) / o),
         "ratio_idle_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&idle, |s| s.rps).unwrap_or(0.0) / o),
+        "ratio_filtered_out_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&filtered, |s| s.rps).unwrap_or(0.0) / o),
+        "tbd_cpu_pct_of_one_core_filtered_out": field(&filtered, |s| s.tbd_cpu_pct.unwrap_or(f64::NAN)),
         "machine_busy_pct_stopped": median(&stopped, |s| s.busy_pct),
         "tbd_cpu_pct_of_one_core_while_capturing": field(&on, |s| s.tbd_cpu_pct.unwrap_or(f64::NAN)),
         "paced": paced_json,
