@@ -4,13 +4,14 @@
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use aya_ebpf::bindings::pt_regs;
+use aya_ebpf::EbpfContext;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, tracepoint, uprobe, uretprobe},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tbd_common::{
@@ -54,9 +55,17 @@ const MMSGHDR_LEN_AT: u64 = 56;
 /// Messages of one sendmmsg whose bytes are summed: glibc's resolver sends two (A and AAAA).
 const MMSG_MAX: i64 = 4;
 
-/// Processes whose outgoing connections are tracked (tgid -> 1).
+/// Processes whose outgoing connections are tracked (tgid -> 1): the registry user space
+/// lists and clears. Probes test [`TRACKED_TGIDS`] instead.
 #[map]
 static TRACKED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+/// The filter every per-syscall probe tests first: nonzero at a tgid that may own a tracked
+/// socket (a tracked process or child of one, or a holder of a tracked listener). An array
+/// lookup is inlined by the verifier (no hashing, no helper call), so the syscalls of every
+/// other process on the host pay little beyond the tracepoint's own dispatch. tbd sizes it to
+/// the host's pid_max when it loads the object.
+#[map]
+static TRACKED_TGIDS: Array<u8> = Array::with_max_entries(32768, 0);
 /// Local TCP ports whose server-side sockets are tracked (port -> 1).
 #[map]
 static TRACKED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
@@ -161,10 +170,28 @@ fn header(kind: u32, id: u64, ts: u64) -> EventHeader {
     }
 }
 
+/// A syscall tracepoint's 8-byte field at `off`. A direct context load, which the verifier
+/// allows for tracepoint programs at aligned offsets, where `read_at` would call a helper.
 #[inline(always)]
 fn arg(ctx: &TracePointContext, off: usize) -> u64 {
-    // SAFETY: offsets are those of the tracepoint's format.
-    unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0)
+    // SAFETY: `off` is a field offset of the tracepoint's format (checked by tbd against
+    // tracefs), 8-byte aligned, inside the record the context points at.
+    unsafe { *((ctx.as_ptr() as *const u8).add(off) as *const u64) }
+}
+
+/// Whether `tgid` may own a tracked socket: the first test of every per-syscall probe.
+#[inline(always)]
+fn tgid_tracked(tgid: u32) -> bool {
+    matches!(TRACKED_TGIDS.get(tgid), Some(v) if *v != 0)
+}
+
+/// Sets or clears `tgid` in the fast filter.
+#[inline(always)]
+fn set_tgid(tgid: u32, on: u8) {
+    if let Some(p) = TRACKED_TGIDS.get_ptr_mut(tgid) {
+        // SAFETY: a plain byte store into an array element.
+        unsafe { *p = on };
+    }
 }
 
 #[inline(always)]
@@ -214,9 +241,11 @@ fn comm() -> [u8; COMM_LEN] {
 #[tracepoint]
 pub fn tb_enter_connect(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
+    // Only tracked clients: a listener holder's own outgoing connections are not its
+    // server side.
     let tgid = (id >> 32) as u32;
     // SAFETY: plain value read of a map entry.
-    if unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+    if !tgid_tracked(tgid) || unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
         return 0;
     }
     let Some(dst) = read_sockaddr(arg(&ctx, ARG1)) else {
@@ -268,6 +297,9 @@ pub fn tb_exit_connect(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn accept_enter(ctx: &TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
+    if !tgid_tracked((id >> 32) as u32) {
+        return 0;
+    }
     let fd = arg(ctx, ARG0) as u32;
     let key = SockKey {
         pid: (id >> 32) as u32,
@@ -292,6 +324,9 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
 #[inline(always)]
 fn accept_exit(ctx: &TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
+    if !tgid_tracked((id >> 32) as u32) {
+        return 0;
+    }
     let Some(p) = ACCEPTS.get_ptr(id) else {
         return 0;
     };
@@ -391,6 +426,9 @@ fn flush_batch(id: u64, info: *mut SockInfo, now: u64) {
 #[inline(always)]
 fn write_enter(ctx: &TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
+    if !tgid_tracked((id >> 32) as u32) {
+        return 0;
+    }
     let key = SockKey {
         pid: (id >> 32) as u32,
         fd: arg(ctx, ARG0) as u32,
@@ -405,6 +443,9 @@ fn write_enter(ctx: &TracePointContext) -> u32 {
 #[inline(always)]
 fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u32 {
     let id = bpf_get_current_pid_tgid();
+    if !tgid_tracked((id >> 32) as u32) {
+        return 0;
+    }
     let regs = user_regs();
     // SAFETY: loads from the saved registers, checked by the verifier.
     let fd = unsafe { (*regs).rdi } as u32;
@@ -552,6 +593,9 @@ write_probes! {
 #[tracepoint]
 pub fn tb_enter_close(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
+    if !tgid_tracked((id >> 32) as u32) {
+        return 0;
+    }
     let key = SockKey {
         pid: (id >> 32) as u32,
         fd: arg(&ctx, ARG0) as u32,
@@ -714,7 +758,7 @@ const CLONE_THREAD: u64 = 0x10000;
 pub fn tb_fork(ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: plain value read of a map entry.
-    if unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+    if !tgid_tracked(tgid) || unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
         return 0;
     }
     // The parent is inside clone/clone3/fork/vfork: its flags say whether the child is a
@@ -733,9 +777,14 @@ pub fn tb_fork(ctx: TracePointContext) -> u32 {
     }
     // SAFETY: offset of sched/sched_process_fork's child_pid.
     let child = unsafe { ctx.read_at::<i32>(20) }.unwrap_or(0);
-    if child > 0 && TRACKED_PIDS.insert(&(child as u32), &1, 0).is_err() {
-        count_lost(lost::PIDS_FULL);
+    if child <= 0 {
+        return 0;
     }
+    if TRACKED_PIDS.insert(&(child as u32), &1, 0).is_err() {
+        count_lost(lost::PIDS_FULL);
+        return 0;
+    }
+    set_tgid(child as u32, 1);
     0
 }
 
@@ -744,8 +793,10 @@ pub fn tb_exit_process(_ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
     // The thread group leader's exit: the process is ending (threads left over are being
-    // killed by exit_group); its pid may be reused once it is reaped.
-    if tgid == tid {
+    // killed by exit_group); its pid may be reused once it is reaped. A leader that ends with
+    // pthread_exit, or when another thread execs, also ends the process's tracking.
+    if tgid == tid && tgid_tracked(tgid) {
+        set_tgid(tgid, 0);
         let _ = TRACKED_PIDS.remove(&tgid);
     }
     0
@@ -756,8 +807,9 @@ pub fn tb_exit_process(_ctx: TracePointContext) -> u32 {
 #[uprobe]
 pub fn tb_getaddrinfo(ctx: ProbeContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
+    // A listener holder that is no tracked client has its tgid set too, hence both tests.
     let tgid = (id >> 32) as u32;
-    if unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+    if !tgid_tracked(tgid) || unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
         return 0;
     }
     let mut args = DnsArgs {

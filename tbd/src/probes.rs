@@ -3,7 +3,7 @@
 use std::{os::fd::OwnedFd, path::Path};
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         trace_point::TracePointLinkId,
         uprobe::{UProbeLinkId, UProbeScope},
@@ -137,6 +137,16 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
     ("tb_getaddrinfo_ret", Attach::Getaddrinfo),
 ];
 
+/// Entries of the probes' pid filter: the host's pid_max (pids are below it), at least the
+/// kernel's default.
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+        .max(32768)
+}
+
 /// Where glibc usually lives; the first that exists gets the DNS uprobes.
 const LIBC_PATHS: &[&str] = &[
     "/lib/x86_64-linux-gnu/libc.so.6",
@@ -223,7 +233,9 @@ impl Probes {
         tracefs::ensure_mounted()?;
         tracefs::check_formats()?;
         memlock::raise();
-        let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries("TRACKED_TGIDS", pid_max())
+            .load(EBPF_OBJECT)?;
         let libc = LIBC_PATHS.iter().copied().find(|p| Path::new(p).exists());
         let mut progs = Vec::new();
         for (name, at) in PROGRAMS {
@@ -370,7 +382,31 @@ impl Probes {
     pub fn track_pid(&mut self, pid: u32) -> Result<(), TbdError> {
         self.hash::<u32, u8>("TRACKED_PIDS")?
             .insert(pid, 1, 0)
-            .map_err(|e| TbdError::Map("TRACKED_PIDS", e))
+            .map_err(|e| TbdError::Map("TRACKED_PIDS", e))?;
+        self.set_tgid(pid, 1)
+    }
+
+    /// Sets or clears `pid` in the probes' fast filter (`TRACKED_TGIDS`).
+    fn set_tgid(&mut self, pid: u32, on: u8) -> Result<(), TbdError> {
+        let map = self
+            .ebpf
+            .map_mut("TRACKED_TGIDS")
+            .ok_or_else(|| TbdError::Layout("map TRACKED_TGIDS missing from object".into()))?;
+        let mut a: Array<&mut MapData, u8> =
+            Array::try_from(map).map_err(|e| TbdError::Map("TRACKED_TGIDS", e))?;
+        a.set(pid, on, 0)
+            .map_err(|e| TbdError::Map("TRACKED_TGIDS", e))
+    }
+
+    /// Whether `pid` passes the probes' fast filter.
+    pub fn tgid_tracked(&mut self, pid: u32) -> Result<bool, TbdError> {
+        let map = self
+            .ebpf
+            .map_mut("TRACKED_TGIDS")
+            .ok_or_else(|| TbdError::Layout("map TRACKED_TGIDS missing from object".into()))?;
+        let a: Array<&mut MapData, u8> =
+            Array::try_from(map).map_err(|e| TbdError::Map("TRACKED_TGIDS", e))?;
+        Ok(a.get(&pid, 0).is_ok_and(|v| v != 0))
     }
 
     /// The processes tracked now: those a capture named, and their children forked since.
@@ -396,7 +432,8 @@ impl Probes {
         let info = ListenInfo { port, _pad: [0; 6] };
         self.hash::<SockKey, ListenInfo>("LISTENERS")?
             .insert(SockKey { pid, fd }, info, 0)
-            .map_err(|e| TbdError::Map("LISTENERS", e))
+            .map_err(|e| TbdError::Map("LISTENERS", e))?;
+        self.set_tgid(pid, 1)
     }
 
     /// Records an accept() already in progress (thread `tid` of `pid` blocked in it on the
@@ -430,7 +467,22 @@ impl Probes {
                 let _ = m.remove(&k);
             }
         }
-        // The clients and listeners first, so that no new socket is tracked meanwhile.
+        // The fast filter first, then the clients and listeners, so that no new socket is
+        // tracked meanwhile.
+        let mut holders: Vec<u32> = self
+            .hash::<u32, u8>("TRACKED_PIDS")?
+            .keys()
+            .filter_map(Result::ok)
+            .collect();
+        holders.extend(
+            self.hash::<SockKey, ListenInfo>("LISTENERS")?
+                .keys()
+                .filter_map(Result::ok)
+                .map(|k| k.pid),
+        );
+        for pid in holders {
+            self.set_tgid(pid, 0)?;
+        }
         clear(self.hash::<u32, u8>("TRACKED_PIDS")?);
         clear(self.hash::<u16, u8>("TRACKED_PORTS")?);
         clear(self.hash::<SockKey, ListenInfo>("LISTENERS")?);

@@ -59,6 +59,10 @@ fn children_and_grandchildren_followed_threads_and_strangers_not() {
         live.contains(&child_pid),
         "child {child_pid} not in {live:?}"
     );
+    assert!(
+        probes.tgid_tracked(child_pid).unwrap(),
+        "child not in the fast filter"
+    );
     assert!(child.wait().unwrap().success());
     assert!(stranger.wait().unwrap().success());
 
@@ -88,5 +92,14 @@ fn children_and_grandchildren_followed_threads_and_strangers_not() {
     assert!(pids[1] != child_pid && pids[1] != me, "{pids:?}");
     // Both have exited: only this process is left, so their pids can be reused safely.
     assert_eq!(probes.tracked_pids().unwrap(), vec![me]);
+    assert!(
+        !probes.tgid_tracked(child_pid).unwrap(),
+        "exited child still passes the filter"
+    );
+    assert!(!probes.tgid_tracked(stranger.id()).unwrap());
+    // Clearing the filters leaves nothing passing, this process included.
+    probes.clear_filters(0).unwrap();
+    assert!(probes.tracked_pids().unwrap().is_empty());
+    assert!(!probes.tgid_tracked(me).unwrap());
     assert!(probes.lost().unwrap().iter().all(|(_, n)| *n == 0));
 }
