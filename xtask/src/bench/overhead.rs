@@ -104,6 +104,26 @@ fn sample_middle(pid: Option<u32>) -> JoinHandle<(f64, Option<f64>)> {
     })
 }
 
+/// Nanoseconds per 1-byte write(2) to /dev/null from this (untracked) process: median of 5
+/// loops of 500,000. With programs attached, the difference to idle is what a capture costs
+/// every other process on the host per syscall (an entry and an exit probe here).
+fn write_ns() -> anyhow::Result<f64> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    let fd = f.as_raw_fd();
+    const N: u32 = 500_000;
+    let mut per = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        for _ in 0..N {
+            // SAFETY: a 1-byte write from a live buffer to an open fd.
+            unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+        }
+        per.push(t.elapsed().as_nanos() as f64 / f64::from(N));
+    }
+    Ok(pct(&mut per, 0.5))
+}
+
 /// Starts a capture whose filters match none of the bench's traffic (a sleeping process and
 /// a port nobody listens on) and waits until it runs; stopping the returned processes ends it.
 fn filtered_capture(dir: &Path, daemon: &str) -> anyhow::Result<(procs::Bg, procs::Bg)> {
@@ -158,6 +178,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
 
     let (mut stopped, mut idle, mut on) = (Vec::new(), Vec::new(), Vec::new());
     let mut filtered = Vec::new();
+    let (mut write_idle, mut write_filtered) = (Vec::new(), Vec::new());
     let mut paced_off = vec![Vec::new(); PACED.len()];
     let mut paced_on = vec![Vec::new(); PACED.len()];
     let (mut idle_rss_kib, mut busy_rss_kib) = (None, None);
@@ -171,7 +192,12 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         idle_rss_kib = idle_rss_kib.or(rss_kib(pid));
         let daemon = format!("unix:{}", sock.display());
         idle.push(saturated.run(dir, None, None)?.0);
+        write_idle.push(write_ns()?);
         let (mut capture, mut sleeper) = filtered_capture(&tdir, &daemon)?;
+        // Past the capture's first second, when sampled BPF statistics are off again (as
+        // they are nine seconds in ten).
+        std::thread::sleep(Duration::from_millis(1200));
+        write_filtered.push(write_ns()?);
         filtered.push(saturated.run(dir, None, Some(pid))?.0);
         capture.stop();
         sleeper.stop();
@@ -235,6 +261,9 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         "ratio_idle_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&idle, |s| s.rps).unwrap_or(0.0) / o),
         "ratio_filtered_out_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&filtered, |s| s.rps).unwrap_or(0.0) / o),
         "tbd_cpu_pct_of_one_core_filtered_out": field(&filtered, |s| s.tbd_cpu_pct.unwrap_or(f64::NAN)),
+        "untracked_write_ns_idle": write_idle,
+        "untracked_write_ns_filtered_out": write_filtered,
+        "untracked_write_ns_added_median": median_of(&write_filtered).zip(median_of(&write_idle)).map(|(f, i)| f - i),
         "machine_busy_pct_stopped": median(&stopped, |s| s.busy_pct),
         "tbd_cpu_pct_of_one_core_while_capturing": field(&on, |s| s.tbd_cpu_pct.unwrap_or(f64::NAN)),
         "paced": paced_json,
@@ -253,8 +282,13 @@ fn field(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<f64> {
 }
 
 /// The median of one figure over the rounds; None when there were none.
+/// The median of plain figures; None when there were none.
+fn median_of(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| pct(&mut v.to_vec(), 0.5))
+}
+
 fn median(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<f64> {
-    (!v.is_empty()).then(|| pct(&mut field(v, f), 0.5))
+    median_of(&field(v, f))
 }
 
 /// (busy, total) jiffies of all cores, from /proc/stat's `cpu` line.
