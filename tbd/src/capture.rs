@@ -119,7 +119,8 @@ impl Engine {
         self.probes().set_stats(want);
     }
 
-    /// The probes (for stats and loss counters).
+    /// The probes (for stats and loss counters). Lock order: the capture state (`active`)
+    /// may be held when this is taken, never taken while this is held.
     pub fn probes(&self) -> std::sync::MutexGuard<'_, Probes> {
         self.probes.lock().expect("probes lock")
     }

@@ -98,6 +98,8 @@ fn sensors() -> Vec<SensorInfo> {
 #[tonic::async_trait]
 impl Tbd for Service {
     async fn get_info(&self, _: Request<GetInfoRequest>) -> Result<Response<DaemonInfo>, Status> {
+        // Before the probes: the capture state is never taken while they are held.
+        let active_run = self.engine.active_run().unwrap_or_default();
         let probes = self.engine.probes();
         let c = &self.engine.counters;
         use std::sync::atomic::Ordering::Relaxed;
@@ -127,7 +129,7 @@ impl Tbd for Service {
                 .collect(),
             events_received: c.events_received.load(Relaxed),
             events_stored: c.events_stored.load(Relaxed),
-            active_run: self.engine.active_run().unwrap_or_default(),
+            active_run,
             store_bytes: self.engine.store.size_on_disk(),
             bpf_stats_enabled: probes.stats_enabled(),
             bpf_stats_mode: self.engine.stats_mode.name(),

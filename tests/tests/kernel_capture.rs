@@ -179,6 +179,83 @@ fn capture_command_times_another_load_generator_and_its_children() {
     tbd.stop();
 }
 
+/// Runs `tbctl ARGS`; None when it has not finished within `secs` (it is killed).
+fn tbctl_within(args: &[&str], secs: u64) -> Option<std::process::Output> {
+    let mut c = std::process::Command::new(bin("tbctl"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if c.try_wait().unwrap().is_some() {
+            return Some(c.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
+}
+
+/// Status calls while captures start and stop. A status call once held the probes while it
+/// waited for the capture state, and a starting capture held them the other way round: both
+/// hung for good.
+#[test]
+fn status_while_captures_start_and_stop_never_hangs() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let daemon = format!("unix:{}", sock.display());
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("120")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id().to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pollers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, daemon) = (stop.clone(), daemon.clone());
+            std::thread::spawn(move || {
+                let mut calls = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let o = tbctl_within(&["daemon", "status", "--json", "--daemon", &daemon], 20);
+                    assert!(
+                        o.is_some_and(|o| o.status.success()),
+                        "status hung or failed"
+                    );
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    for i in 0..12 {
+        let o = tbctl_within(
+            &[
+                "capture",
+                "--pid",
+                &pid,
+                "--duration",
+                "30ms",
+                "--daemon",
+                &daemon,
+            ],
+            30,
+        );
+        let o = o.unwrap_or_else(|| panic!("capture {i} hung"));
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in pollers {
+        assert!(p.join().unwrap() > 0);
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    tbd.stop();
+}
+
 #[test]
 fn kill_9_mid_run_leaves_a_readable_store() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
