@@ -251,6 +251,7 @@ impl Engine {
                 .on_event(&Event::Batch(b), &mut |o| records.push(o));
         }
         a.tracker.flush(mono_ns(), &mut |o| records.push(o));
+        let tracker_stats = a.tracker.stats();
         let mut run = a.run;
         let recs = outputs_to_records(records, &mut run, &self.tail);
         self.store.append(&recs)?;
@@ -271,7 +272,7 @@ impl Engine {
             .count(crate::store::Kind::ClientRecord, &run.run_id)?;
         self.store.put_run(&run)?;
         self.store.flush()?;
-        tracing::info!(run = %run.run_id, exchanges = run.exchanges, "capture stopped");
+        tracing::info!(run = %run.run_id, exchanges = run.exchanges, tracker = ?tracker_stats, "capture stopped");
         Ok(run)
     }
 }

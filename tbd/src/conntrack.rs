@@ -173,6 +173,8 @@ struct Conn {
     /// Exit time of the last data syscall taken, so that a chunk seen twice (a batch read out
     /// of the kernel at stop while the probe was sending it) is taken once.
     last_data_ns: u64,
+    /// When its TCP connection reached CLOSE with the fd still open, 0 before.
+    tcp_closed_ns: u64,
 }
 
 /// Turns probe events into exchanges, connections and DNS lookups; see the module docs.
@@ -250,7 +252,7 @@ impl ConnTracker {
             Event::Connect(c) => self.on_connect(c, out),
             Event::Accept(a) => self.on_accept(a, out),
             Event::Close(c) => self.on_close(c, out),
-            Event::State(s) => self.on_state(s, out),
+            Event::State(s) => self.on_state(s),
             Event::Retransmit(r) => self.on_retransmit(r),
             Event::Dns(d) => self.on_dns(d, out),
         }
@@ -415,6 +417,7 @@ impl ConnTracker {
             seq: 0,
             dns: msg.is_dns.then(DnsState::default),
             last_data_ns: 0,
+            tcp_closed_ns: 0,
             msg,
         };
         if let Some((sk, _)) = pending {
@@ -449,6 +452,7 @@ impl ConnTracker {
             },
             is_client: false,
             last_data_ns: 0,
+            tcp_closed_ns: 0,
             skaddr: 0,
             tuple: None,
             open: None,
@@ -481,7 +485,7 @@ impl ConnTracker {
         self.finish((c.hdr.pid, c.fd as u32), c.hdr.ts_ns, out);
     }
 
-    fn on_state(&mut self, s: &StateEvent, out: &mut impl FnMut(Output)) {
+    fn on_state(&mut self, s: &StateEvent) {
         if s.skaddr == 0 {
             return;
         }
@@ -519,9 +523,19 @@ impl ConnTracker {
                 }
             }
             if s.newstate == TCP_CLOSE {
-                // The socket is gone (reset, failed handshake, or its process exited without
-                // close()): no more bytes can be tied to it, and its address may be reused.
-                self.finish(key, s.hdr.ts_ns, out);
+                // The TCP connection is over (a reset, a shutdown() answered, a failed
+                // handshake), but the fd may still be open: reads taken before it may still be
+                // held in the kernel's batch, sent at close(), and a write into a reset
+                // connection returns after this event. So the connection ends at close(), at
+                // the fd's reuse or at capture stop; only the socket's address is released
+                // now, since the kernel may reuse it.
+                if let Some(conn) = self.conns.get_mut(&key) {
+                    conn.tcp_closed_ns = s.hdr.ts_ns;
+                    conn.skaddr = 0;
+                }
+                if self.by_sk.get(&s.skaddr) == Some(&key) {
+                    self.by_sk.remove(&s.skaddr);
+                }
             }
             return;
         }
@@ -680,7 +694,13 @@ impl ConnTracker {
                 }));
             }
         }
-        conn.msg.t_closed_ns = t_closed_ns;
+        // The connection ended when TCP did, if before close() (or before the capture
+        // stopped with the fd still open).
+        conn.msg.t_closed_ns = if conn.tcp_closed_ns != 0 {
+            conn.tcp_closed_ns
+        } else {
+            t_closed_ns
+        };
         conn.msg.exchanges = conn.seq;
         self.stats.connections += 1;
         out(Output::Connection(conn.msg));
@@ -919,6 +939,27 @@ mod tests {
         got
     }
 
+    /// A batch of held chunks as the kernel sends it: (exit time, bytes), entered 5 ns
+    /// before; stamped with the last chunk's time.
+    fn batch(pid: u32, fd: i32, write: bool, chunks: &[(u64, u64)]) -> Event {
+        let mut b = DataBatchEvent {
+            hdr: hdr(kind::DATA_BATCH, pid, chunks.last().map_or(0, |c| c.0)),
+            fd,
+            n: chunks.len() as u32,
+            op: u32::from(if write { op::WRITE } else { op::READ }),
+            _pad: 0,
+            chunks: [tbd_common::Chunk::default(); tbd_common::BATCH_LEN],
+        };
+        for (i, &(t, bytes)) in chunks.iter().enumerate() {
+            b.chunks[i] = tbd_common::Chunk {
+                ts_ns: t,
+                ts_enter_ns: t - 5,
+                bytes,
+            };
+        }
+        decode(b)
+    }
+
     fn run(events: &[Event]) -> (Got, TrackerStats) {
         let mut t = ConnTracker::new("run-1".to_owned());
         let got = collect(&mut t, events, None);
@@ -1096,25 +1137,11 @@ mod tests {
             write(SERVER, 7, 3_000, 3_010, 60, OK_SSE),
         ];
         // The continuation writes come as the kernel sends them: held and batched.
-        let mut b = DataBatchEvent {
-            hdr: hdr(kind::DATA_BATCH, SERVER, 8_000),
-            fd: 7,
-            n: 4,
-            op: u32::from(op::WRITE),
-            _pad: 0,
-            chunks: [tbd_common::Chunk::default(); tbd_common::BATCH_LEN],
-        };
-        for k in 1..=4u64 {
-            b.chunks[k as usize - 1] = tbd_common::Chunk {
-                ts_ns: 3_005 + 1_000 * k,
-                ts_enter_ns: 3_000 + 1_000 * k,
-                bytes: 48,
-            };
-        }
-        evs.push(decode(b));
+        let held: Vec<(u64, u64)> = (1..=4u64).map(|k| (3_005 + 1_000 * k, 48)).collect();
+        evs.push(batch(SERVER, 7, true, &held));
         // The same chunks again, as when tbd reads a socket's batch out of the kernel at stop
         // while the probe was sending it: taken once.
-        evs.push(decode(b));
+        evs.push(batch(SERVER, 7, true, &held));
         evs.push(close(SERVER, 7, 9_000));
         let (got, stats) = run(&evs);
         assert_eq!(stats.duplicate_chunks, 4);
@@ -1460,6 +1487,57 @@ mod tests {
     }
 
     #[test]
+    fn tcp_close_before_close_call_keeps_held_chunks_and_a_late_write() {
+        // As seen with llama-server: the client's TCP connection reaches CLOSE (after its
+        // shutdown() is answered, or a write into a reset connection) while the fd is still
+        // open. The reads held in the kernel's batch arrive after that state event, at
+        // close(); so does a write that returned after it. None of it is orphaned.
+        let sk = 0xc5;
+        let req = request("late");
+        let mut evs = vec![
+            state(
+                CLIENT,
+                900,
+                sk,
+                CLOSE,
+                SYN_SENT,
+                5,
+                client_addr(),
+                server_addr(),
+            ),
+            connect(5, 800, 1_000, 0, server_addr()),
+            state(
+                CLIENT,
+                950,
+                sk,
+                SYN_SENT,
+                ESTABLISHED,
+                -1,
+                client_addr(),
+                server_addr(),
+            ),
+            write(CLIENT, 5, 1_100, 1_110, req.len() as u32, &req),
+            read(CLIENT, 5, 2_000, 2_010, 60, OK_SSE),
+            state(0, 5_000, sk, 9, CLOSE, -1, client_addr(), server_addr()),
+        ];
+        evs.push(batch(
+            CLIENT,
+            5,
+            false,
+            &[(3_000, 10), (4_000, 20), (4_500, 30)],
+        ));
+        evs.push(close(CLIENT, 5, 6_000));
+        let (got, stats) = run(&evs);
+        assert_eq!(stats.orphan_data, 0);
+        let x = &got.exchanges[0];
+        assert_eq!(x.response_bytes, 60 + 10 + 20 + 30);
+        assert_eq!(x.t_response_last_ns, 4_500);
+        assert_eq!(got.connections[0].t_closed_ns, 5_000);
+        // The socket's address is free: a new socket there is not taken for this one.
+        assert_eq!(stats.connections, 1);
+    }
+
+    #[test]
     fn server_linked_by_tuple_after_accept() {
         // No state event before accept (e.g. the port was not yet tracked): the first event
         // naming the socket's 4-tuple, here a retransmit, links it; then its later retransmits
@@ -1474,6 +1552,8 @@ mod tests {
             state(0, 4_000, 0xe0, ESTABLISHED, 8, -1, local, client_addr()),
             retransmit(4_500, 0xe0, local, client_addr()),
             state(0, 5_000, 0xe0, 9, CLOSE, -1, local, client_addr()),
+            // The fd's close() ends the connection record; it closed when TCP did.
+            close(SERVER, 7, 5_100),
         ];
         let (got, stats) = run(&evs);
         assert_eq!(stats.orphan_retransmits, 0);

@@ -103,3 +103,31 @@ pub fn chunk_times(v: &Value) -> Vec<u64> {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Asserts that the kernel saw the same bytes each way on both sides of every request in a
+/// run's kernel.jsonl: a chunk lost between the probes and the store shows up as a mismatch.
+pub fn assert_sides_agree(kernel_jsonl: &Path) {
+    let lines = jsonl(kernel_jsonl);
+    let mut pairs = 0;
+    for c in lines.iter().filter(|l| l["side"] == "client") {
+        let Some(s) = lines
+            .iter()
+            .find(|l| l["side"] == "server" && l["request_id"] == c["request_id"])
+        else {
+            continue;
+        };
+        for f in ["request_bytes", "response_bytes"] {
+            assert_eq!(
+                c[f], s[f],
+                "{f} of request {}: client {c} server {s}",
+                c["request_id"]
+            );
+        }
+        pairs += 1;
+    }
+    assert!(
+        pairs > 0,
+        "no request seen on both sides in {}",
+        kernel_jsonl.display()
+    );
+}

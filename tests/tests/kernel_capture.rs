@@ -55,6 +55,7 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
         .unwrap()
         .values()
         .all(|v| v == 0));
+    assert_sides_agree(&dir.join("kernel.jsonl"));
     let lines = jsonl(&dir.join("kernel.jsonl"));
     let truth = truth_by_id(&truth);
     let mut err = Vec::new();

@@ -72,4 +72,5 @@ fn profiles_llama_cpp_with_usage_tokens_and_kernel_timing() {
         .iter()
         .all(|l| l["pid"].as_u64() == Some(llama.pid() as u64)));
     assert!(k["metrics"]["server_ttft_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert_sides_agree(&dir.join("kernel.jsonl"));
 }
