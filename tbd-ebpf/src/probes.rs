@@ -185,6 +185,14 @@ fn tgid_tracked(tgid: u32) -> bool {
     matches!(TRACKED_TGIDS.get(tgid), Some(v) if *v != 0)
 }
 
+/// Whether `tgid` is a tracked client (named by the capture, or a child of one): the fast
+/// filter first, then the registry, since a listener holder passes the filter too.
+#[inline(always)]
+fn client_tracked(tgid: u32) -> bool {
+    // SAFETY: plain value read of a map entry.
+    tgid_tracked(tgid) && unsafe { TRACKED_PIDS.get(&tgid) }.is_some()
+}
+
 /// Sets or clears `tgid` in the fast filter.
 #[inline(always)]
 fn set_tgid(tgid: u32, on: u8) {
@@ -243,9 +251,7 @@ pub fn tb_enter_connect(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     // Only tracked clients: a listener holder's own outgoing connections are not its
     // server side.
-    let tgid = (id >> 32) as u32;
-    // SAFETY: plain value read of a map entry.
-    if !tgid_tracked(tgid) || unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+    if !client_tracked((id >> 32) as u32) {
         return 0;
     }
     let Some(dst) = read_sockaddr(arg(&ctx, ARG1)) else {
@@ -756,9 +762,7 @@ const CLONE_THREAD: u64 = 0x10000;
 
 #[tracepoint]
 pub fn tb_fork(ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: plain value read of a map entry.
-    if !tgid_tracked(tgid) || unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+    if !client_tracked((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
     // The parent is inside clone/clone3/fork/vfork: its flags say whether the child is a
@@ -807,9 +811,7 @@ pub fn tb_exit_process(_ctx: TracePointContext) -> u32 {
 #[uprobe]
 pub fn tb_getaddrinfo(ctx: ProbeContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
-    // A listener holder that is no tracked client has its tgid set too, hence both tests.
-    let tgid = (id >> 32) as u32;
-    if !tgid_tracked(tgid) || unsafe { TRACKED_PIDS.get(&tgid) }.is_none() {
+    if !client_tracked((id >> 32) as u32) {
         return 0;
     }
     let mut args = DnsArgs {

@@ -939,6 +939,25 @@ mod tests {
         got
     }
 
+    /// The client socket `sk` entering SYN_SENT inside connect() on `fd`.
+    fn syn_sent(ts: u64, sk: u64, fd: i32) -> Event {
+        state(
+            CLIENT,
+            ts,
+            sk,
+            CLOSE,
+            SYN_SENT,
+            fd,
+            client_addr(),
+            server_addr(),
+        )
+    }
+
+    /// A later state change of the client socket `sk`, seen from `pid` (softirq context).
+    fn client_state(pid: u32, ts: u64, sk: u64, old: i32, new: i32) -> Event {
+        state(pid, ts, sk, old, new, -1, client_addr(), server_addr())
+    }
+
     /// A batch of held chunks as the kernel sends it: (exit time, bytes), entered 5 ns
     /// before; stamped with the last chunk's time.
     fn batch(pid: u32, fd: i32, write: bool, chunks: &[(u64, u64)]) -> Event {
@@ -1058,16 +1077,7 @@ mod tests {
                 server_addr(),
             ),
             connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
-            state(
-                9,
-                1_900,
-                0xa0,
-                SYN_SENT,
-                ESTABLISHED,
-                -1,
-                client_addr(),
-                server_addr(),
-            ),
+            client_state(9, 1_900, 0xa0, SYN_SENT, ESTABLISHED),
             close(CLIENT, 5, 5_000),
         ];
         let (got, _) = run(&evs);
@@ -1096,16 +1106,7 @@ mod tests {
                 syn_src,
                 server_addr(),
             ),
-            state(
-                9,
-                1_700,
-                0xa1,
-                SYN_SENT,
-                ESTABLISHED,
-                -1,
-                client_addr(),
-                server_addr(),
-            ),
+            client_state(9, 1_700, 0xa1, SYN_SENT, ESTABLISHED),
             connect(6, 1_000, 1_750, 0, server_addr()),
         ];
         let mut t = ConnTracker::new("r".into());
@@ -1286,26 +1287,8 @@ mod tests {
     #[test]
     fn failed_connect() {
         let evs = [
-            state(
-                CLIENT,
-                1_050,
-                0xc0,
-                CLOSE,
-                SYN_SENT,
-                5,
-                client_addr(),
-                server_addr(),
-            ),
-            state(
-                9,
-                1_400,
-                0xc0,
-                SYN_SENT,
-                CLOSE,
-                -1,
-                client_addr(),
-                server_addr(),
-            ),
+            syn_sent(1_050, 0xc0, 5),
+            client_state(9, 1_400, 0xc0, SYN_SENT, CLOSE),
             connect(5, 1_000, 1_500, -111, server_addr()),
             write(CLIENT, 5, 1_600, 1_610, 10, b"GET / HTTP/1.1\r\n"),
         ];
@@ -1324,28 +1307,10 @@ mod tests {
     #[test]
     fn non_blocking_connect_refused_closes_on_tcp_close() {
         let evs = [
-            state(
-                CLIENT,
-                1_050,
-                0xc1,
-                CLOSE,
-                SYN_SENT,
-                5,
-                client_addr(),
-                server_addr(),
-            ),
+            syn_sent(1_050, 0xc1, 5),
             connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
-            state(
-                9,
-                1_400,
-                0xc1,
-                SYN_SENT,
-                CLOSE,
-                -1,
-                client_addr(),
-                server_addr(),
-            ),
-            // The application's own close() of the fd comes after and finds nothing.
+            client_state(9, 1_400, 0xc1, SYN_SENT, CLOSE),
+            // The application's own close() of the fd ends the record; it closed when TCP did.
             close(CLIENT, 5, 1_500),
         ];
         let (got, stats) = run(&evs);
@@ -1442,28 +1407,10 @@ mod tests {
     fn retransmit_counted_on_the_right_exchange() {
         let sk = 0xd0;
         let mut evs = vec![
-            state(
-                CLIENT,
-                150,
-                sk,
-                CLOSE,
-                SYN_SENT,
-                5,
-                client_addr(),
-                server_addr(),
-            ),
+            syn_sent(150, sk, 5),
             // A SYN retransmitted while connect() blocks.
             retransmit(170, sk, client_addr(), server_addr()),
-            state(
-                9,
-                190,
-                sk,
-                SYN_SENT,
-                ESTABLISHED,
-                -1,
-                client_addr(),
-                server_addr(),
-            ),
+            client_state(9, 190, sk, SYN_SENT, ESTABLISHED),
             connect(5, 100, 200, 0, server_addr()),
         ];
         for i in 0..3u64 {
@@ -1495,27 +1442,9 @@ mod tests {
         let sk = 0xc5;
         let req = request("late");
         let mut evs = vec![
-            state(
-                CLIENT,
-                900,
-                sk,
-                CLOSE,
-                SYN_SENT,
-                5,
-                client_addr(),
-                server_addr(),
-            ),
+            syn_sent(900, sk, 5),
             connect(5, 800, 1_000, 0, server_addr()),
-            state(
-                CLIENT,
-                950,
-                sk,
-                SYN_SENT,
-                ESTABLISHED,
-                -1,
-                client_addr(),
-                server_addr(),
-            ),
+            client_state(CLIENT, 950, sk, SYN_SENT, ESTABLISHED),
             write(CLIENT, 5, 1_100, 1_110, req.len() as u32, &req),
             read(CLIENT, 5, 2_000, 2_010, 60, OK_SSE),
             state(0, 5_000, sk, 9, CLOSE, -1, client_addr(), server_addr()),
@@ -1665,38 +1594,11 @@ mod tests {
     fn socket_address_reused_after_a_lost_tcp_close() {
         let sk = 0xf0;
         let evs = [
-            state(
-                CLIENT,
-                150,
-                sk,
-                CLOSE,
-                SYN_SENT,
-                5,
-                client_addr(),
-                server_addr(),
-            ),
+            syn_sent(150, sk, 5),
             connect(5, 100, 200, 0, server_addr()),
             // Socket 5's TCP_CLOSE was lost; the kernel hands its address to fd 6's socket.
-            state(
-                CLIENT,
-                1_050,
-                sk,
-                CLOSE,
-                SYN_SENT,
-                6,
-                client_addr(),
-                server_addr(),
-            ),
-            state(
-                9,
-                1_060,
-                sk,
-                SYN_SENT,
-                ESTABLISHED,
-                -1,
-                client_addr(),
-                server_addr(),
-            ),
+            syn_sent(1_050, sk, 6),
+            client_state(9, 1_060, sk, SYN_SENT, ESTABLISHED),
             connect(6, 1_000, 1_100, 0, server_addr()),
             close(CLIENT, 5, 2_000),
             retransmit(2_500, sk, client_addr(), server_addr()),

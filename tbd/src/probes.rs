@@ -386,27 +386,25 @@ impl Probes {
         self.set_tgid(pid, 1)
     }
 
-    /// Sets or clears `pid` in the probes' fast filter (`TRACKED_TGIDS`).
-    fn set_tgid(&mut self, pid: u32, on: u8) -> Result<(), TbdError> {
+    /// The probes' fast filter, `TRACKED_TGIDS` (byte per pid).
+    fn tgids(&mut self) -> Result<Array<&mut MapData, u8>, TbdError> {
         let map = self
             .ebpf
             .map_mut("TRACKED_TGIDS")
             .ok_or_else(|| TbdError::Layout("map TRACKED_TGIDS missing from object".into()))?;
-        let mut a: Array<&mut MapData, u8> =
-            Array::try_from(map).map_err(|e| TbdError::Map("TRACKED_TGIDS", e))?;
-        a.set(pid, on, 0)
+        Array::try_from(map).map_err(|e| TbdError::Map("TRACKED_TGIDS", e))
+    }
+
+    /// Sets or clears `pid` in the probes' fast filter.
+    fn set_tgid(&mut self, pid: u32, on: u8) -> Result<(), TbdError> {
+        self.tgids()?
+            .set(pid, on, 0)
             .map_err(|e| TbdError::Map("TRACKED_TGIDS", e))
     }
 
     /// Whether `pid` passes the probes' fast filter.
     pub fn tgid_tracked(&mut self, pid: u32) -> Result<bool, TbdError> {
-        let map = self
-            .ebpf
-            .map_mut("TRACKED_TGIDS")
-            .ok_or_else(|| TbdError::Layout("map TRACKED_TGIDS missing from object".into()))?;
-        let a: Array<&mut MapData, u8> =
-            Array::try_from(map).map_err(|e| TbdError::Map("TRACKED_TGIDS", e))?;
-        Ok(a.get(&pid, 0).is_ok_and(|v| v != 0))
+        Ok(self.tgids()?.get(&pid, 0).is_ok_and(|v| v != 0))
     }
 
     /// The processes tracked now: those a capture named, and their children forked since.

@@ -55,7 +55,7 @@ pub async fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         bail!("nothing to capture: give --pid PID, --port PORT, or a command after --");
     }
     for pid in &a.pids {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if !alive(*pid) {
             bail!("no process {pid}: give the pid of a running process");
         }
     }
@@ -149,6 +149,11 @@ pub async fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     Ok(exit)
 }
 
+/// Whether process `pid` exists.
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Waits for the command to exit (its status), or, with no command, for every pid given to be
 /// gone (None); never returns when there is neither. Polled, so that nothing blocks the runtime
 /// when the capture stops first.
@@ -167,10 +172,7 @@ async fn ended(
                 }
             }
             None => {
-                if pids
-                    .iter()
-                    .all(|p| !Path::new(&format!("/proc/{p}")).exists())
-                {
+                if !pids.iter().any(|&p| alive(p)) {
                     return Ok(None);
                 }
             }
