@@ -32,6 +32,9 @@ pub mod kind {
     /// the socket's previous one (the middle of a message, so no payload prefix), held in the
     /// kernel and sent together ([`DataBatchEvent`](crate::DataBatchEvent)).
     pub const DATA_BATCH: u32 = 8;
+    /// A tracked server socket's peer, as getpeername() returned it to the server
+    /// ([`PeerEvent`](crate::PeerEvent)): for servers that accept with a null address.
+    pub const PEER: u32 = 9;
 }
 
 /// Indices of the per-CPU loss counters (`LOST` map), one per reason an event can be lost.
@@ -173,6 +176,18 @@ pub struct CloseEvent {
     pub hdr: EventHeader,
     pub fd: i32,
     pub _pad: u32,
+}
+
+/// getpeername() on a tracked server-side socket. Servers built on cpp-httplib (llama.cpp's
+/// llama-server) accept with a null address and ask for the peer afterwards; without it their
+/// connections would have no 4-tuple to link TCP state and retransmit events by.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PeerEvent {
+    pub hdr: EventHeader,
+    pub fd: i32,
+    pub _pad: u32,
+    pub peer: SockAddr,
 }
 
 /// A TCP state change (`sock/inet_sock_set_state`) of a tracked socket, or of any socket whose

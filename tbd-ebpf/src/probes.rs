@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use tbd_common::{
     kind, lost, op, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent, DnsEvent,
-    EventHeader, ListenInfo, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, BATCH_LEN,
+    EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, BATCH_LEN,
     COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
 };
 
@@ -379,6 +379,40 @@ pub fn tb_enter_accept4(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn tb_exit_accept4(ctx: TracePointContext) -> u32 {
     accept_exit(&ctx)
+}
+
+/// getpeername() on a tracked server socket: the peer of a connection accepted with a null
+/// address. Exit only: the fd and the address buffer are in the saved registers, and the
+/// call is rare (once per connection), so it needs no in-flight entry.
+#[tracepoint]
+pub fn tb_exit_getpeername(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if !tgid_tracked((id >> 32) as u32) || arg(&ctx, SYS_RET) != 0 {
+        return 0;
+    }
+    let regs = user_regs();
+    // SAFETY: loads from the saved registers, checked by the verifier.
+    let (fd, addr) = unsafe { ((*regs).rdi as u32, (*regs).rsi) };
+    let key = SockKey {
+        pid: (id >> 32) as u32,
+        fd,
+    };
+    // SAFETY: plain read of a map value.
+    match SOCKETS.get_ptr(key) {
+        Some(info) if unsafe { (*info).side } == 1 => {}
+        _ => return 0,
+    }
+    let Some(peer) = read_sockaddr(addr) else {
+        return 0;
+    };
+    let ev = PeerEvent {
+        hdr: header(kind::PEER, id, unsafe { bpf_ktime_get_ns() }),
+        fd: fd as i32,
+        _pad: 0,
+        peer,
+    };
+    emit(&ev);
+    0
 }
 
 // ---- read / write family ------------------------------------------------------------------

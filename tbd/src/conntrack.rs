@@ -12,8 +12,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use tb_proto::v1::{Chunk, Connection, DnsLookup, Endpoint, Exchange};
 use tbd_common::{
-    op, AcceptEvent, CloseEvent, ConnectEvent, DnsEvent, RetransmitEvent, SockAddr, StateEvent,
-    PREFIX_LEN,
+    op, AcceptEvent, CloseEvent, ConnectEvent, DnsEvent, PeerEvent, RetransmitEvent, SockAddr,
+    StateEvent, PREFIX_LEN,
 };
 
 use crate::events::{batch_chunks, c_str, socket_addr, Event};
@@ -251,6 +251,7 @@ impl ConnTracker {
             }
             Event::Connect(c) => self.on_connect(c, out),
             Event::Accept(a) => self.on_accept(a, out),
+            Event::Peer(p) => self.on_peer(p),
             Event::Close(c) => self.on_close(c, out),
             Event::State(s) => self.on_state(s),
             Event::Retransmit(r) => self.on_retransmit(r),
@@ -434,7 +435,7 @@ impl ConnTracker {
             self.finish(key, a.hdr.ts_ns, out);
         }
         let id = self.next_id();
-        let mut conn = Conn {
+        let conn = Conn {
             msg: Connection {
                 run_id: self.run_id.clone(),
                 conn_id: id,
@@ -459,26 +460,51 @@ impl ConnTracker {
             seq: 0,
             dns: None,
         };
-        if let Some(tuple) = TupleKey::new(a.local_port, &a.peer) {
-            let pending = self
-                .pending_by_tuple
-                .remove(&tuple)
-                .and_then(|sk| self.pending.remove(&sk).map(|p| (sk, p)));
-            match pending {
-                Some((sk, p)) => {
-                    conn.skaddr = sk;
-                    set_local_addr(&mut conn.msg.dst, &p.local);
-                    conn.msg.t_established_ns = p.t_established_ns;
-                    conn.msg.retransmits = p.retransmits;
-                    self.by_sk.insert(sk, key);
-                }
-                None => {
-                    conn.tuple = Some(tuple);
-                    self.by_tuple.insert(tuple, key);
-                }
+        self.conns.insert(key, conn);
+        self.link_server(key, a.local_port, &a.peer);
+    }
+
+    /// A server socket's peer from getpeername(), for servers that accepted it with a null
+    /// address: the connection gets its source and is linked to its kernel socket.
+    fn on_peer(&mut self, p: &PeerEvent) {
+        let key = (p.hdr.pid, p.fd as u32);
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if conn.is_client || conn.skaddr != 0 || conn.tuple.is_some() {
+            return;
+        }
+        conn.msg.src = Some(endpoint(&p.peer));
+        let local_port = conn.msg.dst.as_ref().map_or(0, |e| e.port as u16);
+        self.link_server(key, local_port, &p.peer);
+    }
+
+    /// Links server connection `key` to its kernel socket by 4-tuple: now, when the socket's
+    /// handshake was seen before accept() handed it out, or when a later state event names it.
+    fn link_server(&mut self, key: FdKey, local_port: u16, peer: &SockAddr) {
+        let Some(tuple) = TupleKey::new(local_port, peer) else {
+            return;
+        };
+        let pending = self
+            .pending_by_tuple
+            .remove(&tuple)
+            .and_then(|sk| self.pending.remove(&sk).map(|p| (sk, p)));
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        match pending {
+            Some((sk, p)) => {
+                conn.skaddr = sk;
+                set_local_addr(&mut conn.msg.dst, &p.local);
+                conn.msg.t_established_ns = p.t_established_ns;
+                conn.msg.retransmits = p.retransmits;
+                self.by_sk.insert(sk, key);
+            }
+            None => {
+                conn.tuple = Some(tuple);
+                self.by_tuple.insert(tuple, key);
             }
         }
-        self.conns.insert(key, conn);
     }
 
     fn on_close(&mut self, c: &CloseEvent, out: &mut impl FnMut(Output)) {
@@ -817,6 +843,15 @@ mod tests {
             local_port,
             _pad: [0; 6],
             comm: comm("vllm"),
+        })
+    }
+
+    fn peer(pid: u32, fd: i32, ts: u64, peer: SockAddr) -> Event {
+        decode(PeerEvent {
+            hdr: hdr(kind::PEER, pid, ts),
+            fd,
+            _pad: 0,
+            peer,
         })
     }
 
@@ -1499,6 +1534,54 @@ mod tests {
         assert_eq!(stats.orphan_retransmits, 1);
         assert_eq!(got.connections[0].retransmits, 0);
         assert_eq!(c.dst.as_ref().unwrap().addr, "10.0.0.2");
+    }
+
+    #[test]
+    fn server_accepted_without_address_is_linked_by_getpeername() {
+        // llama-server (cpp-httplib): accept4(fd, NULL, NULL) after the handshake finished,
+        // then getpeername() on a worker thread.
+        let local = v4([127, 0, 0, 1], 8000);
+        let unknown = SockAddr {
+            family: 0,
+            port: 0,
+            addr: [0; 16],
+        };
+        let req = request("p");
+        let evs = [
+            state(0, 900, 0xf0, SYN_RECV, ESTABLISHED, -1, local, client_addr()),
+            accept(7, 1_000, unknown, 8000),
+            peer(SERVER, 7, 1_050, client_addr()),
+            // A second call on the same socket changes nothing.
+            peer(SERVER, 7, 1_060, client_addr()),
+            read(SERVER, 7, 1_100, 2_000, req.len() as u32, &req),
+            retransmit(2_500, 0xf0, local, client_addr()),
+            write(SERVER, 7, 3_000, 3_010, 60, OK_SSE),
+            state(0, 5_000, 0xf0, 9, CLOSE, -1, local, client_addr()),
+            close(SERVER, 7, 5_100),
+        ];
+        let (got, stats) = run(&evs);
+        assert_eq!(stats.orphan_retransmits, 0);
+        let c = &got.connections[0];
+        let src = c.src.as_ref().unwrap();
+        assert_eq!((src.addr.as_str(), src.port), ("10.0.0.1", 40000));
+        let dst = c.dst.as_ref().unwrap();
+        assert_eq!((dst.addr.as_str(), dst.port), ("127.0.0.1", 8000));
+        assert_eq!((c.t_established_ns, c.retransmits, c.t_closed_ns), (900, 1, 5_000));
+        assert_eq!(got.exchanges[0].retransmits, 1);
+        // Without the getpeername event the socket stays unlinked: no peer, handshake time or
+        // retransmit on the connection.
+        let (got, _) = run(&[evs[0], evs[1], evs[4], evs[5], evs[8]]);
+        let c = &got.connections[0];
+        assert_eq!(c.src.as_ref().unwrap().port, 0);
+        assert_eq!((c.t_established_ns, c.retransmits), (0, 0));
+        // A client socket's getpeername is not a server peer.
+        let evs = [
+            connect(5, 100, 200, 0, server_addr()),
+            peer(CLIENT, 5, 300, v4([10, 9, 9, 9], 1)),
+            close(CLIENT, 5, 400),
+        ];
+        let (got, _) = run(&evs);
+        assert_eq!(got.connections[0].dst.as_ref().unwrap().addr, "10.0.0.2");
     }
 
     #[test]

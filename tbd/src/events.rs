@@ -2,7 +2,7 @@
 
 use tbd_common::{
     kind, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent, DnsEvent,
-    EventHeader, RetransmitEvent, SockAddr, StateEvent,
+    EventHeader, PeerEvent, RetransmitEvent, SockAddr, StateEvent,
 };
 
 /// One event from the probes.
@@ -13,6 +13,8 @@ use tbd_common::{
 pub enum Event {
     Connect(ConnectEvent),
     Accept(AcceptEvent),
+    /// A server socket's peer from getpeername().
+    Peer(PeerEvent),
     Data(DataEvent),
     /// Continuation chunks of one socket; [`batch_chunks`] turns them into data events.
     Batch(DataBatchEvent),
@@ -37,6 +39,7 @@ impl Event {
         Some(match hdr.kind {
             kind::CONNECT => Event::Connect(read(buf)?),
             kind::ACCEPT => Event::Accept(read(buf)?),
+            kind::PEER => Event::Peer(read(buf)?),
             kind::DATA => Event::Data(read(buf)?),
             kind::DATA_BATCH => Event::Batch(read(buf)?),
             kind::CLOSE => Event::Close(read(buf)?),
@@ -52,6 +55,7 @@ impl Event {
         match self {
             Event::Connect(e) => &e.hdr,
             Event::Accept(e) => &e.hdr,
+            Event::Peer(e) => &e.hdr,
             Event::Data(e) => &e.hdr,
             Event::Batch(e) => &e.hdr,
             Event::Close(e) => &e.hdr,

@@ -61,6 +61,10 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
         Attach::Tracepoint("syscalls", "sys_exit_accept4"),
     ),
     (
+        "tb_exit_getpeername",
+        Attach::Tracepoint("syscalls", "sys_exit_getpeername"),
+    ),
+    (
         "tb_exit_read",
         Attach::Tracepoint("syscalls", "sys_exit_read"),
     ),

@@ -42,6 +42,7 @@ const EXPECTED: &[(&str, &str, usize)] = &[
     ("syscalls/sys_enter_sendmmsg", "fd", 16),
     ("syscalls/sys_enter_sendmmsg", "mmsg", 24),
     ("syscalls/sys_exit_read", "ret", 16),
+    ("syscalls/sys_exit_getpeername", "ret", 16),
     ("sock/inet_sock_set_state", "skaddr", 8),
     ("sock/inet_sock_set_state", "newstate", 20),
     ("sock/inet_sock_set_state", "sport", 24),

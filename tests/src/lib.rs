@@ -105,7 +105,8 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Asserts that the kernel saw the same bytes each way on both sides of every request in a
-/// run's kernel.jsonl: a chunk lost between the probes and the store shows up as a mismatch.
+/// run's kernel.jsonl (a chunk lost between the probes and the store shows up as a
+/// mismatch), and that both name the same connection (client socket to server port).
 pub fn assert_sides_agree(kernel_jsonl: &Path) {
     let lines = jsonl(kernel_jsonl);
     let mut pairs = 0;
@@ -120,6 +121,15 @@ pub fn assert_sides_agree(kernel_jsonl: &Path) {
             assert_eq!(
                 c[f], s[f],
                 "{f} of request {}: client {c} server {s}",
+                c["request_id"]
+            );
+        }
+        // Both sides name one TCP connection: the server's peer is the client's socket.
+        for f in ["src", "dst"] {
+            let (cf, sf) = (&c["conn"][f], &s["conn"][f]);
+            assert!(
+                cf == sf && !cf.as_str().unwrap_or_default().ends_with(":0"),
+                "connection {f} of request {}: client {cf} server {sf}",
                 c["request_id"]
             );
         }
