@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use tbd_common::{
     kind, lost, op, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent, DnsEvent,
-    EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, BATCH_LEN,
-    COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
+    EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent,
+    BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
 };
 
 const AF_INET: u16 = 2;

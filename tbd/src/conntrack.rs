@@ -1548,7 +1548,16 @@ mod tests {
         };
         let req = request("p");
         let evs = [
-            state(0, 900, 0xf0, SYN_RECV, ESTABLISHED, -1, local, client_addr()),
+            state(
+                0,
+                900,
+                0xf0,
+                SYN_RECV,
+                ESTABLISHED,
+                -1,
+                local,
+                client_addr(),
+            ),
             accept(7, 1_000, unknown, 8000),
             peer(SERVER, 7, 1_050, client_addr()),
             // A second call on the same socket changes nothing.
@@ -1566,7 +1575,10 @@ mod tests {
         assert_eq!((src.addr.as_str(), src.port), ("10.0.0.1", 40000));
         let dst = c.dst.as_ref().unwrap();
         assert_eq!((dst.addr.as_str(), dst.port), ("127.0.0.1", 8000));
-        assert_eq!((c.t_established_ns, c.retransmits, c.t_closed_ns), (900, 1, 5_000));
+        assert_eq!(
+            (c.t_established_ns, c.retransmits, c.t_closed_ns),
+            (900, 1, 5_000)
+        );
         assert_eq!(got.exchanges[0].retransmits, 1);
         // Without the getpeername event the socket stays unlinked: no peer, handshake time or
         // retransmit on the connection.

@@ -63,7 +63,8 @@ fn server_peer_from_getpeername_links_the_kernel_socket() {
     // side is tracked.
     let client = std::thread::spawn(move || {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        c.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
         let mut buf = [0u8; 256];
         let n = c.read(&mut buf).unwrap();
         assert!(n > 0);
@@ -100,7 +101,11 @@ fn server_peer_from_getpeername_links_the_kernel_socket() {
             _ => None,
         })
         .collect();
-    assert_eq!(peers.len(), 1, "one getpeername on the accepted socket: {peers:?}");
+    assert_eq!(
+        peers.len(),
+        1,
+        "one getpeername on the accepted socket: {peers:?}"
+    );
     assert_eq!(
         tbd::events::socket_addr(&peers[0].peer),
         Some(client_addr),
@@ -137,7 +142,10 @@ fn server_peer_from_getpeername_links_the_kernel_socket() {
         ("127.0.0.1", u32::from(client_addr.port()))
     );
     let dst = c.dst.as_ref().unwrap();
-    assert_eq!((dst.addr.as_str(), dst.port), ("127.0.0.1", u32::from(port)));
+    assert_eq!(
+        (dst.addr.as_str(), dst.port),
+        ("127.0.0.1", u32::from(port))
+    );
     assert!(
         c.t_established_ns > 0 && c.t_established_ns <= accept.hdr.ts_ns,
         "handshake time from the linked state event: {c:?}"
