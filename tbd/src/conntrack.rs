@@ -23,8 +23,12 @@ use crate::http_prefix::{request_line, status_line};
 const TCP_ESTABLISHED: i32 = 1;
 /// TCP_SYN_SENT: emitted inside connect(), with the connecting fd.
 const TCP_SYN_SENT: i32 = 2;
+/// TCP_FIN_WAIT1: this side sent its FIN first.
+const TCP_FIN_WAIT1: i32 = 4;
 /// TCP_CLOSE: the kernel socket is done; its address may be reused for another socket.
 const TCP_CLOSE: i32 = 7;
+/// TCP_CLOSE_WAIT: the peer's FIN came first.
+const TCP_CLOSE_WAIT: i32 = 8;
 /// connect()'s return for a non-blocking socket whose handshake is under way.
 const EINPROGRESS: i32 = -115;
 /// Destination port that makes a connection a DNS socket.
@@ -508,7 +512,19 @@ impl ConnTracker {
     }
 
     fn on_close(&mut self, c: &CloseEvent, out: &mut impl FnMut(Output)) {
-        self.finish((c.hdr.pid, c.fd as u32), c.hdr.ts_ns, out);
+        let key = (c.hdr.pid, c.fd as u32);
+        if let Some(conn) = self.conns.get_mut(&key) {
+            // close() of an established socket whose peer has sent no FIN (nor a reset) sends
+            // this side's FIN first. Its own FIN_WAIT1 comes after the connection is emitted.
+            if conn.msg.closed_by.is_empty()
+                && conn.msg.t_established_ns != 0
+                && conn.tcp_closed_ns == 0
+                && !conn.msg.is_dns
+            {
+                conn.msg.closed_by = side_name(conn.is_client).to_owned();
+            }
+        }
+        self.finish(key, c.hdr.ts_ns, out);
     }
 
     fn on_state(&mut self, s: &StateEvent) {
@@ -546,6 +562,11 @@ impl ConnTracker {
                 }
                 if s.newstate == TCP_ESTABLISHED && conn.msg.t_established_ns == 0 {
                     conn.msg.t_established_ns = s.hdr.ts_ns;
+                }
+                if conn.msg.closed_by.is_empty() {
+                    if let Some(who) = closer(conn.is_client, s.oldstate, s.newstate) {
+                        conn.msg.closed_by = who.to_owned();
+                    }
                 }
             }
             if s.newstate == TCP_CLOSE {
@@ -746,6 +767,25 @@ fn endpoint(a: &SockAddr) -> Endpoint {
             .map(|s| s.ip().to_canonical().to_string())
             .unwrap_or_default(),
         port: u32::from(a.port),
+    }
+}
+
+fn side_name(is_client: bool) -> &'static str {
+    if is_client {
+        "client"
+    } else {
+        "server"
+    }
+}
+
+/// Who ended an established connection, from a state change of one side's socket: its own
+/// FIN first (FIN_WAIT1), the peer's (CLOSE_WAIT), or a reset (straight to CLOSE).
+fn closer(is_client: bool, old: i32, new: i32) -> Option<&'static str> {
+    match new {
+        TCP_FIN_WAIT1 => Some(side_name(is_client)),
+        TCP_CLOSE_WAIT => Some(side_name(!is_client)),
+        TCP_CLOSE if old == TCP_ESTABLISHED => Some("reset"),
+        _ => None,
     }
 }
 
@@ -1093,6 +1133,106 @@ mod tests {
         assert_eq!(stats.connections, 1);
         assert_eq!(stats.events, evs.len() as u64);
         assert_eq!(stats.unmatched_data, 0);
+    }
+
+    #[test]
+    fn who_closed_first_from_state_changes_and_close() {
+        const FIN_WAIT1: i32 = TCP_FIN_WAIT1;
+        const CLOSE_WAIT: i32 = TCP_CLOSE_WAIT;
+        let req = request("c");
+        // Each side's socket, linked: the client's by SYN_SENT, the server's by its 4-tuple.
+        let client = |tail: &[Event]| {
+            let mut evs = vec![
+                syn_sent(1_000, 0xa0, 5),
+                connect(5, 1_000, 1_100, 0, server_addr()),
+                client_state(0, 1_200, 0xa0, SYN_SENT, ESTABLISHED),
+                write(CLIENT, 5, 2_000, 2_010, req.len() as u32, &req),
+                read(CLIENT, 5, 2_100, 2_200, 60, OK_SSE),
+            ];
+            evs.extend_from_slice(tail);
+            run(&evs).0.connections[0].closed_by.clone()
+        };
+        // The server's FIN arrives while the client is idle (llama-server after a stream).
+        let by_server = client(&[
+            client_state(0, 3_000, 0xa0, ESTABLISHED, CLOSE_WAIT),
+            close(CLIENT, 5, 3_100),
+        ]);
+        assert_eq!(by_server, "server");
+        // The client closes an established connection: its own FIN_WAIT1 comes after close().
+        let by_client = client(&[
+            close(CLIENT, 5, 3_000),
+            client_state(CLIENT, 3_001, 0xa0, ESTABLISHED, FIN_WAIT1),
+        ]);
+        assert_eq!(by_client, "client");
+        // shutdown(SHUT_WR) first: FIN_WAIT1 while the fd is open.
+        let shut = client(&[
+            client_state(CLIENT, 3_000, 0xa0, ESTABLISHED, FIN_WAIT1),
+            client_state(0, 3_050, 0xa0, FIN_WAIT1, 5),
+            close(CLIENT, 5, 3_100),
+        ]);
+        assert_eq!(shut, "client");
+        let reset = client(&[
+            client_state(0, 3_000, 0xa0, ESTABLISHED, CLOSE),
+            close(CLIENT, 5, 3_100),
+        ]);
+        assert_eq!(reset, "reset");
+        // Open at capture stop: nobody closed it.
+        let mut t = ConnTracker::new("run-1".into());
+        let evs = [
+            syn_sent(1_000, 0xa0, 5),
+            connect(5, 1_000, 1_100, 0, server_addr()),
+            client_state(0, 1_200, 0xa0, SYN_SENT, ESTABLISHED),
+        ];
+        let got = collect(&mut t, &evs, Some(9_000));
+        assert_eq!(got.connections[0].closed_by, "");
+        // A socket never seen established (unlinked) gets no guess at close().
+        let (got, _) = run(&[
+            connect(5, 1_000, 1_100, 0, server_addr()),
+            close(CLIENT, 5, 3_000),
+        ]);
+        assert_eq!(got.connections[0].closed_by, "");
+        // Server side: the client's FIN (CLOSE_WAIT on the server's socket), then close().
+        let local = v4([10, 0, 0, 2], 8000);
+        let evs = [
+            state(
+                0,
+                900,
+                0xb0,
+                SYN_RECV,
+                ESTABLISHED,
+                -1,
+                local,
+                client_addr(),
+            ),
+            accept(7, 1_000, client_addr(), 8000),
+            state(
+                0,
+                2_000,
+                0xb0,
+                ESTABLISHED,
+                CLOSE_WAIT,
+                -1,
+                local,
+                client_addr(),
+            ),
+            close(SERVER, 7, 2_100),
+        ];
+        assert_eq!(run(&evs).0.connections[0].closed_by, "client");
+        let evs = [
+            state(
+                0,
+                900,
+                0xb0,
+                SYN_RECV,
+                ESTABLISHED,
+                -1,
+                local,
+                client_addr(),
+            ),
+            accept(7, 1_000, client_addr(), 8000),
+            close(SERVER, 7, 2_100),
+        ];
+        assert_eq!(run(&evs).0.connections[0].closed_by, "server");
     }
 
     #[test]

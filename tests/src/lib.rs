@@ -106,7 +106,8 @@ pub fn stderr(o: &Output) -> String {
 
 /// Asserts that the kernel saw the same bytes each way on both sides of every request in a
 /// run's kernel.jsonl (a chunk lost between the probes and the store shows up as a
-/// mismatch), and that both name the same connection (client socket to server port).
+/// mismatch), that both name the same connection (client socket to server port), and that
+/// they agree on who ended it.
 pub fn assert_sides_agree(kernel_jsonl: &Path) {
     let lines = jsonl(kernel_jsonl);
     let mut pairs = 0;
@@ -133,6 +134,13 @@ pub fn assert_sides_agree(kernel_jsonl: &Path) {
                 c["request_id"]
             );
         }
+        // Each side saw who sent the first FIN on its own socket; they must agree.
+        let (cb, sb) = (&c["conn"]["closed_by"], &s["conn"]["closed_by"]);
+        assert!(
+            cb.is_null() || sb.is_null() || cb == sb,
+            "who closed the connection of request {}: client {cb} server {sb}",
+            c["request_id"]
+        );
         pairs += 1;
     }
     assert!(

@@ -72,5 +72,12 @@ fn profiles_llama_cpp_with_usage_tokens_and_kernel_timing() {
         .iter()
         .all(|l| l["pid"].as_u64() == Some(llama.pid() as u64)));
     assert!(k["metrics"]["server_ttft_ms"]["p50"].as_f64().unwrap() > 0.0);
+    // This llama-server closes a connection after a streamed response (curl sees the same), so
+    // tbctl cannot reuse it: the kernel must name the server as the side that ended it.
+    let by_server = jsonl(&dir.join("kernel.jsonl"))
+        .iter()
+        .filter(|l| l["side"] == "client" && l["conn"]["closed_by"] == "server")
+        .count();
+    assert!(by_server >= 1, "no connection ended by llama-server: {k}");
     assert_sides_agree(&dir.join("kernel.jsonl"));
 }

@@ -256,6 +256,11 @@ pub fn print_report(r: &TraceReport) {
         c.peak_in_flight,
         pct(c.best_reuse_rate)
     );
+    let by = &c.closed_first_by;
+    println!(
+        "connections ended first by: server {}, client {}, reset {}, not seen ending {}",
+        by.server, by.client, by.reset, by.unseen
+    );
     println!(
         "dns: {} lookups, {} cache hits",
         r.dns.lookups, r.dns.cache_hits

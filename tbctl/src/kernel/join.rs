@@ -27,6 +27,10 @@ pub struct ConnInfo {
     /// connect() to established, client side.
     pub connect_ns: Option<u64>,
     pub retransmits: u32,
+    /// Who ended the TCP connection first: "client", "server" (its FIN) or "reset"; absent
+    /// when the kernel did not see it end during the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
 }
 
 /// The DNS lookup before a new connection.
@@ -331,6 +335,7 @@ pub fn line_for(ex: &Exchange, conn: Option<&Connection>, dns: &[DnsLookup]) -> 
                 nz(c.t_established_ns).map(|e| e.saturating_sub(c.t_connect_start_ns))
             }),
             retransmits: ex.retransmits,
+            closed_by: conn.map(|c| c.closed_by.clone()).filter(|w| !w.is_empty()),
         },
         dns: dns_before,
         t_request_first_ns: nz(ex.t_request_first_ns),

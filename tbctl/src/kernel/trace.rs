@@ -180,6 +180,21 @@ pub struct Connections {
     pub peak_in_flight: u64,
     /// (exchanges - peak_in_flight) / exchanges: the reuse rate perfect keep-alive would give.
     pub best_reuse_rate: Option<f64>,
+    /// Who ended the client-side connections first, by the kernel's TCP states.
+    pub closed_first_by: ClosedBy,
+}
+
+/// Connections by who ended them first (`conn.closed_by`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ClosedBy {
+    /// The client sent its FIN first.
+    pub client: u64,
+    /// The server sent its FIN first.
+    pub server: u64,
+    /// Ended by a reset.
+    pub reset: u64,
+    /// Still open at the end of the run, or not seen ending.
+    pub unseen: u64,
 }
 
 /// DNS lookups before new client connections.
@@ -371,12 +386,14 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
 
     let mut created = HashSet::new();
     let mut per_conn: HashMap<u64, u64> = HashMap::new();
+    let mut closed_by: HashMap<u64, Option<&str>> = HashMap::new();
     // Response bytes the client had read when it saw the first token, to find the server
     // write that carried it.
     let mut first_token_offset: HashMap<u64, u64> = HashMap::new();
     let mut client_ttfb: HashMap<u64, f64> = HashMap::new();
     for l in &client {
         *per_conn.entry(l.conn.id).or_default() += 1;
+        closed_by.insert(l.conn.id, l.conn.closed_by.as_deref());
         if l.conn.new {
             if created.insert(l.conn.id) {
                 if let Some(c) = l.conn.connect_ns {
@@ -469,6 +486,15 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
     }
 
     let c = &mut r.connections;
+    for who in closed_by.values() {
+        let n = match who {
+            Some("client") => &mut c.closed_first_by.client,
+            Some("server") => &mut c.closed_first_by.server,
+            Some("reset") => &mut c.closed_first_by.reset,
+            _ => &mut c.closed_first_by.unseen,
+        };
+        *n += 1;
+    }
     c.exchanges = client.len() as u64;
     c.created = created.len() as u64;
     c.peak_in_flight = peak_overlap(
@@ -634,13 +660,30 @@ fn reuse(c: &Connections, connect_p50: Option<f64>) -> Option<Insight> {
         } else {
             ""
         };
+        // The kernel saw who sent the first FIN: that names the side dropping keep-alive.
+        let ended = c.closed_first_by.client + c.closed_first_by.server + c.closed_first_by.reset;
+        let cause = if ended > 0 && c.closed_first_by.server * 2 > ended {
+            format!(
+                "the server ended {} of {} connections it carried (its FIN came first): it closes \
+                 connections after its responses (check its keep-alive settings)",
+                c.closed_first_by.server, ended
+            )
+        } else if ended > 0 && c.closed_first_by.client * 2 > ended {
+            format!(
+                "the client ended {} of {} connections (its FIN came first): the load generator \
+                 does not keep connections alive (no pool, or `Connection: close`)",
+                c.closed_first_by.client, ended
+            )
+        } else {
+            "HTTP keep-alive is missing (client pool, server `Connection: close`, or a proxy)"
+                .to_owned()
+        };
         return Some(insight(
             "connection_reuse",
             Level::Warn,
             format!(
                 "connection reuse low: {summary}, below {} though keep-alive could reach {}: \
-                 {every}HTTP keep-alive is missing (client pool, server `Connection: close`, or a \
-                 proxy) and each new connection pays its connect{}",
+                 {every}{cause}; each new connection pays its connect{}",
                 pct(REUSE_HEALTHY_RATE),
                 pct(c.best_reuse_rate.unwrap_or(0.0)),
                 connect_p50.map_or(String::new(), |v| format!(" (p50 {} ms)", num(v))),
@@ -810,9 +853,54 @@ mod tests {
             .unwrap();
         assert_eq!(i.level, Level::Warn);
         assert!(
-            i.text.contains("a new connection per request"),
+            i.text.contains("a new connection per request")
+                && i.text.contains("keep-alive is missing"),
             "{}",
             i.text
+        );
+        // The kernel saw the server's FIN first on three of the four: the server is named.
+        let closed = |who: &[Option<&str>]| {
+            let lines: Vec<KernelLine> = (0..4)
+                .map(|i| {
+                    let mut l = client(i, i, true, i * 100 * MS, 20 * MS, 3);
+                    l.conn.closed_by = who[i as usize].map(str::to_owned);
+                    l
+                })
+                .collect();
+            let r = analyze(&lines, &[]);
+            let text = r
+                .insights
+                .iter()
+                .find(|i| i.topic == "connection_reuse")
+                .unwrap()
+                .text
+                .clone();
+            (r.connections.closed_first_by, text)
+        };
+        let (by, text) = closed(&[Some("server"), Some("server"), Some("server"), None]);
+        assert_eq!((by.server, by.client, by.unseen), (3, 0, 1));
+        assert!(
+            text.contains("the server ended 3 of 3 connections"),
+            "{text}"
+        );
+        let (by, text) = closed(&[
+            Some("client"),
+            Some("client"),
+            Some("reset"),
+            Some("server"),
+        ]);
+        assert_eq!((by.client, by.reset, by.server), (2, 1, 1));
+        // Two of four is no majority: no side is blamed.
+        assert!(text.contains("keep-alive is missing"), "{text}");
+        let (_, text) = closed(&[
+            Some("client"),
+            Some("client"),
+            Some("client"),
+            Some("server"),
+        ]);
+        assert!(
+            text.contains("the client ended 3 of 4 connections"),
+            "{text}"
         );
         // Four at once need four connections: no keep-alive warning.
         let lines: Vec<KernelLine> = (0..4).map(|i| client(i, i, true, 0, 20 * MS, 3)).collect();
