@@ -124,6 +124,51 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
 /// `tbctl capture -- CMD`: another load generator (here a shell whose child runs a load with
 /// no daemon) is timed from its first connection, children included, with the server side.
 #[test]
+fn ipv6_loopback_both_sides_with_their_addresses() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let (mut sim, port) = start_sim(
+        "debug",
+        d.path(),
+        &["--host", "::1", "--ttft", "2ms", "--itl", "1ms"],
+    )
+    .unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &format!("http://[::1]:{port}"),
+            "--concurrency",
+            "2",
+            "--requests",
+            "8",
+            "--max-tokens",
+            "4",
+            "--daemon",
+            &daemon,
+        ],
+    );
+    sim.stop();
+    tbd.stop();
+    let k = &summary["kernel"];
+    assert_eq!(k["seen_client_side"], 8, "{k}");
+    assert_eq!(k["seen_server_side"], 8, "{k}");
+    assert_sides_agree(&dir.join("kernel.jsonl"));
+    for l in jsonl(&dir.join("kernel.jsonl")) {
+        let (src, dst) = (
+            l["conn"]["src"].as_str().unwrap().to_owned(),
+            l["conn"]["dst"].as_str().unwrap().to_owned(),
+        );
+        assert!(
+            src.starts_with("::1:") && dst == format!("::1:{port}"),
+            "an IPv6 connection: {l}"
+        );
+    }
+}
+
+#[test]
 fn capture_command_times_another_load_generator_and_its_children() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();

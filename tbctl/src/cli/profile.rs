@@ -257,7 +257,7 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         .timeout(Duration::from_secs(10))
         .build()
         .context("http client")?;
-    let base = format!("http://{}:{}{}", target.host, target.port, target.base_path);
+    let base = format!("http://{}{}", target.authority(), target.base_path);
     let key = a.api_key.as_deref();
     let (flavour, models) = match &a.api {
         Some(name) => {

@@ -31,22 +31,31 @@ impl Target {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
-            ),
-            _ => (authority, 80),
+        let port_of = |p: &str| p.parse::<u16>().map_err(|_| bad("port is not a number"));
+        // An IPv6 literal is bracketed: `[::1]:8000` or `[::1]`.
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed '[' in the host"))?;
+            match after {
+                "" => (h, 80),
+                _ => match after.strip_prefix(':') {
+                    Some(p) => (h, port_of(p)?),
+                    None => return Err(bad("expected :PORT after the bracketed host")),
+                },
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, port_of(p)?),
+                None => (authority, 80),
+            }
         };
         if host.is_empty() {
             return Err(bad("no host"));
         }
         Ok(Self {
             url: url.to_string(),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host: host.to_string(),
             port,
             base_path: path.to_string(),
         })
@@ -67,12 +76,26 @@ impl Target {
         addr.ip().is_loopback() || local_addrs().iter().any(|a| *a == addr.ip())
     }
 
+    /// The host as a URL or Host header writes it: an IPv6 literal in brackets.
+    fn url_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// `host:port`, as a URL's authority.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.url_host(), self.port)
+    }
+
     /// The Host header value.
     pub fn host_header(&self) -> String {
         if self.port == 80 {
-            self.host.clone()
+            self.url_host()
         } else {
-            format!("{}:{}", self.host, self.port)
+            self.authority()
         }
     }
 }
@@ -113,6 +136,16 @@ mod tests {
         assert_eq!((t.port, t.base_path.as_str()), (80, "/proxy/x"));
         let t = Target::parse("http://[::1]:9000").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
+        // Written back with brackets, as URLs and Host headers need them.
+        assert_eq!(
+            (t.authority(), t.host_header()),
+            ("[::1]:9000".into(), "[::1]:9000".into())
+        );
+        let t = Target::parse("http://[fe80::1]/x").unwrap();
+        assert_eq!((t.host_header(), t.port), ("[fe80::1]".into(), 80));
+        assert_eq!(Target::parse("http://h:81").unwrap().host_header(), "h:81");
+        assert!(Target::parse("http://[::1:80").is_err());
+        assert!(Target::parse("http://[::1]x").is_err());
         assert!(Target::parse("https://api.example.invalid")
             .unwrap_err()
             .to_string()
