@@ -61,14 +61,15 @@ impl Target {
         })
     }
 
-    /// Resolves the host (DNS through libc, so tbd's getaddrinfo probe sees it).
+    /// Resolves the host (DNS through libc, so tbd's getaddrinfo probe sees it) to the first
+    /// address that accepts a connection. `localhost` is often `::1` first while servers
+    /// listen on `0.0.0.0` only; every request would then be refused.
     pub async fn resolve(&self) -> Result<SocketAddr, ClientError> {
-        let mut addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
-            .map_err(|e| ClientError::Connect(format!("cannot resolve {}: {e}", self.host)))?;
-        addrs
-            .next()
-            .ok_or_else(|| ClientError::Connect(format!("{} has no address", self.host)))
+            .map_err(|e| ClientError::Connect(format!("cannot resolve {}: {e}", self.host)))?
+            .collect();
+        first_reachable(&self.host, &addrs).await
     }
 
     /// Whether the target is on this host (so tbd can also time the server side).
@@ -100,6 +101,33 @@ impl Target {
     }
 }
 
+/// The first of `addrs` that accepts a TCP connection (closed at once), tried in order. A
+/// single address is returned untried, so that a run's kernel data holds no extra
+/// connection unless the choice needed one.
+async fn first_reachable(host: &str, addrs: &[SocketAddr]) -> Result<SocketAddr, ClientError> {
+    if let [only] = addrs {
+        return Ok(*only);
+    }
+    let mut errors = Vec::new();
+    for a in addrs {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            tokio::net::TcpStream::connect(a),
+        )
+        .await
+        {
+            Ok(Ok(_)) => return Ok(*a),
+            Ok(Err(e)) => errors.push(format!("{a}: {e}")),
+            Err(_) => errors.push(format!("{a}: no answer in 3 s")),
+        }
+    }
+    Err(ClientError::Connect(if errors.is_empty() {
+        format!("{host} has no address")
+    } else {
+        format!("cannot connect to {host} ({})", errors.join("; "))
+    }))
+}
+
 /// This host's interface addresses (from /proc/net/fib_trie would be thorough; the
 /// addresses the kernel reports for local routes are enough here).
 fn local_addrs() -> Vec<std::net::IpAddr> {
@@ -124,6 +152,29 @@ fn local_addrs() -> Vec<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn resolves_to_the_first_address_that_answers() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // ::1 first, as many hosts order localhost, with the server on IPv4 only.
+        assert_eq!(first_reachable("localhost", &[v6, v4]).await.unwrap(), v4);
+        drop(l);
+        let e = first_reachable("localhost", &[v6, v4])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot connect to localhost") && e.contains("127.0.0.1"),
+            "{e}"
+        );
+        // One address: nothing to choose, no connection tried.
+        assert_eq!(first_reachable("localhost", &[v6]).await.unwrap(), v6);
+        let e = first_reachable("h", &[]).await.unwrap_err().to_string();
+        assert!(e.contains("h has no address"), "{e}");
+    }
 
     #[test]
     fn parses_hosts_ports_and_base_paths() {
