@@ -826,14 +826,31 @@ pub fn tb_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Offset of `group_dead` in sched_process_exit's record, set by tbd at load; 0 where the
+/// kernel's tracepoint lacks the field (before 6.15-ish), and the leader's exit is used.
+#[no_mangle]
+static EXIT_GROUP_DEAD_AT: u32 = 0;
+
 #[tracepoint]
-pub fn tb_exit_process(_ctx: TracePointContext) -> u32 {
+pub fn tb_exit_process(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
-    // The thread group leader's exit: the process is ending (threads left over are being
-    // killed by exit_group); its pid may be reused once it is reaped. A leader that ends with
-    // pthread_exit, or when another thread execs, also ends the process's tracking.
-    if tgid == tid && tgid_tracked(tgid) {
+    if !tgid_tracked(tgid) {
+        return 0;
+    }
+    // The process ends with its last thread (`group_dead`), and its pid may be reused once it
+    // is reaped. A leader that calls pthread_exit leaves its other threads running, still
+    // tracked. Without the field: the leader's exit, which is the process's end unless it
+    // leaves that way.
+    // SAFETY: a load of a read-only global set at load time.
+    let at = unsafe { core::ptr::read_volatile(&EXIT_GROUP_DEAD_AT) } as usize;
+    let ended = if at != 0 {
+        // SAFETY: `at` is the field's offset in this kernel's format (read by tbd).
+        unsafe { ctx.read_at::<u8>(at) }.unwrap_or(0) != 0
+    } else {
+        tgid == tid
+    };
+    if ended {
         set_tgid(tgid, 0);
         let _ = TRACKED_PIDS.remove(&tgid);
     }

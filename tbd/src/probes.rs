@@ -237,8 +237,13 @@ impl Probes {
         tracefs::ensure_mounted()?;
         tracefs::check_formats()?;
         memlock::raise();
+        // Where the kernel says a process's last thread exited; 0 (unknown) on kernels whose
+        // sched_process_exit lacks it.
+        let group_dead_at =
+            tracefs::optional_offset("sched/sched_process_exit", "group_dead").unwrap_or(0) as u32;
         let mut ebpf = aya::EbpfLoader::new()
             .map_max_entries("TRACKED_TGIDS", pid_max())
+            .override_global("EXIT_GROUP_DEAD_AT", &group_dead_at, true)
             .load(EBPF_OBJECT)?;
         let libc = LIBC_PATHS.iter().copied().find(|p| Path::new(p).exists());
         let mut progs = Vec::new();

@@ -74,6 +74,12 @@ pub fn field_offset(format: &str, field: &str) -> Option<usize> {
     })
 }
 
+/// Offset of a tracepoint's optional field on this kernel, None when the kernel lacks it.
+pub fn optional_offset(tp: &str, field: &str) -> Option<usize> {
+    let path = Path::new(TRACEFS).join("events").join(tp).join("format");
+    field_offset(&std::fs::read_to_string(path).ok()?, field)
+}
+
 /// Checks every offset the programs read; a mismatch means this kernel's layout differs.
 pub fn check_formats() -> Result<(), TbdError> {
     for (tp, field, want) in EXPECTED {
