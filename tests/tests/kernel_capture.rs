@@ -225,6 +225,54 @@ fn capture_command_times_another_load_generator_and_its_children() {
     tbd.stop();
 }
 
+/// A Python client (http.client): a connection per request, each named `localhost`, so each
+/// is preceded by a libc getaddrinfo call that tbd's uprobes time.
+const PY_CLIENT: &str = r#"
+import http.client, json, sys
+body = json.dumps({"model": "sim-model", "stream": True, "max_tokens": 4,
+                   "messages": [{"role": "user", "content": "hi"}]})
+for i in range(3):
+    c = http.client.HTTPConnection("localhost", int(sys.argv[1]))
+    c.request("POST", "/v1/chat/completions", body=body,
+              headers={"content-type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200, r.status
+    r.read()
+    c.close()
+"#;
+
+#[test]
+fn capture_times_a_python_client_with_its_dns_lookups() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "2ms", "--itl", "1ms"]).unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let port_s = port.to_string();
+    let o = tbctl(&[
+        "capture", "--port", &port_s, "--daemon", &daemon, "--json", "--", "python3", "-c",
+        PY_CLIENT, &port_s,
+    ]);
+    sim.stop();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run_id = run["run_id"].as_str().unwrap();
+    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
+    tbd.stop();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["client_exchanges"], 3, "{t}");
+    assert_eq!(t["server_exchanges"], 3, "{t}");
+    // getaddrinfo("localhost") before each new connection, answered from /etc/hosts: no wire
+    // query, so each is a cache hit.
+    assert_eq!(t["dns"]["lookups"], 3, "{}", t["dns"]);
+    assert_eq!(t["dns"]["cache_hits"], 3, "{}", t["dns"]);
+    let c = &t["connections"];
+    assert_eq!(c["created"], 3, "{c}");
+    // http.client closed each connection after reading the response.
+    assert_eq!(c["closed_first_by"]["client"], 3, "{c}");
+}
+
 /// Runs `tbctl ARGS`; None when it has not finished within `secs` (it is killed).
 fn tbctl_within(args: &[&str], secs: u64) -> Option<std::process::Output> {
     let mut c = std::process::Command::new(bin("tbctl"))
