@@ -28,12 +28,16 @@ pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
-/// Every (pid, fd) holding a socket listening on `port`, searched under `proc_root`.
+/// Every (pid, fd) holding a socket listening on `port`, searched under `proc_root`, in every
+/// network namespace: an inference server in a container listens in its own, which the
+/// host's `/proc/net/tcp` does not show.
 pub fn find(proc_root: &Path, port: u16) -> Vec<Listener> {
     let mut inodes = Vec::new();
-    for table in ["net/tcp", "net/tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(proc_root.join(table)) {
-            inodes.extend(listening_inodes(&text, port));
+    for net in namespace_tables(proc_root) {
+        for table in ["tcp", "tcp6"] {
+            if let Ok(text) = std::fs::read_to_string(net.join(table)) {
+                inodes.extend(listening_inodes(&text, port));
+            }
         }
     }
     if inodes.is_empty() {
@@ -63,6 +67,34 @@ pub fn find(proc_root: &Path, port: u16) -> Vec<Listener> {
         }
     }
     found
+}
+
+/// One `net/` directory per network namespace: `proc_root/net` (this process's), then the
+/// first process found in each other namespace. Socket inodes are unique across namespaces.
+fn namespace_tables(proc_root: &Path) -> Vec<std::path::PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    if let Ok(ns) = std::fs::read_link(proc_root.join("self/ns/net")) {
+        seen.insert(ns);
+    }
+    let mut out = vec![proc_root.join("net")];
+    let Ok(procs) = std::fs::read_dir(proc_root) else {
+        return out;
+    };
+    for p in procs.flatten() {
+        if !p
+            .file_name()
+            .to_str()
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        if let Ok(ns) = std::fs::read_link(p.path().join("ns/net")) {
+            if seen.insert(ns) {
+                out.push(p.path().join("net"));
+            }
+        }
+    }
+    out
 }
 
 /// accept and accept4 syscall numbers of this architecture.
@@ -150,6 +182,41 @@ mod tests {
         assert_eq!(found.len(), 1, "the accepting thread");
         std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         t.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn reads_every_network_namespace_once() {
+        // A fake /proc: pids 10 and 11 share a namespace with this process (`self`), pid 12
+        // is in another whose table lists a listener on 8080.
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let mk = |pid: &str, ns: &str, table: Option<&str>| {
+            let p = root.join(pid);
+            std::fs::create_dir_all(p.join("ns")).unwrap();
+            std::fs::create_dir_all(p.join("net")).unwrap();
+            std::os::unix::fs::symlink(ns, p.join("ns/net")).unwrap();
+            if let Some(t) = table {
+                std::fs::write(p.join("net/tcp"), t).unwrap();
+            }
+        };
+        mk("self", "net:[1]", None);
+        mk("10", "net:[1]", None);
+        mk("11", "net:[1]", None);
+        mk("12", "net:[2]", Some(TCP));
+        std::fs::create_dir_all(root.join("net")).unwrap();
+        let tables = namespace_tables(root);
+        assert_eq!(tables, vec![root.join("net"), root.join("12/net")]);
+        // The listener's inode (4242) is held by pid 12 on fd 5.
+        std::fs::create_dir_all(root.join("12/fd")).unwrap();
+        std::os::unix::fs::symlink("socket:[4242]", root.join("12/fd/5")).unwrap();
+        assert_eq!(
+            find(root, 8080),
+            vec![Listener {
+                pid: 12,
+                fd: 5,
+                port: 8080
+            }]
+        );
     }
 
     #[test]

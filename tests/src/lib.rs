@@ -9,7 +9,7 @@ use std::{
 use serde_json::Value;
 pub use xtask::{
     llama::LlamaServer,
-    procs::{start_sim, start_tbd, Bg},
+    procs::{start_sim, start_tbd, wait_for_file, Bg},
 };
 
 /// The debug build of a workspace binary.

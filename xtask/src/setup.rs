@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 
 use crate::sh;
 
-/// Debian packages: LLVM 22 for bpf-linker, nginx and wrk for the capacity baseline.
+/// Debian packages: LLVM 22 for bpf-linker, nginx and wrk for the capacity baseline, nftables
+/// for the packet-loss test (real TCP retransmits inside a network namespace).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "zlib1g-dev",
@@ -15,6 +16,7 @@ const APT_PACKAGES: &[&str] = &[
     "nginx-light",
     "wrk",
     "python3-venv",
+    "nftables",
 ];
 /// bpf-linker must link with the same LLVM major as the nightly's rustc (TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
