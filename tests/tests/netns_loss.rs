@@ -1,7 +1,7 @@
-//! An inference server in its own network namespace (as in a container), behind real packet
-//! loss: tbd, on the host, must find the server's listener in that namespace and count the
-//! TCP retransmits the loss causes. Needs root, `ip` and `nft` (installed by `cargo xtask
-//! setup`).
+//! An inference server in its own network namespace (as in a container): behind real packet
+//! loss, tbd on the host must find the server's listener in that namespace and count the TCP
+//! retransmits the loss causes; behind a port mapping (DNAT), `--server-port` names the port
+//! the server listens on. Needs root, `ip` and `nft` (installed by `cargo xtask setup`).
 
 use std::{path::Path, process::Command};
 
@@ -61,12 +61,9 @@ fn profile_in(ns: &Netns, out: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("summary JSON")
 }
 
-#[test]
-fn server_in_another_network_namespace_with_packet_loss() {
-    let d = tempfile::tempdir().unwrap();
-    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
-    let ns = Netns::new(format!("tb-loss-{}", std::process::id()));
-    let port_file = d.path().join("sim.port");
+/// serve-sim inside `ns`, and its port.
+fn sim_in(ns: &Netns, dir: &Path) -> (Bg, String) {
+    let port_file = dir.join("sim.port");
     let mut sim = Bg::spawn(
         "serve-sim",
         ns.cmd(bin("tbctl"))
@@ -74,7 +71,7 @@ fn server_in_another_network_namespace_with_packet_loss() {
             .arg("--port-file")
             .arg(&port_file)
             .args(["--ttft", "2ms", "--itl", "2ms"]),
-        &d.path().join("sim.log"),
+        &dir.join("sim.log"),
     )
     .unwrap();
     wait_for_file(&mut sim, &port_file, 30).unwrap();
@@ -82,6 +79,15 @@ fn server_in_another_network_namespace_with_packet_loss() {
         .unwrap()
         .trim()
         .to_owned();
+    (sim, port)
+}
+
+#[test]
+fn server_in_another_network_namespace_with_packet_loss() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let ns = Netns::new(format!("tb-loss-{}", std::process::id()));
+    let (mut sim, port) = sim_in(&ns, d.path());
     // One in five packets from the server's port is lost on arrival: the server retransmits.
     ns.run("nft", &["add", "table", "inet", "tbloss"], true);
     ns.run(
@@ -131,4 +137,63 @@ fn server_in_another_network_namespace_with_packet_loss() {
         r["server"].as_u64().unwrap() > 0,
         "the lost packets were retransmitted by the server: {r}"
     );
+}
+
+#[test]
+fn server_behind_a_port_mapping_named_by_server_port() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let ns = Netns::new(format!("tb-nat-{}", std::process::id()));
+    let (mut sim, port) = sim_in(&ns, d.path());
+    // Port 9000 maps to the server's port, as a container's `-p 9000:PORT` does.
+    ns.run("nft", &["add", "table", "ip", "tbnat"], true);
+    ns.run(
+        "nft",
+        &["add chain ip tbnat out { type nat hook output priority -100; }"],
+        true,
+    );
+    ns.run(
+        "nft",
+        &[&format!(
+            "add rule ip tbnat out tcp dport 9000 dnat to 127.0.0.1:{}",
+            port
+        )],
+        true,
+    );
+    let daemon = format!("unix:{}", sock.display());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--url",
+            "http://127.0.0.1:9000",
+            "--requests",
+            "4",
+            "--concurrency",
+            "2",
+            "--max-tokens",
+            "4",
+            "--daemon",
+            &daemon,
+        ];
+        args.extend_from_slice(extra);
+        profile_in(&ns, d.path(), &args)
+    };
+    // Without it, tbd looks for a listener on 9000 and finds none.
+    let s = run(&[]);
+    assert_eq!(s["kernel"]["seen_client_side"], 4, "{}", s["kernel"]);
+    assert_eq!(s["kernel"]["seen_server_side"], 0, "{}", s["kernel"]);
+    let s = run(&["--server-port", &port]);
+    sim.stop();
+    tbd.stop();
+    assert_eq!(s["kernel"]["seen_server_side"], 4, "{}", s["kernel"]);
+    // Each side names the port it saw: the mapped one on the client, the server's own.
+    let dir = d.path().join(s["run_id"].as_str().unwrap());
+    for l in jsonl(&dir.join("kernel.jsonl")) {
+        let want = if l["side"] == "client" {
+            "9000"
+        } else {
+            &port[..]
+        };
+        let dst = l["conn"]["dst"].as_str().unwrap();
+        assert!(dst.ends_with(&format!(":{want}")), "{l}");
+    }
 }

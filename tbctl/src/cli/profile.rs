@@ -119,6 +119,11 @@ pub struct ProfileArgs {
     /// tbd's socket (unix:PATH or PATH).
     #[arg(long)]
     pub daemon: Option<String>,
+    /// The port the server process listens on, when it differs from the URL's (a container's
+    /// port mapping, a local TCP proxy): tbd times that server's side. Default: the URL's port,
+    /// when the target is on this host.
+    #[arg(long, value_name = "PORT")]
+    pub server_port: Option<u16>,
     /// Connections opened before the clock starts in open loop.
     #[arg(long, default_value_t = 16)]
     pub preconnect: usize,
@@ -288,7 +293,9 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("{} lists no models; pass --model", target.url),
     };
     let addr = target.resolve().await?;
-    let server_port = target.is_local(&addr).then_some(target.port);
+    let server_port = a
+        .server_port
+        .or_else(|| target.is_local(&addr).then_some(target.port));
 
     let (clock_mono_ns, clock_unix_ns) = (mono_ns(), unix_ns());
     let run_id = rundir::new_run_id(clock_unix_ns);
