@@ -25,6 +25,9 @@ const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;
+const TCP_LISTEN: i32 = 10;
+/// listen(2) on x86_64.
+const SYS_LISTEN: u64 = 50;
 const EINPROGRESS: i64 = 115;
 /// BPF_RB_NO_WAKEUP: a wake-up per event would cost more than the event; tbd drains the ring
 /// buffer on a short timer instead.
@@ -641,6 +644,8 @@ pub fn tb_enter_close(ctx: TracePointContext) -> u32 {
         fd: arg(&ctx, ARG0) as u32,
     };
     let Some(info) = SOCKETS.get_ptr_mut(key) else {
+        // A closed listener's fd may come back as another port's listener.
+        let _ = LISTENERS.remove(&key);
         return 0;
     };
     let now = unsafe { bpf_ktime_get_ns() };
@@ -692,6 +697,33 @@ fn tp_addrs(
     (src, dst)
 }
 
+/// A socket starting to listen on a tracked port after the capture started (a server started
+/// or restarted during it): inside listen(), whose fd is in the saved registers, the listener
+/// is added as if tbd had found it at the start.
+#[inline(always)]
+fn listen_on_tracked_port(port: u16) {
+    if TRACKED_PORTS.get_ptr(port).is_none() {
+        return;
+    }
+    let regs = user_regs();
+    // SAFETY: loads from the trusted pt_regs pointer, checked by the verifier.
+    let (nr, fd) = unsafe { ((*regs).orig_rax, (*regs).rdi) };
+    if nr != SYS_LISTEN {
+        return;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let key = SockKey {
+        pid: tgid,
+        fd: fd as u32,
+    };
+    let info = ListenInfo { port, _pad: [0; 6] };
+    if LISTENERS.insert(&key, &info, 0).is_err() {
+        count_lost(lost::SOCKETS_FULL);
+        return;
+    }
+    set_tgid(tgid, 1);
+}
+
 #[tracepoint]
 pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets of sock/inet_sock_set_state's format.
@@ -706,6 +738,10 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let sport = unsafe { ctx.read_at::<u16>(24) }.unwrap_or(0);
+    if newstate == TCP_LISTEN {
+        listen_on_tracked_port(sport);
+        return 0;
+    }
     let mut fd: i32 = -1;
     let mut id = 0u64;
     let tracked = if SKS.get_ptr(skaddr).is_some() {
