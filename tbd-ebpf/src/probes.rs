@@ -75,6 +75,11 @@ static TRACKED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
 /// Listening sockets (tgid, fd) whose accepted connections are tracked.
 #[map]
 static LISTENERS: HashMap<SockKey, ListenInfo> = HashMap::with_max_entries(1024, 0);
+/// Processes forked during a capture by a listener holder (a server's worker, respawned or
+/// added), by tgid: the holder whose listening fds they inherited. Their accepts on those fds
+/// are tracked too.
+#[map]
+static SERVER_CHILDREN: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
 /// Tracked sockets by (tgid, fd): the filter every data syscall checks first. Not
 /// preallocated: a value holds a batch of chunks, and most hosts track few sockets.
 #[map]
@@ -303,6 +308,21 @@ pub fn tb_exit_connect(ctx: TracePointContext) -> u32 {
 
 // ---- accept -------------------------------------------------------------------------------
 
+/// The tracked listener behind `key`: the process's own, or the one a server worker forked
+/// during the capture inherited (same fd number) from its holder.
+#[inline(always)]
+fn listener(key: SockKey) -> Option<*const ListenInfo> {
+    if let Some(l) = LISTENERS.get_ptr(key) {
+        return Some(l);
+    }
+    // SAFETY: plain read of a map value.
+    let holder = unsafe { *SERVER_CHILDREN.get_ptr(key.pid)? };
+    LISTENERS.get_ptr(SockKey {
+        pid: holder,
+        fd: key.fd,
+    })
+}
+
 #[inline(always)]
 fn accept_enter(ctx: &TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
@@ -314,7 +334,7 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
         pid: (id >> 32) as u32,
         fd,
     };
-    let Some(l) = LISTENERS.get_ptr(key) else {
+    let Some(l) = listener(key) else {
         return 0;
     };
     let args = AcceptArgs {
@@ -832,7 +852,8 @@ const CLONE_THREAD: u64 = 0x10000;
 
 #[tracepoint]
 pub fn tb_fork(ctx: TracePointContext) -> u32 {
-    if !client_tracked((bpf_get_current_pid_tgid() >> 32) as u32) {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !tgid_tracked(parent) {
         return 0;
     }
     // The parent is inside clone/clone3/fork/vfork: its flags say whether the child is a
@@ -854,7 +875,17 @@ pub fn tb_fork(ctx: TracePointContext) -> u32 {
     if child <= 0 {
         return 0;
     }
-    if TRACKED_PIDS.insert(&(child as u32), &1, 0).is_err() {
+    // SAFETY: plain reads of map values.
+    let inserted = if unsafe { TRACKED_PIDS.get(&parent) }.is_some() {
+        TRACKED_PIDS.insert(&(child as u32), &1, 0)
+    } else {
+        // A listener holder's child (or grandchild): it inherited the listening fds.
+        let holder = unsafe { SERVER_CHILDREN.get(&parent) }
+            .copied()
+            .unwrap_or(parent);
+        SERVER_CHILDREN.insert(&(child as u32), &holder, 0)
+    };
+    if inserted.is_err() {
         count_lost(lost::PIDS_FULL);
         return 0;
     }
@@ -889,6 +920,7 @@ pub fn tb_exit_process(ctx: TracePointContext) -> u32 {
     if ended {
         set_tgid(tgid, 0);
         let _ = TRACKED_PIDS.remove(&tgid);
+        let _ = SERVER_CHILDREN.remove(&tgid);
     }
     0
 }

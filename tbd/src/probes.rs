@@ -487,12 +487,18 @@ impl Probes {
                 .filter_map(Result::ok)
                 .map(|k| k.pid),
         );
+        holders.extend(
+            self.hash::<u32, u32>("SERVER_CHILDREN")?
+                .keys()
+                .filter_map(Result::ok),
+        );
         for pid in holders {
             self.set_tgid(pid, 0)?;
         }
         clear(self.hash::<u32, u8>("TRACKED_PIDS")?);
         clear(self.hash::<u16, u8>("TRACKED_PORTS")?);
         clear(self.hash::<SockKey, ListenInfo>("LISTENERS")?);
+        clear(self.hash::<u32, u32>("SERVER_CHILDREN")?);
         let mut sockets = self.hash::<SockKey, SockInfo>("SOCKETS")?;
         let keys: Vec<SockKey> = sockets.keys().filter_map(Result::ok).collect();
         let mut pending = Vec::new();
