@@ -719,9 +719,10 @@ fn tp_addrs(
 
 /// A socket starting to listen on a tracked port after the capture started (a server started
 /// or restarted during it): inside listen(), whose fd is in the saved registers, the listener
-/// is added as if tbd had found it at the start.
+/// is added as if tbd had found it at the start, and announced to user space (a state event
+/// with the fd) for the run's list of listeners.
 #[inline(always)]
-fn listen_on_tracked_port(port: u16) {
+fn listen_on_tracked_port(ctx: &TracePointContext, skaddr: u64, port: u16) {
     if TRACKED_PORTS.get_ptr(port).is_none() {
         return;
     }
@@ -742,6 +743,27 @@ fn listen_on_tracked_port(port: u16) {
         return;
     }
     set_tgid(tgid, 1);
+    // SAFETY: offsets of sock/inet_sock_set_state's format.
+    let (oldstate, family) = unsafe {
+        (
+            ctx.read_at::<i32>(16).unwrap_or(0),
+            ctx.read_at::<u16>(28).unwrap_or(0),
+        )
+    };
+    let (src, dst) = tp_addrs(ctx, family, port, 0, 32, 40);
+    let ev = StateEvent {
+        hdr: header(kind::STATE, bpf_get_current_pid_tgid(), unsafe {
+            bpf_ktime_get_ns()
+        }),
+        skaddr,
+        oldstate,
+        newstate: TCP_LISTEN,
+        fd: fd as i32,
+        _pad: 0,
+        src,
+        dst,
+    };
+    emit(&ev);
 }
 
 #[tracepoint]
@@ -759,7 +781,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
     }
     let sport = unsafe { ctx.read_at::<u16>(24) }.unwrap_or(0);
     if newstate == TCP_LISTEN {
-        listen_on_tracked_port(sport);
+        listen_on_tracked_port(&ctx, skaddr, sport);
         return 0;
     }
     let mut fd: i32 = -1;

@@ -60,15 +60,22 @@ fn listen_after_capture_start_is_tracked() {
 
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut accepts = Vec::new();
+    let mut listens = Vec::new();
     while Instant::now() < deadline && accepts.is_empty() {
         while let Some(item) = ring.next() {
-            if let Some(Event::Accept(a)) = Event::decode(&item) {
-                accepts.push(a);
+            match Event::decode(&item) {
+                Some(Event::Accept(a)) => accepts.push(a),
+                Some(Event::State(st)) if st.newstate == 10 => listens.push(st),
+                _ => {}
             }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(accepts.len(), 1, "the accepted connection is tracked");
+    // Announced to user space, for the run's list of listeners.
+    assert_eq!(listens.len(), 1, "{listens:?}");
+    let l = listens[0];
+    assert_eq!((l.hdr.pid, l.fd, l.src.port), (me, fd, port));
     let a = accepts[0];
     assert_eq!(
         (a.hdr.pid, a.listen_fd, a.fd, a.local_port),

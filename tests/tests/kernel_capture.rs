@@ -225,6 +225,56 @@ fn capture_command_times_another_load_generator_and_its_children() {
     tbd.stop();
 }
 
+#[test]
+fn capture_of_a_command_that_starts_the_server_itself() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let daemon = format!("unix:{}", sock.display());
+    // A free port, released for the server the command starts once the capture runs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tbctl_bin = bin("tbctl");
+    let script = format!(
+        "{t} serve-sim --port {port} --ttft 2ms --itl 1ms & sim=$!; \
+         for i in $(seq 100); do {t} profile --no-daemon --url http://127.0.0.1:{port} \
+         --requests 1 --out {out} >/dev/null 2>&1 && break; sleep 0.05; done; \
+         {t} profile --no-daemon --url http://127.0.0.1:{port} --requests 6 --concurrency 2 \
+         --max-tokens 4 --out {out} >/dev/null; rc=$?; kill $sim; exit $rc",
+        t = tbctl_bin.display(),
+        out = d.path().join("runs").display(),
+    );
+    let port_s = port.to_string();
+    let o = tbctl(&[
+        "capture", "--port", &port_s, "--daemon", &daemon, "--json", "--", "sh", "-c", &script,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run_id = run["run_id"].as_str().unwrap();
+    // The server listened only after the capture started: found by its listen().
+    let listeners = run["server_listeners"].as_array().unwrap();
+    assert_eq!(listeners.len(), 1, "{run}");
+    assert!(
+        listeners[0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{port}")),
+        "{run}"
+    );
+    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
+    tbd.stop();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Every exchange of both loads (the readiness probe's and the 6 requests, each with its
+    // model discovery) on the server side as on the client side.
+    let client = t["client_exchanges"].as_u64().unwrap();
+    assert!(client >= 8, "{t}");
+    assert_eq!(t["server_exchanges"].as_u64().unwrap(), client, "{t}");
+}
+
 /// A Python client (http.client): a connection per request, each named `localhost`, so each
 /// is preceded by a libc getaddrinfo call that tbd's uprobes time.
 const PY_CLIENT: &str = r#"
