@@ -660,23 +660,32 @@ fn reuse(c: &Connections, connect_p50: Option<f64>) -> Option<Insight> {
         } else {
             ""
         };
-        // The kernel saw who sent the first FIN: that names the side dropping keep-alive.
-        let ended = c.closed_first_by.client + c.closed_first_by.server + c.closed_first_by.reset;
-        let cause = if ended > 0 && c.closed_first_by.server * 2 > ended {
-            format!(
-                "the server ended {} of {} connections it carried (its FIN came first): it closes \
-                 connections after its responses (check its keep-alive settings)",
-                c.closed_first_by.server, ended
-            )
-        } else if ended > 0 && c.closed_first_by.client * 2 > ended {
-            format!(
-                "the client ended {} of {} connections (its FIN came first): the load generator \
-                 does not keep connections alive (no pool, or `Connection: close`)",
-                c.closed_first_by.client, ended
-            )
-        } else {
-            "HTTP keep-alive is missing (client pool, server `Connection: close`, or a proxy)"
-                .to_owned()
+        // The kernel saw who sent the first FIN: a side that did so on most connections is
+        // the one dropping keep-alive.
+        let by = &c.closed_first_by;
+        let ended = by.client + by.server + by.reset;
+        let majority = [
+            (
+                "server",
+                by.server,
+                "it closes connections after its responses (check its keep-alive settings)",
+            ),
+            (
+                "client",
+                by.client,
+                "the load generator does not keep connections alive (no pool, or \
+                 `Connection: close`)",
+            ),
+        ]
+        .into_iter()
+        .find(|(_, n, _)| n * 2 > ended && ended > 0);
+        let cause = match majority {
+            Some((who, n, why)) => {
+                format!("the {who} ended {n} of {ended} connections (its FIN came first): {why}")
+            }
+            None => "HTTP keep-alive is missing (client pool, server `Connection: close`, or a \
+                     proxy)"
+                .to_owned(),
         };
         return Some(insight(
             "connection_reuse",
