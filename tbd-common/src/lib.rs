@@ -54,6 +54,22 @@ pub mod lost {
         ["ringbuf_full", "inflight_full", "sockets_full", "pids_full"];
 }
 
+/// TCP states as the kernel numbers them (`sock/inet_sock_set_state`'s `oldstate` and
+/// `newstate`).
+pub mod tcp_state {
+    pub const ESTABLISHED: i32 = 1;
+    /// Inside connect(), with the connecting fd.
+    pub const SYN_SENT: i32 = 2;
+    pub const SYN_RECV: i32 = 3;
+    /// This side sent its FIN first.
+    pub const FIN_WAIT1: i32 = 4;
+    /// The socket is done; its address may be reused for another socket.
+    pub const CLOSE: i32 = 7;
+    /// The peer's FIN came first.
+    pub const CLOSE_WAIT: i32 = 8;
+    pub const LISTEN: i32 = 10;
+}
+
 /// Data direction of a [`DataEvent`].
 pub mod op {
     /// read, readv, recvfrom, recvmsg.

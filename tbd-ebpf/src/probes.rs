@@ -15,17 +15,14 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tbd_common::{
-    kind, lost, op, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent, DnsEvent,
-    EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent,
-    BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
+    kind, lost, op, tcp_state, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent,
+    DnsEvent, EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey,
+    StateEvent, BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
 };
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
-const TCP_SYN_SENT: i32 = 2;
-const TCP_CLOSE: i32 = 7;
-const TCP_LISTEN: i32 = 10;
 /// listen(2) on x86_64.
 const SYS_LISTEN: u64 = 50;
 const EINPROGRESS: i64 = 115;
@@ -732,7 +729,8 @@ fn listen_on_tracked_port(ctx: &TracePointContext, skaddr: u64, port: u16) {
     if nr != SYS_LISTEN {
         return;
     }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
     let key = SockKey {
         pid: tgid,
         fd: fd as u32,
@@ -752,12 +750,10 @@ fn listen_on_tracked_port(ctx: &TracePointContext, skaddr: u64, port: u16) {
     };
     let (src, dst) = tp_addrs(ctx, family, port, 0, 32, 40);
     let ev = StateEvent {
-        hdr: header(kind::STATE, bpf_get_current_pid_tgid(), unsafe {
-            bpf_ktime_get_ns()
-        }),
+        hdr: header(kind::STATE, id, unsafe { bpf_ktime_get_ns() }),
         skaddr,
         oldstate,
-        newstate: TCP_LISTEN,
+        newstate: tcp_state::LISTEN,
         fd: fd as i32,
         _pad: 0,
         src,
@@ -780,7 +776,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let sport = unsafe { ctx.read_at::<u16>(24) }.unwrap_or(0);
-    if newstate == TCP_LISTEN {
+    if newstate == tcp_state::LISTEN {
         listen_on_tracked_port(&ctx, skaddr, sport);
         return 0;
     }
@@ -788,7 +784,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
     let mut id = 0u64;
     let tracked = if SKS.get_ptr(skaddr).is_some() {
         true
-    } else if newstate == TCP_SYN_SENT {
+    } else if newstate == tcp_state::SYN_SENT {
         // Inside connect(): the calling thread's in-flight connect names the fd.
         id = bpf_get_current_pid_tgid();
         match CONNECTS.get_ptr(id) {
@@ -804,7 +800,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
     if !tracked {
         return 0;
     }
-    if newstate == TCP_CLOSE {
+    if newstate == tcp_state::CLOSE {
         let _ = SKS.remove(skaddr);
     } else if SKS.insert(skaddr, 1, 0).is_err() {
         count_lost(lost::SOCKETS_FULL);

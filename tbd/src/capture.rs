@@ -11,6 +11,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use tb_proto::v1::{Exchange, LossCounter, Run};
+use tbd_common::tcp_state;
 use tokio::sync::broadcast;
 
 use crate::{
@@ -308,8 +309,6 @@ fn outputs_to_records(
 
 /// Events taken per drain before the store is written.
 const DRAIN_BATCH: u64 = 4096;
-/// TCP_LISTEN in the kernel's state numbering.
-const TCP_LISTEN: i32 = 10;
 /// How long the reader sleeps when the ring buffer had less than a batch: at 100 MB/s of
 /// events that is 1 MB, far below the 4 MiB ring; longer sleeps mean fewer, larger store
 /// batches.
@@ -365,7 +364,7 @@ impl Reader {
                     if let Event::State(st) = &ev {
                         // A listener the kernel added during the capture (a server started
                         // or restarted then), listed with those found at its start.
-                        if st.newstate == TCP_LISTEN && st.fd >= 0 {
+                        if st.newstate == tcp_state::LISTEN && st.fd >= 0 {
                             a.run
                                 .server_listeners
                                 .push(format!("{}/{}:{}", st.hdr.pid, st.fd, st.src.port));

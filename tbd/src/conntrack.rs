@@ -12,23 +12,13 @@ use rustc_hash::FxHashMap as HashMap;
 
 use tb_proto::v1::{Chunk, Connection, DnsLookup, Endpoint, Exchange};
 use tbd_common::{
-    op, AcceptEvent, CloseEvent, ConnectEvent, DnsEvent, PeerEvent, RetransmitEvent, SockAddr,
-    StateEvent, PREFIX_LEN,
+    op, tcp_state, AcceptEvent, CloseEvent, ConnectEvent, DnsEvent, PeerEvent, RetransmitEvent,
+    SockAddr, StateEvent, PREFIX_LEN,
 };
 
 use crate::events::{batch_chunks, c_str, socket_addr, Event};
 use crate::http_prefix::{request_line, status_line};
 
-/// TCP_ESTABLISHED in the kernel's state numbering.
-const TCP_ESTABLISHED: i32 = 1;
-/// TCP_SYN_SENT: emitted inside connect(), with the connecting fd.
-const TCP_SYN_SENT: i32 = 2;
-/// TCP_FIN_WAIT1: this side sent its FIN first.
-const TCP_FIN_WAIT1: i32 = 4;
-/// TCP_CLOSE: the kernel socket is done; its address may be reused for another socket.
-const TCP_CLOSE: i32 = 7;
-/// TCP_CLOSE_WAIT: the peer's FIN came first.
-const TCP_CLOSE_WAIT: i32 = 8;
 /// connect()'s return for a non-blocking socket whose handshake is under way.
 const EINPROGRESS: i32 = -115;
 /// Destination port that makes a connection a DNS socket.
@@ -531,7 +521,7 @@ impl ConnTracker {
         if s.skaddr == 0 {
             return;
         }
-        if s.newstate == TCP_SYN_SENT && s.fd >= 0 {
+        if s.newstate == tcp_state::SYN_SENT && s.fd >= 0 {
             let key = (s.hdr.pid, s.fd as u32);
             if let Some(old) = self.pending_by_fd.remove(&key) {
                 self.pending.remove(&old);
@@ -560,7 +550,7 @@ impl ConnTracker {
                 } else {
                     set_local_addr(&mut conn.msg.dst, &s.src);
                 }
-                if s.newstate == TCP_ESTABLISHED && conn.msg.t_established_ns == 0 {
+                if s.newstate == tcp_state::ESTABLISHED && conn.msg.t_established_ns == 0 {
                     conn.msg.t_established_ns = s.hdr.ts_ns;
                 }
                 if conn.msg.closed_by.is_empty() {
@@ -569,7 +559,7 @@ impl ConnTracker {
                     }
                 }
             }
-            if s.newstate == TCP_CLOSE {
+            if s.newstate == tcp_state::CLOSE {
                 // The TCP connection is over (a reset, a shutdown() answered, a failed
                 // handshake), but the fd may still be open: reads taken before it may still be
                 // held in the kernel's batch, sent at close(), and a write into a reset
@@ -587,7 +577,7 @@ impl ConnTracker {
             return;
         }
         if let Some(p) = self.pending.get_mut(&s.skaddr) {
-            if s.newstate == TCP_CLOSE {
+            if s.newstate == tcp_state::CLOSE {
                 let claim = p.claim;
                 self.pending.remove(&s.skaddr);
                 self.unindex_pending(s.skaddr, claim);
@@ -596,12 +586,12 @@ impl ConnTracker {
             if s.src.port != 0 {
                 p.local = s.src;
             }
-            if s.newstate == TCP_ESTABLISHED && p.t_established_ns == 0 {
+            if s.newstate == tcp_state::ESTABLISHED && p.t_established_ns == 0 {
                 p.t_established_ns = s.hdr.ts_ns;
             }
             return;
         }
-        if s.newstate == TCP_ESTABLISHED && s.fd < 0 {
+        if s.newstate == tcp_state::ESTABLISHED && s.fd < 0 {
             // A server-side socket finishing its handshake before accept() hands it out.
             if let Some(tuple) = TupleKey::new(s.src.port, &s.dst) {
                 if let Some(old) = self.pending_by_tuple.remove(&tuple) {
@@ -782,9 +772,9 @@ fn side_name(is_client: bool) -> &'static str {
 /// FIN first (FIN_WAIT1), the peer's (CLOSE_WAIT), or a reset (straight to CLOSE).
 fn closer(is_client: bool, old: i32, new: i32) -> Option<&'static str> {
     match new {
-        TCP_FIN_WAIT1 => Some(side_name(is_client)),
-        TCP_CLOSE_WAIT => Some(side_name(!is_client)),
-        TCP_CLOSE if old == TCP_ESTABLISHED => Some("reset"),
+        tcp_state::FIN_WAIT1 => Some(side_name(is_client)),
+        tcp_state::CLOSE_WAIT => Some(side_name(!is_client)),
+        tcp_state::CLOSE if old == tcp_state::ESTABLISHED => Some("reset"),
         _ => None,
     }
 }
@@ -819,10 +809,10 @@ mod tests {
 
     const CLIENT: u32 = 100;
     const SERVER: u32 = 200;
-    const ESTABLISHED: i32 = TCP_ESTABLISHED;
-    const SYN_SENT: i32 = TCP_SYN_SENT;
-    const SYN_RECV: i32 = 3;
-    const CLOSE: i32 = TCP_CLOSE;
+    const ESTABLISHED: i32 = tcp_state::ESTABLISHED;
+    const SYN_SENT: i32 = tcp_state::SYN_SENT;
+    const SYN_RECV: i32 = tcp_state::SYN_RECV;
+    const CLOSE: i32 = tcp_state::CLOSE;
 
     /// Every event goes through its raw bytes and `Event::decode`, as it does from the ring buffer.
     fn decode<T: Copy>(ev: T) -> Event {
@@ -1028,6 +1018,12 @@ mod tests {
         )
     }
 
+    /// A state change of the server socket `sk` (softirq context, no fd): the connection
+    /// from `client_addr()` to `server_addr()`.
+    fn server_state(ts: u64, sk: u64, old: i32, new: i32) -> Event {
+        state(0, ts, sk, old, new, -1, server_addr(), client_addr())
+    }
+
     /// A later state change of the client socket `sk`, seen from `pid` (softirq context).
     fn client_state(pid: u32, ts: u64, sk: u64, old: i32, new: i32) -> Event {
         state(pid, ts, sk, old, new, -1, client_addr(), server_addr())
@@ -1137,8 +1133,8 @@ mod tests {
 
     #[test]
     fn who_closed_first_from_state_changes_and_close() {
-        const FIN_WAIT1: i32 = TCP_FIN_WAIT1;
-        const CLOSE_WAIT: i32 = TCP_CLOSE_WAIT;
+        const FIN_WAIT1: i32 = tcp_state::FIN_WAIT1;
+        const CLOSE_WAIT: i32 = tcp_state::CLOSE_WAIT;
         let req = request("c");
         // Each side's socket, linked: the client's by SYN_SENT, the server's by its 4-tuple.
         let client = |tail: &[Event]| {
@@ -1192,43 +1188,15 @@ mod tests {
         ]);
         assert_eq!(got.connections[0].closed_by, "");
         // Server side: the client's FIN (CLOSE_WAIT on the server's socket), then close().
-        let local = v4([10, 0, 0, 2], 8000);
         let evs = [
-            state(
-                0,
-                900,
-                0xb0,
-                SYN_RECV,
-                ESTABLISHED,
-                -1,
-                local,
-                client_addr(),
-            ),
+            server_state(900, 0xb0, SYN_RECV, ESTABLISHED),
             accept(7, 1_000, client_addr(), 8000),
-            state(
-                0,
-                2_000,
-                0xb0,
-                ESTABLISHED,
-                CLOSE_WAIT,
-                -1,
-                local,
-                client_addr(),
-            ),
+            server_state(2_000, 0xb0, ESTABLISHED, CLOSE_WAIT),
             close(SERVER, 7, 2_100),
         ];
         assert_eq!(run(&evs).0.connections[0].closed_by, "client");
         let evs = [
-            state(
-                0,
-                900,
-                0xb0,
-                SYN_RECV,
-                ESTABLISHED,
-                -1,
-                local,
-                client_addr(),
-            ),
+            server_state(900, 0xb0, SYN_RECV, ESTABLISHED),
             accept(7, 1_000, client_addr(), 8000),
             close(SERVER, 7, 2_100),
         ];
@@ -1294,20 +1262,10 @@ mod tests {
 
     #[test]
     fn server_side_request_read_and_five_response_writes() {
-        let local = v4([10, 0, 0, 2], 8000);
         let req = request("r-9");
         let mut evs = vec![
             // The child socket is established before accept() returns it.
-            state(
-                0,
-                500,
-                0xb0,
-                SYN_RECV,
-                ESTABLISHED,
-                -1,
-                local,
-                client_addr(),
-            ),
+            server_state(500, 0xb0, SYN_RECV, ESTABLISHED),
             accept(7, 1_000, client_addr(), 8000),
             read(SERVER, 7, 1_100, 2_000, req.len() as u32, &req),
             write(SERVER, 7, 3_000, 3_010, 60, OK_SSE),
@@ -1653,9 +1611,9 @@ mod tests {
             read(SERVER, 7, 1_100, 2_000, req.len() as u32, &req),
             retransmit(2_500, 0xe0, local, client_addr()),
             write(SERVER, 7, 3_000, 3_010, 60, OK_SSE),
-            state(0, 4_000, 0xe0, ESTABLISHED, 8, -1, local, client_addr()),
+            server_state(4_000, 0xe0, ESTABLISHED, 8),
             retransmit(4_500, 0xe0, local, client_addr()),
-            state(0, 5_000, 0xe0, 9, CLOSE, -1, local, client_addr()),
+            server_state(5_000, 0xe0, 9, CLOSE),
             // The fd's close() ends the connection record; it closed when TCP did.
             close(SERVER, 7, 5_100),
         ];

@@ -74,17 +74,20 @@ pub fn field_offset(format: &str, field: &str) -> Option<usize> {
     })
 }
 
+/// A tracepoint's `format` text (`tp` is `category/name`).
+fn format_text(tp: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(Path::new(TRACEFS).join("events").join(tp).join("format"))
+}
+
 /// Offset of a tracepoint's optional field on this kernel, None when the kernel lacks it.
 pub fn optional_offset(tp: &str, field: &str) -> Option<usize> {
-    let path = Path::new(TRACEFS).join("events").join(tp).join("format");
-    field_offset(&std::fs::read_to_string(path).ok()?, field)
+    field_offset(&format_text(tp).ok()?, field)
 }
 
 /// Checks every offset the programs read; a mismatch means this kernel's layout differs.
 pub fn check_formats() -> Result<(), TbdError> {
     for (tp, field, want) in EXPECTED {
-        let path = Path::new(TRACEFS).join("events").join(tp).join("format");
-        let text = std::fs::read_to_string(&path).map_err(TbdError::Tracefs)?;
+        let text = format_text(tp).map_err(TbdError::Tracefs)?;
         match field_offset(&text, field) {
             Some(got) if got == *want => {}
             got => {
