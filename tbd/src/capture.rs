@@ -89,6 +89,7 @@ impl Engine {
             counters: engine.counters.clone(),
             tail: engine.tail.clone(),
             batch: Vec::with_capacity(1024),
+            pending: Vec::new(),
         };
         std::thread::Builder::new()
             .name("tbd-ring".into())
@@ -321,6 +322,8 @@ struct Reader {
     counters: Arc<Counters>,
     tail: broadcast::Sender<Exchange>,
     batch: Vec<Output>,
+    /// Records the store could not take yet: it was giving sled's memory back.
+    pending: Vec<Record>,
 }
 
 impl Reader {
@@ -336,6 +339,7 @@ impl Reader {
                     // A last pass after a short pause catches events still being submitted.
                     std::thread::sleep(Duration::from_millis(20));
                     while self.drain() > 0 {}
+                    self.store_pending(true);
                     let _ = ack.send(());
                 }
                 Err(mpsc::TryRecvError::Disconnected) => return,
@@ -394,17 +398,37 @@ impl Reader {
                 // Replaced at the size it reached, so that the next drain does not regrow it.
                 let cap = self.batch.capacity();
                 let outs = std::mem::replace(&mut self.batch, Vec::with_capacity(cap));
-                let recs = outputs_to_records(outs, &mut a.run, &self.tail);
-                match self.store.append(&recs) {
-                    Ok(()) => {
-                        self.counters
-                            .records_stored
-                            .fetch_add(recs.len() as u64, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::error!("store append failed: {e}"),
-                }
+                self.pending
+                    .extend(outputs_to_records(outs, &mut a.run, &self.tail));
             }
         }
+        drop(active);
+        self.store_pending(false);
         n
+    }
+
+    /// Writes the pending records; unless `wait`, leaves them pending while the store is
+    /// being reopened, so that the ring keeps being drained meanwhile.
+    fn store_pending(&mut self, wait: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let r = if wait {
+            self.store.append(&self.pending).map(|()| true)
+        } else {
+            self.store.try_append(&self.pending)
+        };
+        match r {
+            Ok(false) => return,
+            Ok(true) => {
+                self.counters
+                    .records_stored
+                    .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!("store append failed: {e}"),
+        }
+        self.pending.clear();
+        // It grows while sled is reopened; what it grew to need not be kept.
+        self.pending.shrink_to(1024);
     }
 }

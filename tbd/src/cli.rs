@@ -47,6 +47,10 @@ pub struct Args {
     /// reads to every probe run, so by default only a sample of each capture pays for them.
     #[arg(long, value_enum, default_value_t = StatsMode::Sampled)]
     pub bpf_stats: StatsMode,
+    /// Give sled's memory back (close and reopen the store) after this many MiB of records
+    /// were written or read, and whenever the store has been idle for 2 s.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_release_mib: u64,
 }
 
 /// Parses `30d`, `12h`, `30m`, `90s`.
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    crate::heap::use_one_arena();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,7 +109,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Some(addr)
         }
     };
-    let store = Arc::new(Store::open(&args.data_dir)?);
+    let store = Arc::new(Store::open(&args.data_dir)?.releasing(
+        args.store_release_mib << 20,
+        crate::store::RELEASE_WHEN_IDLE,
+    ));
     let probes = Probes::load(&[])?;
     let engine = Engine::start(probes, store.clone(), args.bpf_stats)?;
     let listener = socket::bind(&args.socket, &args.socket_group)?;
@@ -134,6 +142,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+    });
+    let release_store = store.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let s = release_store.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.release_if_due()).await {
+                tracing::error!("giving the store's memory back: {e}");
+            }
         }
     });
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);

@@ -66,6 +66,12 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> String {
         engine.store.size_on_disk(),
     );
     metric(
+        "tbd_store_reopens_total",
+        "Times sled was closed and reopened to give its memory back.",
+        "counter",
+        engine.store.releases(),
+    );
+    metric(
         "tbd_capture_active",
         "1 while a capture runs.",
         "gauge",

@@ -7,6 +7,7 @@ pub mod conntrack;
 pub mod descendants;
 pub mod error;
 pub mod events;
+pub mod heap;
 pub mod http;
 pub mod http_prefix;
 pub mod listeners;

@@ -134,6 +134,7 @@ impl Tbd for Service {
             bpf_stats_enabled: probes.stats_enabled(),
             bpf_stats_mode: self.engine.stats_mode.name(),
             bpf_stats_seconds: probes.stats_seconds(),
+            store_reopens: self.engine.store.releases(),
         };
         Ok(Response::new(info))
     }

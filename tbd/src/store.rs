@@ -9,9 +9,12 @@
 //! nothing.
 
 use std::{
-    path::Path,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        RwLock,
+    },
+    time::{Duration, Instant},
 };
 
 use prost::Message;
@@ -193,18 +196,24 @@ fn record_key(run_id: &str, t_ns: u64, seq: u64) -> Vec<u8> {
     k
 }
 
-/// The daemon's store.
-pub struct Store {
+/// Record bytes written or read after which sled's memory is given back (see [`Store`]).
+pub const RELEASE_AFTER_BYTES: u64 = 32 << 20;
+/// How long the store must go unused before what it read or wrote since opening is given
+/// back, so that an idle daemon holds none of its last run.
+pub const RELEASE_WHEN_IDLE: Duration = Duration::from_secs(2);
+
+/// Batch bytes a query reads from sled at a time (less when the release threshold is lower).
+const READ_STRETCH_BYTES: usize = 4 << 20;
+
+/// The open sled handles, dropped and opened again by [`Store::release_if_due`].
+struct Handles {
     db: sled::Db,
     runs: sled::Tree,
     trees: [sled::Tree; 4],
-    seq: AtomicU64,
 }
 
-impl Store {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, TbdError> {
-        std::fs::create_dir_all(dir)?;
+impl Handles {
+    fn open(dir: &Path) -> Result<Self, TbdError> {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(FLUSH_MS))
@@ -214,12 +223,10 @@ impl Store {
         let runs = db.open_tree("runs")?;
         let trees = Kind::ALL.map(|k| db.open_tree(k.tree()));
         let [a, b, c, d] = trees;
-        let seq = AtomicU64::new(db.generate_id()?.wrapping_mul(1 << 20));
         Ok(Self {
             runs,
             trees: [a?, b?, c?, d?],
             db,
-            seq,
         })
     }
 
@@ -229,36 +236,187 @@ impl Store {
             .position(|k| *k == kind)
             .expect("all kinds")]
     }
+}
+
+/// The daemon's store.
+///
+/// sled 0.34 keeps every value it wrote or read in memory: its cache evicts a page only after
+/// 64 more accesses to pages of the same one of 256 shards, which time-ordered appends never
+/// make, and large values count by their log pointer's size. Measured, a daemon grew to 580
+/// MiB after three saturated runs whatever `cache_capacity` said. So the store counts the
+/// record bytes it moved since opening and, once that reaches [`RELEASE_AFTER_BYTES`] or the
+/// store has been idle for [`RELEASE_WHEN_IDLE`], closes sled and opens it again (about 55
+/// ms, whatever the store's size), which gives the memory back.
+pub struct Store {
+    dir: PathBuf,
+    open: RwLock<Option<Handles>>,
+    seq: AtomicU64,
+    /// Record bytes written or read since sled was opened: what it holds in memory.
+    moved: AtomicU64,
+    /// When the store was last used, in ms after `epoch`.
+    used_ms: AtomicU64,
+    epoch: Instant,
+    releases: AtomicU64,
+    release_after: u64,
+    release_idle: Duration,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, TbdError> {
+        std::fs::create_dir_all(dir)?;
+        let h = Handles::open(dir)?;
+        let seq = AtomicU64::new(h.db.generate_id()?.wrapping_mul(1 << 20));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            open: RwLock::new(Some(h)),
+            seq,
+            moved: AtomicU64::new(0),
+            used_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            releases: AtomicU64::new(0),
+            release_after: RELEASE_AFTER_BYTES,
+            release_idle: RELEASE_WHEN_IDLE,
+        })
+    }
+
+    /// Sets when sled's memory is given back: after `bytes` moved, or after `idle` unused.
+    pub fn releasing(mut self, bytes: u64, idle: Duration) -> Self {
+        self.release_after = bytes;
+        self.release_idle = idle;
+        self
+    }
+
+    /// Runs `f` on the open handles, opening sled again if a release left it closed.
+    fn with<R>(&self, f: impl FnOnce(&Handles) -> Result<R, TbdError>) -> Result<R, TbdError> {
+        self.touch();
+        loop {
+            {
+                let g = self.open.read().expect("store lock");
+                if let Some(h) = g.as_ref() {
+                    let r = f(h);
+                    drop(g);
+                    hand_on_garbage();
+                    return r;
+                }
+            }
+            let mut w = self.open.write().expect("store lock");
+            if w.is_none() {
+                *w = Some(Handles::open(&self.dir)?);
+                self.moved.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn touch(&self) {
+        self.used_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn moved(&self, bytes: usize) {
+        self.moved.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Gives sled's memory back when it is due and nothing uses the store: flushes, closes
+    /// and reopens sled. Returns whether it did; a caller retries later.
+    pub fn release_if_due(&self) -> Result<bool, TbdError> {
+        let moved = self.moved.load(Ordering::Relaxed);
+        let idle_ms = (self.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(self.used_ms.load(Ordering::Relaxed));
+        let due = moved >= self.release_after
+            || (moved > 0 && idle_ms >= self.release_idle.as_millis() as u64);
+        if !due {
+            return Ok(false);
+        }
+        let Ok(mut w) = self.open.try_write() else {
+            return Ok(false);
+        };
+        if let Some(h) = w.as_ref() {
+            h.db.flush()?;
+        }
+        drop(w.take());
+        // What sled freed waits in crossbeam-epoch's queue until the epoch moves on.
+        for _ in 0..64 {
+            hand_on_garbage();
+        }
+        crate::heap::give_back_freed();
+        // Counted before the reopen: what the closed sled held is gone even if opening fails
+        // (the next use retries it).
+        self.moved.store(0, Ordering::Relaxed);
+        self.releases.fetch_add(1, Ordering::Relaxed);
+        *w = Some(Handles::open(&self.dir)?);
+        tracing::debug!(moved, "store reopened to give back sled's memory");
+        Ok(true)
+    }
+
+    /// How many times sled's memory was given back.
+    pub fn releases(&self) -> u64 {
+        self.releases.load(Ordering::Relaxed)
+    }
 
     /// Writes or replaces a run's header.
     pub fn put_run(&self, run: &Run) -> Result<(), TbdError> {
-        self.runs
-            .insert(run.run_id.as_bytes(), run.encode_to_vec())?;
-        Ok(())
+        self.with(|h| {
+            h.runs.insert(run.run_id.as_bytes(), run.encode_to_vec())?;
+            Ok(())
+        })
     }
 
     /// A run's header.
     pub fn get_run(&self, run_id: &str) -> Result<Option<Run>, TbdError> {
-        Ok(match self.runs.get(run_id.as_bytes())? {
-            Some(v) => Some(Run::decode(&*v)?),
-            None => None,
+        self.with(|h| {
+            Ok(match h.runs.get(run_id.as_bytes())? {
+                Some(v) => Some(Run::decode(&*v)?),
+                None => None,
+            })
         })
     }
 
     /// Every run, oldest first.
     pub fn list_runs(&self) -> Result<Vec<Run>, TbdError> {
-        let mut runs = self
-            .runs
-            .iter()
-            .values()
-            .map(|v| Ok(Run::decode(&*v?)?))
-            .collect::<Result<Vec<_>, TbdError>>()?;
+        let mut runs = self.with(|h| {
+            h.runs
+                .iter()
+                .values()
+                .map(|v| Ok(Run::decode(&*v?)?))
+                .collect::<Result<Vec<_>, TbdError>>()
+        })?;
         runs.sort_by_key(|r| r.start_unix_ns);
         Ok(runs)
     }
 
-    /// Appends records: one batch value per (kind, run), written as one sled insert.
+    /// Appends records: one batch value per (kind, run), written as one sled insert. Gives
+    /// sled's memory back afterwards when that is due (uploads write a run's client records
+    /// faster than the daemon's once-a-second check).
     pub fn append(&self, records: &[Record]) -> Result<(), TbdError> {
+        self.with(|h| self.append_to(h, records))?;
+        self.release_if_due()?;
+        Ok(())
+    }
+
+    /// Appends records unless sled is being reopened; returns whether it did. For the ring
+    /// reader, which must not wait: it keeps the records and tries again on its next drain.
+    pub fn try_append(&self, records: &[Record]) -> Result<bool, TbdError> {
+        self.touch();
+        match self.open.try_read() {
+            Ok(g) => match g.as_ref() {
+                Some(h) => {
+                    let r = self.append_to(h, records).map(|()| true);
+                    drop(g);
+                    hand_on_garbage();
+                    r
+                }
+                None => {
+                    drop(g);
+                    self.append(records).map(|()| true)
+                }
+            },
+            Err(std::sync::TryLockError::WouldBlock) => Ok(false),
+            Err(std::sync::TryLockError::Poisoned(_)) => panic!("store lock poisoned"),
+        }
+    }
+
+    fn append_to(&self, h: &Handles, records: &[Record]) -> Result<(), TbdError> {
         let mut groups: std::collections::BTreeMap<(usize, &str), Vec<&Record>> =
             std::collections::BTreeMap::new();
         for r in records {
@@ -273,36 +431,45 @@ impl Store {
             }
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
             let key = record_key(run_id, recs[0].time(), seq);
-            self.trees[idx].insert(key, value)?;
+            self.moved(value.len());
+            h.trees[idx].insert(key, value)?;
         }
         Ok(())
     }
 
-    /// The batches of one kind for a run that may hold records before `to_ns` (0 = no end), in
-    /// key order, each with its key's time (the earliest record time in the batch).
-    fn batches(
-        &self,
+    /// The batches of one kind for a run after key `after` (from the run's start when None)
+    /// that may hold records before `to_ns` (0 = no end), in key order, each with its key and
+    /// its key's time (the earliest record time in the batch).
+    fn batches<'a>(
+        &'a self,
+        h: &Handles,
         kind: Kind,
         run_id: &str,
+        after: Option<&[u8]>,
         to_ns: u64,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec), TbdError>> {
+    ) -> impl Iterator<Item = Result<(sled::IVec, u64, sled::IVec), TbdError>> + 'a {
         // A batch is keyed by its earliest record, so any batch keyed before `to` may hold
         // records in range: the scan starts at the run's beginning and filters by record time.
-        let start = record_key(run_id, 0, 0);
+        let start = match after {
+            // The smallest key greater than `after`.
+            Some(k) => [k, &[0]].concat(),
+            None => record_key(run_id, 0, 0),
+        };
         let end = if to_ns == 0 {
             record_key(run_id, u64::MAX, u64::MAX)
         } else {
             record_key(run_id, to_ns, 0)
         };
-        let time_at = start.len() - 16;
-        self.tree(kind).range(start..end).map(move |kv| {
+        let time_at = run_prefix(run_id).len();
+        h.tree(kind).range(start..end).map(move |kv| {
             let (k, v) = kv?;
             let t = k
                 .get(time_at..time_at + 8)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| TbdError::Corrupt("a record key too short".into()))?;
-            Ok((t, v))
+            self.moved(v.len());
+            Ok((k, t, v))
         })
     }
 
@@ -311,7 +478,10 @@ impl Store {
     ///
     /// Batches are keyed by their earliest record, so once the scan reaches a batch keyed `K`
     /// no batch still unread holds a record before `K`: records before `K` are passed on and
-    /// only those that a later batch could still precede are held, not the whole run.
+    /// only those that a later batch could still precede are held, not the whole run. Between
+    /// stretches of [`READ_STRETCH_BYTES`] the scan lets sled's memory go when that is due and
+    /// goes on from its last key, so a query of a large run does not pull the run into memory
+    /// either.
     /// Returns the most records held at once.
     pub fn for_each_record<M: Timed>(
         &self,
@@ -324,24 +494,47 @@ impl Store {
         use std::{cmp::Reverse, collections::BinaryHeap};
         let mut held: BinaryHeap<Reverse<Held<M>>> = BinaryHeap::new();
         let (mut n, mut peak) = (0u64, 0usize);
-        for b in self.batches(kind, run_id, to_ns) {
-            let (key_t, v) = b?;
-            while held.peek().is_some_and(|h| h.0.t < key_t) {
-                if !f(held.pop().expect("peeked").0.m) {
-                    return Ok(peak);
+        let mut last_key: Option<sled::IVec> = None;
+        let stretch_bytes = READ_STRETCH_BYTES.min(self.release_after as usize);
+        loop {
+            // Batches are read in stretches under the store's lock and handed to `f` without
+            // it: a slow consumer must not keep sled from being reopened.
+            let mut stretch = Vec::new();
+            let mut bytes = 0;
+            let more = self.with(|h| {
+                for b in self.batches(h, kind, run_id, last_key.as_deref(), to_ns) {
+                    let (key, key_t, v) = b?;
+                    bytes += v.len();
+                    stretch.push((key_t, v));
+                    last_key = Some(key);
+                    if bytes >= stretch_bytes {
+                        return Ok(true);
+                    }
                 }
-            }
-            let mut buf: &[u8] = &v;
-            while !buf.is_empty() {
-                let m = M::decode_length_delimited(&mut buf)?;
-                let t = m.time_ns();
-                if t >= from_ns && (to_ns == 0 || t < to_ns) {
-                    // `n` keeps records of equal time in the order they were stored.
-                    held.push(Reverse(Held { t, n, m }));
-                    n += 1;
+                Ok(false)
+            })?;
+            for (key_t, v) in stretch {
+                while held.peek().is_some_and(|h| h.0.t < key_t) {
+                    if !f(held.pop().expect("peeked").0.m) {
+                        return Ok(peak);
+                    }
                 }
+                let mut buf: &[u8] = &v;
+                while !buf.is_empty() {
+                    let m = M::decode_length_delimited(&mut buf)?;
+                    let t = m.time_ns();
+                    if t >= from_ns && (to_ns == 0 || t < to_ns) {
+                        // `n` keeps records of equal time in the order they were stored.
+                        held.push(Reverse(Held { t, n, m }));
+                        n += 1;
+                    }
+                }
+                peak = peak.max(held.len());
             }
-            peak = peak.max(held.len());
+            if !more {
+                break;
+            }
+            self.release_if_due()?;
         }
         while let Some(Reverse(h)) = held.pop() {
             if !f(h.m) {
@@ -370,9 +563,11 @@ impl Store {
 
     /// How many records of one kind a run has.
     pub fn count(&self, kind: Kind, run_id: &str) -> Result<u64, TbdError> {
-        self.batches(kind, run_id, 0)
-            .map(|b| count_batch(&b?.1))
-            .sum()
+        self.with(|h| {
+            self.batches(h, kind, run_id, None, 0)
+                .map(|b| count_batch(&b?.2))
+                .sum()
+        })
     }
 
     /// Decoded records of one kind for a whole run, oldest first.
@@ -382,21 +577,24 @@ impl Store {
 
     /// Deletes a run and all its records; returns how many records went.
     pub fn delete_run(&self, run_id: &str) -> Result<Option<u64>, TbdError> {
-        if self.runs.remove(run_id.as_bytes())?.is_none() {
-            return Ok(None);
-        }
-        let prefix = run_prefix(run_id);
-        let mut n = 0;
-        for tree in &self.trees {
-            let mut batch = sled::Batch::default();
-            for kv in tree.scan_prefix(&prefix) {
-                let (key, value) = kv?;
-                n += count_batch(&value)?;
-                batch.remove(key);
+        self.with(|h| {
+            if h.runs.remove(run_id.as_bytes())?.is_none() {
+                return Ok(None);
             }
-            tree.apply_batch(batch)?;
-        }
-        Ok(Some(n))
+            let prefix = run_prefix(run_id);
+            let mut n = 0;
+            for tree in &h.trees {
+                let mut batch = sled::Batch::default();
+                for kv in tree.scan_prefix(&prefix) {
+                    let (key, value) = kv?;
+                    self.moved(value.len());
+                    n += count_batch(&value)?;
+                    batch.remove(key);
+                }
+                tree.apply_batch(batch)?;
+            }
+            Ok(Some(n))
+        })
     }
 
     /// Retention: deletes finished runs that ended more than `max_age` ago, then the oldest
@@ -440,14 +638,25 @@ impl Store {
 
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.with(|h| Ok(h.db.size_on_disk()?)).unwrap_or(0)
     }
 
     /// Writes everything to disk now.
     pub fn flush(&self) -> Result<(), TbdError> {
-        self.db.flush()?;
-        Ok(())
+        self.with(|h| {
+            h.db.flush()?;
+            Ok(())
+        })
     }
+}
+
+/// Moves this thread's deferred frees to crossbeam-epoch's global queue and collects what
+/// has expired there. sled 0.34 frees replaced pages through crossbeam-epoch, which keeps
+/// them in a bag per thread until 64 gather: a tokio worker that wrote a few batches and then
+/// idled held old versions of sled's nodes indefinitely (measured: 23 MiB after an upload,
+/// still there after sled was closed).
+fn hand_on_garbage() {
+    crossbeam_epoch::pin().flush();
 }
 
 #[cfg(test)]
@@ -557,6 +766,119 @@ mod tests {
         assert!(s.all::<Exchange>(Kind::Exchange, "old").unwrap().is_empty());
         assert_eq!(s.delete_run("new").unwrap(), Some(2));
         assert_eq!(s.delete_run("new").unwrap(), None);
+    }
+
+    /// An exchange with a payload of about `bytes`, as chunk lists make them large.
+    fn big(run: &str, t: u64, bytes: usize) -> Record {
+        Record::Exchange(Exchange {
+            run_id: run.into(),
+            t_request_first_ns: t,
+            side: "x".repeat(bytes),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn sled_is_reopened_after_enough_bytes_moved_and_keeps_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path())
+            .unwrap()
+            .releasing(100_000, Duration::from_secs(3600));
+        s.append(&[big("r", 1, 40_000)]).unwrap();
+        assert!(!s.release_if_due().unwrap(), "40 kB is below the threshold");
+        // A write past the threshold gives the memory back on its way out.
+        s.append(&[big("r", 2, 40_000), big("r", 3, 40_000)])
+            .unwrap();
+        assert_eq!(s.releases(), 1);
+        assert!(
+            !s.release_if_due().unwrap(),
+            "nothing moved since the reopen"
+        );
+        // Writes after the reopen land in the same trees, keyed after the earlier ones.
+        s.append(&[big("r", 4, 10)]).unwrap();
+        let times: Vec<u64> = s
+            .all::<Exchange>(Kind::Exchange, "r")
+            .unwrap()
+            .iter()
+            .map(|e| e.t_request_first_ns)
+            .collect();
+        assert_eq!(times, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn an_idle_store_gives_its_memory_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path())
+            .unwrap()
+            .releasing(u64::MAX, Duration::from_millis(50));
+        assert!(!s.release_if_due().unwrap(), "nothing moved yet");
+        s.append(&[ex("r", 1)]).unwrap();
+        assert!(!s.release_if_due().unwrap(), "just used");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(s.release_if_due().unwrap());
+        assert_eq!(s.count(Kind::Exchange, "r").unwrap(), 1);
+    }
+
+    #[test]
+    fn the_ring_reader_is_not_held_up_by_a_reopen_and_a_reopen_waits_for_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path())
+            .unwrap()
+            .releasing(1, Duration::from_secs(3600));
+        s.append(&[ex("r", 1)]).unwrap();
+        {
+            // A reopen in progress holds the lock for writing.
+            let _reopening = s.open.write().unwrap();
+            assert!(!s.try_append(&[ex("r", 2)]).unwrap());
+        }
+        assert!(s.try_append(&[ex("r", 2)]).unwrap());
+        {
+            // A user of the store (a streaming query) holds it for reading: no reopen then.
+            let _query = s.open.read().unwrap();
+            assert!(!s.release_if_due().unwrap());
+        }
+        assert!(s.release_if_due().unwrap());
+        assert_eq!(s.count(Kind::Exchange, "r").unwrap(), 2);
+    }
+
+    #[test]
+    fn a_long_query_lets_sled_go_and_goes_on_where_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path())
+            .unwrap()
+            .releasing(50_000, Duration::from_secs(3600));
+        // 60 batches of 3 records, each batch also holding a late record of two batches
+        // before, as long streamed responses finish after later ones start.
+        for b in 0..60u64 {
+            let mut recs: Vec<Record> = (0..3).map(|i| big("q", 100 + b * 10 + i, 2_000)).collect();
+            if b >= 2 {
+                recs.push(big("q", 100 + (b - 2) * 10 + 5, 2_000));
+            }
+            s.append(&recs).unwrap();
+        }
+        assert!(
+            s.releases() >= 5,
+            "writing 500 kB reopened {} times",
+            s.releases()
+        );
+        let before = s.releases();
+        let mut times = Vec::new();
+        s.for_each_record::<Exchange>(Kind::Exchange, "q", 0, 0, |e| {
+            times.push(e.t_request_first_ns);
+            true
+        })
+        .unwrap();
+        assert_eq!(times.len(), 60 * 3 + 58);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+        let mut unique = times.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), times.len(), "no record twice across reopens");
+        // About 500 kB read at 50 kB a stretch.
+        assert!(
+            s.releases() - before >= 5,
+            "{} reopens during the scan",
+            s.releases() - before
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
 use serde_json::Value;
 pub use xtask::{
     llama::LlamaServer,
-    procs::{start_sim, start_tbd, wait_for_file, Bg},
+    procs::{start_sim, start_tbd, start_tbd_with, wait_for_file, Bg},
 };
 
 /// The debug build of a workspace binary.
@@ -110,12 +110,14 @@ pub fn stderr(o: &Output) -> String {
 /// they agree on who ended it.
 pub fn assert_sides_agree(kernel_jsonl: &Path) {
     let lines = jsonl(kernel_jsonl);
+    let server: std::collections::HashMap<String, &Value> = lines
+        .iter()
+        .filter(|l| l["side"] == "server")
+        .map(|l| (l["request_id"].to_string(), l))
+        .collect();
     let mut pairs = 0;
     for c in lines.iter().filter(|l| l["side"] == "client") {
-        let Some(s) = lines
-            .iter()
-            .find(|l| l["side"] == "server" && l["request_id"] == c["request_id"])
-        else {
+        let Some(s) = server.get(&c["request_id"].to_string()) else {
             continue;
         };
         for f in ["request_bytes", "response_bytes"] {

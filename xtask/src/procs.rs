@@ -84,6 +84,11 @@ pub fn bin(profile: &str, name: &str) -> PathBuf {
 
 /// Starts tbd on a private socket and data dir under `dir`; returns it and the socket path.
 pub fn start_tbd(profile: &str, dir: &Path) -> anyhow::Result<(Bg, PathBuf)> {
+    start_tbd_with(profile, dir, &[])
+}
+
+/// [`start_tbd`] with more arguments for tbd.
+pub fn start_tbd_with(profile: &str, dir: &Path, args: &[&str]) -> anyhow::Result<(Bg, PathBuf)> {
     let sock = dir.join("tbd.sock");
     let mut bg = Bg::spawn(
         "tbd",
@@ -92,7 +97,8 @@ pub fn start_tbd(profile: &str, dir: &Path) -> anyhow::Result<(Bg, PathBuf)> {
             .arg(&sock)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http", "off"]),
+            .args(["--http", "off"])
+            .args(args),
         &dir.join("tbd.log"),
     )?;
     wait_for_file(&mut bg, &sock, 30)?;

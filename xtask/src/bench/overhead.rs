@@ -182,6 +182,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
     let mut paced_off = vec![Vec::new(); PACED.len()];
     let mut paced_on = vec![Vec::new(); PACED.len()];
     let (mut idle_rss_kib, mut busy_rss_kib) = (None, None);
+    let mut settled_rss_kib = Vec::new();
     let (mut last_on, mut info) = (Value::Null, Value::Null);
     for round in 0..ROUNDS {
         let tdir = dir.join(format!("tbd-{round}"));
@@ -212,6 +213,9 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         for (i, l) in paced_loads.iter().enumerate() {
             paced_on[i].push(l.run(dir, Some(&daemon), Some(pid))?.0);
         }
+        // tbd gives sled's memory back once the store has been idle for 2 s.
+        std::thread::sleep(Duration::from_secs(4));
+        settled_rss_kib.push(rss_kib(pid));
         tbd.stop();
         stopped.push(saturated.run(dir, None, None)?.0);
         for (i, l) in paced_loads.iter().enumerate() {
@@ -274,6 +278,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         "lost_last_capture": info["lost"],
         "tbd_idle_rss_kib": idle_rss_kib,
         "tbd_rss_after_capture_and_query_kib": busy_rss_kib,
+        "tbd_rss_4s_after_all_captures_kib": settled_rss_kib,
     }))
 }
 
