@@ -40,7 +40,8 @@ pub struct Args {
     /// Delete finished runs older than this (e.g. 7d, 12h, 30m).
     #[arg(long, default_value = "30d", value_parser = parse_age)]
     pub retention_age: Duration,
-    /// Delete the oldest finished runs while the store is larger than this many MiB.
+    /// Delete the oldest finished runs while the runs' stored records take more than this many
+    /// MiB (sled's files run larger until it reclaims deleted space).
     #[arg(long, default_value_t = 4096)]
     pub retention_mib: u64,
     /// When the kernel keeps BPF run-time statistics (probe cost per run): they add two clock

@@ -101,7 +101,7 @@ pub fn run_json(r: &Run) -> serde_json::Value {
         "run_id": r.run_id, "label": r.label, "start_ns": r.start_ns, "end_ns": r.end_ns,
         "start_unix_ns": r.start_unix_ns, "client_pids": r.client_pids, "server_ports": r.server_ports,
         "server_listeners": r.server_listeners, "exchanges": r.exchanges, "connections": r.connections,
-        "dns_lookups": r.dns_lookups, "client_records": r.client_records,
+        "dns_lookups": r.dns_lookups, "client_records": r.client_records, "stored_bytes": r.stored_bytes,
         "lost": r.lost.iter().map(|l| (l.reason.clone(), l.count)).collect::<std::collections::BTreeMap<_, _>>(),
     })
 }
@@ -126,6 +126,7 @@ pub async fn list(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
         "exchanges",
         "connections",
         "client records",
+        "stored MiB",
         "state",
     ]);
     for r in &runs {
@@ -141,6 +142,7 @@ pub async fn list(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
             r.exchanges.to_string(),
             r.connections.to_string(),
             r.client_records.to_string(),
+            format!("{:.1}", r.stored_bytes as f64 / (1u64 << 20) as f64),
             if r.end_ns > 0 {
                 "done".into()
             } else {
