@@ -20,6 +20,11 @@ use crate::{
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// Runs a store call on this worker without stalling the runtime's other tasks: the store may
+/// wait for sled to reopen or scan a run.
+fn blocking<T>(f: impl FnOnce() -> Result<T, TbdError>) -> Result<T, Status> {
+    tokio::task::block_in_place(f).map_err(status)
+}
 /// The service implementation.
 pub struct Service {
     engine: Arc<Engine>,
@@ -37,13 +42,7 @@ impl Service {
     where
         M: Timed + Send + 'static,
     {
-        if self
-            .engine
-            .store
-            .get_run(&req.run_id)
-            .map_err(status)?
-            .is_none()
-        {
+        if blocking(|| self.engine.store.get_run(&req.run_id))?.is_none() {
             return Err(Status::not_found(format!("no run {}", req.run_id)));
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -130,7 +129,7 @@ impl Tbd for Service {
             events_received: c.events_received.load(Relaxed),
             events_stored: c.events_stored.load(Relaxed),
             active_run,
-            store_bytes: self.engine.store.size_on_disk(),
+            store_bytes: tokio::task::block_in_place(|| self.engine.store.size_on_disk()),
             bpf_stats_enabled: probes.stats_enabled(),
             bpf_stats_mode: self.engine.stats_mode.name(),
             bpf_stats_seconds: probes.stats_seconds(),
@@ -171,13 +170,13 @@ impl Tbd for Service {
         &self,
         _: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
-        let runs = self.engine.store.list_runs().map_err(status)?;
+        let runs = blocking(|| self.engine.store.list_runs())?;
         Ok(Response::new(ListRunsResponse { runs }))
     }
 
     async fn get_run(&self, req: Request<GetRunRequest>) -> Result<Response<Run>, Status> {
         let id = req.into_inner().run_id;
-        match self.engine.store.get_run(&id).map_err(status)? {
+        match blocking(|| self.engine.store.get_run(&id))? {
             Some(r) => Ok(Response::new(r)),
             None => Err(Status::not_found(format!("no run {id}"))),
         }
@@ -193,7 +192,7 @@ impl Tbd for Service {
                 "run {id} is still capturing; stop it first"
             )));
         }
-        match self.engine.store.delete_run(&id).map_err(status)? {
+        match blocking(|| self.engine.store.delete_run(&id))? {
             Some(n) => Ok(Response::new(DeleteRunResponse {
                 deleted: true,
                 records: n,
@@ -241,34 +240,27 @@ impl Tbd for Service {
             // The run is checked once per run id, not once per record.
             if run_id.as_deref() != Some(rec.run_id.as_str()) {
                 run_id = Some(rec.run_id.clone());
-                if self
-                    .engine
-                    .store
-                    .get_run(&rec.run_id)
-                    .map_err(status)?
-                    .is_none()
-                {
+                if blocking(|| self.engine.store.get_run(&rec.run_id))?.is_none() {
                     return Err(Status::not_found(format!("no run {}", rec.run_id)));
                 }
             }
             batch.push(Record::Client(rec));
             if batch.len() == 512 {
-                self.engine.store.append(&batch).map_err(status)?;
+                blocking(|| self.engine.store.append(&batch))?;
                 stored += batch.len() as u64;
                 batch.clear();
             }
         }
-        self.engine.store.append(&batch).map_err(status)?;
+        blocking(|| self.engine.store.append(&batch))?;
         stored += batch.len() as u64;
-        if let Some(mut run) = run_id.and_then(|id| self.engine.store.get_run(&id).ok().flatten()) {
-            run.client_records = self
-                .engine
-                .store
-                .count(Kind::ClientRecord, &run.run_id)
-                .map_err(status)?;
-            self.engine.store.put_run(&run).map_err(status)?;
-        }
-        self.engine.store.flush().map_err(status)?;
+        let store = &self.engine.store;
+        blocking(|| {
+            if let Some(mut run) = run_id.and_then(|id| store.get_run(&id).ok().flatten()) {
+                run.client_records = store.count(Kind::ClientRecord, &run.run_id)?;
+                store.put_run(&run)?;
+            }
+            store.flush()
+        })?;
         Ok(Response::new(UploadResponse { stored }))
     }
 
