@@ -220,6 +220,28 @@ struct Handles {
 }
 
 impl Handles {
+    /// Opens sled, waiting up to a second for a closed instance to let go of its lock file:
+    /// sled's background writer threads can hold it a moment after the close.
+    fn reopen(dir: &Path) -> Result<Self, TbdError> {
+        let mut tries = 0;
+        loop {
+            match Self::open(dir) {
+                Err(TbdError::Store(sled::Error::Io(e)))
+                    if tries < 100 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                r => {
+                    if tries > 0 {
+                        tracing::debug!(tries, "sled's lock file was still held after its close");
+                    }
+                    return r;
+                }
+            }
+        }
+    }
+
     fn open(dir: &Path) -> Result<Self, TbdError> {
         let db = sled::Config::new()
             .path(dir)
@@ -311,7 +333,7 @@ impl Store {
             }
             let mut w = self.open.write().expect("store lock");
             if w.is_none() {
-                *w = Some(Handles::open(&self.dir)?);
+                *w = Some(Handles::reopen(&self.dir)?);
                 self.moved.store(0, Ordering::Relaxed);
             }
         }
@@ -353,9 +375,17 @@ impl Store {
         // (the next use retries it).
         self.moved.store(0, Ordering::Relaxed);
         self.releases.fetch_add(1, Ordering::Relaxed);
-        *w = Some(Handles::open(&self.dir)?);
+        *w = Some(Handles::reopen(&self.dir)?);
         tracing::debug!(moved, "store reopened to give back sled's memory");
         Ok(true)
+    }
+
+    /// [`Store::release_if_due`] on behalf of an operation that already succeeded: a failed
+    /// reopen is logged, and the next use of the store tries again.
+    fn release_quietly(&self) {
+        if let Err(e) = self.release_if_due() {
+            tracing::warn!("reopening the store to give back its memory: {e}");
+        }
     }
 
     /// How many times sled's memory was given back.
@@ -446,7 +476,7 @@ impl Store {
     /// faster than the daemon's once-a-second check).
     pub fn append(&self, records: &[Record]) -> Result<(), TbdError> {
         self.with(|h| self.append_to(h, records))?;
-        self.release_if_due()?;
+        self.release_quietly();
         Ok(())
     }
 
@@ -597,7 +627,7 @@ impl Store {
             if !more {
                 break;
             }
-            self.release_if_due()?;
+            self.release_quietly();
         }
         while let Some(Reverse(h)) = held.pop() {
             if !f(h.m) {
@@ -980,6 +1010,55 @@ mod tests {
         // A store from before sizes were kept: counted from the records, the same figure.
         s.with(|h| Ok(h.sizes.remove("live")?)).unwrap();
         assert_eq!(s.run_bytes("live").unwrap(), sizes[3]);
+    }
+
+    #[test]
+    fn reopens_under_concurrent_writers_and_readers_never_fail_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(
+            Store::open(dir.path())
+                .unwrap()
+                .releasing(64 << 10, Duration::from_secs(3600)),
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for w in 0..2u64 {
+            let (s, stop) = (s.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut t = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let recs: Vec<Record> = (0..8)
+                        .map(|i| big("c", w << 40 | t * 8 + i, 4_000))
+                        .collect();
+                    if w == 0 {
+                        s.append(&recs).unwrap();
+                    } else {
+                        while !s.try_append(&recs).unwrap() {}
+                    }
+                    t += 1;
+                }
+                t * 8
+            }));
+        }
+        let reader = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    s.get_run("c").unwrap();
+                    s.for_each_record::<Exchange>(Kind::Exchange, "c", 0, 64, |_| true)
+                        .unwrap();
+                }
+            })
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(2) {
+            s.release_if_due().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let written: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        reader.join().unwrap();
+        assert!(s.releases() >= 10, "{} reopens", s.releases());
+        assert_eq!(s.count(Kind::Exchange, "c").unwrap(), written);
     }
 
     #[test]

@@ -444,7 +444,9 @@ fn reopening_the_store_during_a_capture_loses_nothing() {
     });
     sim.stop();
     let k = &summary["kernel"];
-    let n = k["requests"].as_u64().unwrap();
+    let n = k["requests"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no kernel summary: {summary}"));
     assert!(n > 1000, "{k}");
     assert_eq!(k["seen_client_side"], n, "{k}");
     assert_eq!(k["seen_server_side"], n, "{k}");
