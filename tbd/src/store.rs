@@ -1028,7 +1028,7 @@ mod tests {
                 let mut t = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let recs: Vec<Record> = (0..8)
-                        .map(|i| big("c", w << 40 | t * 8 + i, 4_000))
+                        .map(|i| big("c", (w << 40) | (t * 8 + i), 4_000))
                         .collect();
                     if w == 0 {
                         s.append(&recs).unwrap();
