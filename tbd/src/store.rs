@@ -855,6 +855,13 @@ mod tests {
         assert_eq!(s.delete_run("new").unwrap(), None);
     }
 
+    /// A store in a temporary dir that gives sled's memory back after `bytes` or `idle`.
+    fn releasing(bytes: u64, idle: Duration) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap().releasing(bytes, idle);
+        (dir, s)
+    }
+
     /// An exchange with a payload of about `bytes`, as chunk lists make them large.
     fn big(run: &str, t: u64, bytes: usize) -> Record {
         Record::Exchange(Exchange {
@@ -867,10 +874,7 @@ mod tests {
 
     #[test]
     fn sled_is_reopened_after_enough_bytes_moved_and_keeps_every_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path())
-            .unwrap()
-            .releasing(100_000, Duration::from_secs(3600));
+        let (_dir, s) = releasing(100_000, Duration::from_secs(3600));
         s.append(&[big("r", 1, 40_000)]).unwrap();
         assert!(!s.release_if_due().unwrap(), "40 kB is below the threshold");
         // A write past the threshold gives the memory back on its way out.
@@ -894,10 +898,7 @@ mod tests {
 
     #[test]
     fn an_idle_store_gives_its_memory_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path())
-            .unwrap()
-            .releasing(u64::MAX, Duration::from_millis(50));
+        let (_dir, s) = releasing(u64::MAX, Duration::from_millis(50));
         assert!(!s.release_if_due().unwrap(), "nothing moved yet");
         s.append(&[ex("r", 1)]).unwrap();
         assert!(!s.release_if_due().unwrap(), "just used");
@@ -908,10 +909,7 @@ mod tests {
 
     #[test]
     fn the_ring_reader_is_not_held_up_by_a_reopen_and_a_reopen_waits_for_users() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path())
-            .unwrap()
-            .releasing(1, Duration::from_secs(3600));
+        let (_dir, s) = releasing(1, Duration::from_secs(3600));
         s.append(&[ex("r", 1)]).unwrap();
         {
             // A reopen in progress holds the lock for writing.
@@ -930,10 +928,7 @@ mod tests {
 
     #[test]
     fn a_long_query_lets_sled_go_and_goes_on_where_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path())
-            .unwrap()
-            .releasing(50_000, Duration::from_secs(3600));
+        let (_dir, s) = releasing(50_000, Duration::from_secs(3600));
         // 60 batches of 3 records, each batch also holding a late record of two batches
         // before, as long streamed responses finish after later ones start.
         for b in 0..60u64 {
@@ -1014,12 +1009,8 @@ mod tests {
 
     #[test]
     fn reopens_under_concurrent_writers_and_readers_never_fail_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(
-            Store::open(dir.path())
-                .unwrap()
-                .releasing(64 << 10, Duration::from_secs(3600)),
-        );
+        let (_dir, s) = releasing(64 << 10, Duration::from_secs(3600));
+        let s = std::sync::Arc::new(s);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut threads = Vec::new();
         for w in 0..2u64 {
