@@ -444,9 +444,10 @@ fn reopening_the_store_during_a_capture_loses_nothing() {
     });
     sim.stop();
     let k = &summary["kernel"];
-    let n = k["requests"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no kernel summary: {summary}"));
+    let n = k["requests"].as_u64().unwrap_or_else(|| {
+        let log = std::fs::read_to_string(d.path().join("tbd.log")).unwrap_or_default();
+        panic!("no kernel summary: {}\ntbd's log:\n{log}", summary["notes"])
+    });
     assert!(n > 1000, "{k}");
     assert_eq!(k["seen_client_side"], n, "{k}");
     assert_eq!(k["seen_server_side"], n, "{k}");
