@@ -769,13 +769,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         s.append(&[ex("a", 30), ex("b", 5), ex("a", 10), ex("a", 20)])
             .unwrap();
-        let times: Vec<u64> = s
-            .all::<Exchange>(Kind::Exchange, "a")
-            .unwrap()
-            .iter()
-            .map(|e| e.t_request_first_ns)
-            .collect();
-        assert_eq!(times, vec![10, 20, 30]);
+        assert_eq!(times(&s, "a"), vec![10, 20, 30]);
         let ranged: Vec<u64> = s
             .records::<Exchange>(Kind::Exchange, "a", 10, 30)
             .unwrap()
@@ -859,6 +853,15 @@ mod tests {
         assert_eq!(s.delete_run("new").unwrap(), None);
     }
 
+    /// The request times of a run's stored exchanges, in the order a query returns them.
+    fn times(s: &Store, run: &str) -> Vec<u64> {
+        s.all::<Exchange>(Kind::Exchange, run)
+            .unwrap()
+            .iter()
+            .map(|e| e.t_request_first_ns)
+            .collect()
+    }
+
     /// A store in a temporary dir that gives sled's memory back after `bytes` or `idle`.
     fn releasing(bytes: u64, idle: Duration) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -891,13 +894,7 @@ mod tests {
         );
         // Writes after the reopen land in the same trees, keyed after the earlier ones.
         s.append(&[big("r", 4, 10)]).unwrap();
-        let times: Vec<u64> = s
-            .all::<Exchange>(Kind::Exchange, "r")
-            .unwrap()
-            .iter()
-            .map(|e| e.t_request_first_ns)
-            .collect();
-        assert_eq!(times, vec![1, 2, 3, 4]);
+        assert_eq!(times(&s, "r"), vec![1, 2, 3, 4]);
     }
 
     #[test]
