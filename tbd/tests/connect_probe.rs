@@ -1,20 +1,14 @@
 //! The connect probe, for real: needs root (as CI runs), loads the embedded eBPF object.
 
-use std::{
-    net::TcpListener,
-    os::unix::process::CommandExt,
-    process::Command,
-    time::{Duration, Instant},
-};
+mod common;
 
-use tbd::{events::Event, probes::Probes};
+use std::{net::TcpListener, os::unix::process::CommandExt, process::Command, time::Duration};
+
+use tbd::events::Event;
 
 #[test]
 fn tracked_connect_arrives_and_untracked_does_not() {
-    let mut probes =
-        Probes::load(&["tb_enter_connect", "tb_exit_connect"]).expect("load eBPF (run as root)");
-    probes.attach().expect("attach");
-    let mut ring = probes.take_ring().unwrap();
+    let (mut probes, mut ring) = common::attached(&["tb_enter_connect", "tb_exit_connect"]);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
 
@@ -39,28 +33,20 @@ fn tracked_connect_arrives_and_untracked_does_not() {
     let conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     assert!(child.wait().unwrap().success());
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut mine = Vec::new();
-    let mut others = Vec::new();
-    while Instant::now() < deadline && mine.is_empty() {
-        while let Some(item) = ring.next() {
-            if let Some(Event::Connect(c)) = Event::decode(&item) {
-                if c.hdr.pid == me {
-                    mine.push(c);
-                } else {
-                    others.push(c);
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut events = common::drain_until(&mut ring, |evs| {
+        evs.iter()
+            .any(|e| matches!(e, Event::Connect(c) if c.hdr.pid == me))
+    });
     // Give late events from the child a chance to show up before asserting their absence.
     std::thread::sleep(Duration::from_millis(100));
-    while let Some(item) = ring.next() {
-        if let Some(Event::Connect(c)) = Event::decode(&item) {
-            others.push(c);
-        }
-    }
+    events.extend(common::drain(&mut ring));
+    let (mine, others): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Connect(c) => Some(c),
+            _ => None,
+        })
+        .partition(|c| c.hdr.pid == me);
     assert_eq!(mine.len(), 1, "exactly one tracked connect: {mine:?}");
     let c = mine[0];
     let dst = tbd::events::socket_addr(&c.dst).unwrap();

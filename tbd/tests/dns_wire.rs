@@ -2,16 +2,13 @@
 //! glibc's resolver does for A and AAAA) to a UDP socket connected to port 53; the probes see
 //! the query and the answers, and the tracker times the lookup from the query's send.
 
-use std::{
-    net::UdpSocket,
-    os::fd::AsRawFd,
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::{net::UdpSocket, os::fd::AsRawFd, time::Duration};
 
 use tbd::{
     conntrack::{ConnTracker, Output},
     events::Event,
-    probes::Probes,
 };
 use tbd_common::op;
 
@@ -63,17 +60,14 @@ fn sendmmsg_queries_to_port_53_time_the_lookup() {
         }
     });
 
-    let mut probes = Probes::load(&[
+    let (mut probes, mut ring) = common::attached(&[
         "tb_enter_connect",
         "tb_exit_connect",
         "tb_enter_sendmmsg",
         "tb_exit_sendmmsg",
         "tb_exit_recvfrom",
         "tb_enter_close",
-    ])
-    .expect("load eBPF (run as root)");
-    probes.attach().expect("attach");
-    let mut ring = probes.take_ring().unwrap();
+    ]);
     probes.track_pid(std::process::id()).unwrap();
 
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -96,20 +90,10 @@ fn sendmmsg_queries_to_port_53_time_the_lookup() {
     drop(client);
     answers.join().unwrap();
 
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline
-        && !events
-            .iter()
+    let events = common::drain_until(&mut ring, |evs| {
+        evs.iter()
             .any(|e| matches!(e, Event::Close(c) if c.fd == fd))
-    {
-        while let Some(item) = ring.next() {
-            if let Some(ev) = Event::decode(&item) {
-                events.push(ev);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     probes.detach();
 
     let query = events

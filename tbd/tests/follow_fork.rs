@@ -1,25 +1,20 @@
 //! The fork and exit probes, for real (root): children of a tracked process are tracked from
 //! their fork, threads add nothing, exited processes are forgotten, untracked trees stay out.
 
-use std::{
-    net::TcpListener,
-    process::Command,
-    time::{Duration, Instant},
-};
+mod common;
 
-use tbd::{events::Event, probes::Probes};
+use std::{net::TcpListener, process::Command, time::Duration};
+
+use tbd::events::Event;
 
 #[test]
 fn children_and_grandchildren_followed_threads_and_strangers_not() {
-    let mut probes = Probes::load(&[
+    let (mut probes, mut ring) = common::attached(&[
         "tb_enter_connect",
         "tb_exit_connect",
         "tb_fork",
         "tb_exit_process",
-    ])
-    .expect("load eBPF (run as root)");
-    probes.attach().expect("attach");
-    let mut ring = probes.take_ring().unwrap();
+    ]);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
@@ -66,23 +61,11 @@ fn children_and_grandchildren_followed_threads_and_strangers_not() {
     assert!(child.wait().unwrap().success());
     assert!(stranger.wait().unwrap().success());
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut pids = Vec::new();
-    while Instant::now() < deadline && pids.len() < 2 {
-        while let Some(item) = ring.next() {
-            if let Some(Event::Connect(c)) = Event::decode(&item) {
-                pids.push(c.hdr.pid);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut events = common::drain_until(&mut ring, |evs| connect_pids(evs).len() >= 2);
     // Late events from the stranger's tree would show up by now.
     std::thread::sleep(Duration::from_millis(400));
-    while let Some(item) = ring.next() {
-        if let Some(Event::Connect(c)) = Event::decode(&item) {
-            pids.push(c.hdr.pid);
-        }
-    }
+    events.extend(common::drain(&mut ring));
+    let pids = connect_pids(&events);
     assert_eq!(
         pids.len(),
         2,
@@ -102,4 +85,15 @@ fn children_and_grandchildren_followed_threads_and_strangers_not() {
     assert!(probes.tracked_pids().unwrap().is_empty());
     assert!(!probes.tgid_tracked(me).unwrap());
     assert!(probes.lost().unwrap().iter().all(|(_, n)| *n == 0));
+}
+
+/// The processes that connected, in event order.
+fn connect_pids(events: &[Event]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connect(c) => Some(c.hdr.pid),
+            _ => None,
+        })
+        .collect()
 }

@@ -1,10 +1,9 @@
 //! A server that starts listening on a tracked port after the capture started (started or
 //! restarted during it) is tracked from its listen() (real kernel, root).
 
-use std::{
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::{net::TcpStream, time::Duration};
 
 use tbd::{events::Event, probes::Probes};
 
@@ -58,18 +57,16 @@ fn listen_after_capture_start_is_tracked() {
     assert!(conn >= 0);
     drop(client.join().unwrap());
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut accepts = Vec::new();
-    let mut listens = Vec::new();
-    while Instant::now() < deadline && accepts.is_empty() {
-        while let Some(item) = ring.next() {
-            match Event::decode(&item) {
-                Some(Event::Accept(a)) => accepts.push(a),
-                Some(Event::State(st)) if st.newstate == 10 => listens.push(st),
-                _ => {}
-            }
+    let events = common::drain_until(&mut ring, |evs| {
+        evs.iter().any(|e| matches!(e, Event::Accept(_)))
+    });
+    let (mut accepts, mut listens) = (Vec::new(), Vec::new());
+    for e in events {
+        match e {
+            Event::Accept(a) => accepts.push(a),
+            Event::State(st) if st.newstate == 10 => listens.push(st),
+            _ => {}
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(accepts.len(), 1, "the accepted connection is tracked");
     // Announced to user space, for the run's list of listeners.
@@ -101,8 +98,8 @@ fn listen_after_capture_start_is_tracked() {
     }
     assert!(client.join().unwrap());
     std::thread::sleep(Duration::from_millis(200));
-    while let Some(item) = ring.next() {
-        if let Some(Event::Accept(a)) = Event::decode(&item) {
+    for e in common::drain(&mut ring) {
+        if let Event::Accept(a) = e {
             panic!("an untracked port's accept on the reused fd: {a:?}");
         }
     }

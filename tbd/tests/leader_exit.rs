@@ -1,13 +1,11 @@
 //! A tracked process whose main thread ends alone (pthread_exit, exit(2)) keeps running on its other
 //! threads, and stays tracked until its last thread exits (real kernel, root).
 
-use std::{
-    ffi::c_void,
-    net::TcpListener,
-    time::{Duration, Instant},
-};
+mod common;
 
-use tbd::{events::Event, probes::Probes};
+use std::{ffi::c_void, net::TcpListener, time::Duration};
+
+use tbd::events::Event;
 
 /// The child's second thread: waits for its main thread to be gone, connects to the port in
 /// `arg`, and ends the process.
@@ -36,15 +34,12 @@ extern "C" fn connect_later(arg: *mut c_void) -> *mut c_void {
 
 #[test]
 fn a_process_outliving_its_main_thread_stays_tracked() {
-    let mut probes = Probes::load(&[
+    let (mut probes, mut ring) = common::attached(&[
         "tb_enter_connect",
         "tb_exit_connect",
         "tb_fork",
         "tb_exit_process",
-    ])
-    .expect("load eBPF (run as root)");
-    probes.attach().expect("attach");
-    let mut ring = probes.take_ring().unwrap();
+    ]);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let me = std::process::id();
@@ -90,16 +85,15 @@ fn a_process_outliving_its_main_thread_stays_tracked() {
         "child status {status}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut connects = Vec::new();
-    while Instant::now() < deadline && connects.is_empty() {
-        while let Some(item) = ring.next() {
-            if let Some(Event::Connect(c)) = Event::decode(&item) {
-                connects.push(c.hdr.pid);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let connects: Vec<u32> = common::drain_until(&mut ring, |evs| {
+        evs.iter().any(|e| matches!(e, Event::Connect(_)))
+    })
+    .iter()
+    .filter_map(|e| match e {
+        Event::Connect(c) => Some(c.hdr.pid),
+        _ => None,
+    })
+    .collect();
     assert_eq!(connects, vec![child], "the second thread's connect");
     // Its last thread has exited: forgotten now.
     assert!(!probes.tgid_tracked(child).unwrap());

@@ -2,11 +2,12 @@
 //! cpp-httplib (llama-server) does, gets its peer from the getpeername probe, and the
 //! connection tracker links the socket's TCP state events to it by that 4-tuple.
 
+mod common;
+
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     os::fd::{AsRawFd, FromRawFd},
-    time::{Duration, Instant},
 };
 
 use tbd::{
@@ -81,19 +82,9 @@ fn server_peer_from_getpeername_links_the_kernel_socket() {
     assert_eq!(peer, client_addr);
     drop(server);
 
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        while let Some(item) = ring.next() {
-            if let Some(ev) = Event::decode(&item) {
-                events.push(ev);
-            }
-        }
-        if events.iter().any(|e| matches!(e, Event::Close(_))) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut events = common::drain_until(&mut ring, |evs| {
+        evs.iter().any(|e| matches!(e, Event::Close(_)))
+    });
     let peers: Vec<_> = events
         .iter()
         .filter_map(|e| match e {

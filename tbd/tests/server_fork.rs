@@ -1,10 +1,11 @@
 //! A server that forks a worker during the capture (a respawned or added worker sharing the
 //! listening socket): the worker's accepts on the inherited fd are tracked (real kernel, root).
 
+mod common;
+
 use std::{
     net::{TcpListener, TcpStream},
     os::fd::AsRawFd,
-    time::{Duration, Instant},
 };
 
 use tbd::{events::Event, probes::Probes};
@@ -52,16 +53,15 @@ fn a_worker_forked_by_the_listener_holder_is_tracked() {
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     drop(conn);
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut accepts = Vec::new();
-    while Instant::now() < deadline && accepts.is_empty() {
-        while let Some(item) = ring.next() {
-            if let Some(Event::Accept(a)) = Event::decode(&item) {
-                accepts.push(a);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let accepts: Vec<_> = common::drain_until(&mut ring, |evs| {
+        evs.iter().any(|e| matches!(e, Event::Accept(_)))
+    })
+    .into_iter()
+    .filter_map(|e| match e {
+        Event::Accept(a) => Some(a),
+        _ => None,
+    })
+    .collect();
     assert_eq!(accepts.len(), 1, "the worker's accept");
     let a = accepts[0];
     assert_eq!((a.hdr.pid, a.listen_fd, a.local_port), (child, fd, port));
