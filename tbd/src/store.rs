@@ -348,20 +348,30 @@ impl Store {
         self.moved.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// Gives sled's memory back when it is due and nothing uses the store: flushes, closes
-    /// and reopens sled. Returns whether it did; a caller retries later.
-    pub fn release_if_due(&self) -> Result<bool, TbdError> {
+    /// Whether enough has moved through sled since it was opened, or it has been idle with
+    /// anything moved, for its memory to be given back.
+    fn release_due(&self) -> bool {
         let moved = self.moved.load(Ordering::Relaxed);
         let idle_ms = (self.epoch.elapsed().as_millis() as u64)
             .saturating_sub(self.used_ms.load(Ordering::Relaxed));
-        let due = moved >= self.release_after
-            || (moved > 0 && idle_ms >= self.release_idle.as_millis() as u64);
-        if !due {
+        moved >= self.release_after
+            || (moved > 0 && idle_ms >= self.release_idle.as_millis() as u64)
+    }
+
+    /// Gives sled's memory back when it is due and nothing uses the store: flushes, closes
+    /// and reopens sled. Returns whether it did; a caller retries later.
+    pub fn release_if_due(&self) -> Result<bool, TbdError> {
+        if !self.release_due() {
             return Ok(false);
         }
         let Ok(mut w) = self.open.try_write() else {
             return Ok(false);
         };
+        // Again under the lock: another caller may have just released.
+        if !self.release_due() {
+            return Ok(false);
+        }
+        let moved = self.moved.load(Ordering::Relaxed);
         if let Some(h) = w.as_ref() {
             h.db.flush()?;
         }
