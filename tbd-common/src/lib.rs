@@ -172,7 +172,10 @@ pub const BATCH_LEN: usize = 32;
 
 /// Continuation chunks of one socket, in order, all in direction `op` (`kind::DATA_BATCH`).
 /// Sent when the batch is full, before the socket's next direction change, at close(), or read
-/// out of [`SockInfo`] by tbd when a capture stops.
+/// out of [`SockInfo`] by tbd when a capture stops. The record holds the header and only the
+/// `n` valid chunks ([`BATCH_HEADER_LEN`] + n × 24 bytes): a batch flushed by a direction
+/// change is usually far from full, and copying its unused entries into the ring buffer would
+/// cost every exchange.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DataBatchEvent {
@@ -184,6 +187,9 @@ pub struct DataBatchEvent {
     pub _pad: u32,
     pub chunks: [Chunk; BATCH_LEN],
 }
+
+/// Bytes of a [`DataBatchEvent`] before its chunks.
+pub const BATCH_HEADER_LEN: usize = core::mem::offset_of!(DataBatchEvent, chunks);
 
 /// close() of a tracked socket fd.
 #[repr(C)]

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use tbd_common::{
     kind, lost, op, tcp_state, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent,
     DnsEvent, EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey,
-    StateEvent, BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
+    StateEvent, BATCH_HEADER_LEN, BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
 };
 
 const AF_INET: u16 = 2;
@@ -470,15 +470,21 @@ fn mmsg_bytes(mmsg: u64, sent: i64) -> i64 {
 #[inline(always)]
 fn flush_batch(id: u64, info: *mut SockInfo, now: u64) {
     // SAFETY: `info` is a live map value of this program's socket; the batch is sent from it
-    // as it stands (one kernel copy, no stack or scratch copy).
+    // as it stands (one kernel copy, no stack or scratch copy), its header and valid chunks
+    // only: `n` is at most BATCH_LEN, so the slice stays inside the map value.
     unsafe {
         let b = addr_of_mut!((*info).batch);
-        if (*b).n == 0 {
+        let n = (*b).n as usize;
+        if n == 0 || n > BATCH_LEN {
             return;
         }
         (*b).hdr = header(kind::DATA_BATCH, id, now);
         (*b).op = (*info).last_op;
-        emit(&*b);
+        let len = BATCH_HEADER_LEN + n * size_of::<Chunk>();
+        let bytes = core::slice::from_raw_parts(b as *const u8, len);
+        if EVENTS.output::<[u8]>(bytes, NO_WAKEUP).is_err() {
+            count_lost(lost::RINGBUF_FULL);
+        }
         (*b).n = 0;
     }
 }
@@ -506,6 +512,12 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     if !tgid_tracked((id >> 32) as u32) {
         return 0;
     }
+    // Before the register and socket lookups: a non-blocking reader's last read of every
+    // burst returns EAGAIN, so a tracked client makes about as many empty reads as full ones.
+    let mut ret = arg(ctx, SYS_RET) as i64;
+    if ret <= 0 {
+        return 0;
+    }
     let regs = user_regs();
     // SAFETY: loads from the saved registers, checked by the verifier.
     let fd = unsafe { (*regs).rdi } as u32;
@@ -516,10 +528,6 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     let Some(info) = SOCKETS.get_ptr_mut(key) else {
         return 0;
     };
-    let mut ret = arg(ctx, SYS_RET) as i64;
-    if ret <= 0 {
-        return 0;
-    }
     if buf_kind == BUF_MMSGHDR {
         ret = mmsg_bytes(unsafe { (*regs).rsi }, ret);
         if ret <= 0 {

@@ -2,7 +2,7 @@
 
 use tbd_common::{
     kind, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent, DnsEvent,
-    EventHeader, PeerEvent, RetransmitEvent, SockAddr, StateEvent,
+    EventHeader, PeerEvent, RetransmitEvent, SockAddr, StateEvent, BATCH_HEADER_LEN, BATCH_LEN,
 };
 
 /// One event from the probes.
@@ -24,6 +24,30 @@ pub enum Event {
     Dns(DnsEvent),
 }
 
+/// A batch record: its header and the chunks it carries (see [`BATCH_HEADER_LEN`]); a count
+/// beyond what the record holds is cut to it.
+fn read_batch(buf: &[u8]) -> Option<DataBatchEvent> {
+    if buf.len() < BATCH_HEADER_LEN {
+        return None;
+    }
+    let mut b = DataBatchEvent {
+        hdr: read(buf)?,
+        fd: 0,
+        n: 0,
+        op: 0,
+        _pad: 0,
+        chunks: [Chunk::default(); BATCH_LEN],
+    };
+    let len = buf.len().min(std::mem::size_of::<DataBatchEvent>());
+    // SAFETY: at most the struct's size is copied into it; every bit pattern is valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), &mut b as *mut DataBatchEvent as *mut u8, len)
+    };
+    let held = (len - BATCH_HEADER_LEN) / std::mem::size_of::<Chunk>();
+    b.n = b.n.min(held as u32);
+    Some(b)
+}
+
 fn read<T: Copy>(buf: &[u8]) -> Option<T> {
     if buf.len() < std::mem::size_of::<T>() {
         return None;
@@ -41,7 +65,7 @@ impl Event {
             kind::ACCEPT => Event::Accept(read(buf)?),
             kind::PEER => Event::Peer(read(buf)?),
             kind::DATA => Event::Data(read(buf)?),
-            kind::DATA_BATCH => Event::Batch(read(buf)?),
+            kind::DATA_BATCH => Event::Batch(read_batch(buf)?),
             kind::CLOSE => Event::Close(read(buf)?),
             kind::STATE => Event::State(read(buf)?),
             kind::RETRANSMIT => Event::Retransmit(read(buf)?),
@@ -139,6 +163,28 @@ mod tests {
             tbd_common::BATCH_LEN,
             "corrupt count clamped"
         );
-        assert!(Event::decode(&as_bytes(&b)[..40]).is_none(), "short record");
+        // The kernel sends the header and the valid chunks only.
+        b.n = 3;
+        let sent = &as_bytes(&b)[..BATCH_HEADER_LEN + 3 * 24];
+        let Some(Event::Batch(got)) = Event::decode(sent) else {
+            panic!("a batch of three chunks")
+        };
+        assert_eq!(
+            batch_chunks(&got)
+                .iter()
+                .map(|c| c.bytes)
+                .collect::<Vec<_>>(),
+            [10, 11, 12]
+        );
+        // A count past the record's end is cut to what it holds.
+        let cut = &as_bytes(&b)[..BATCH_HEADER_LEN + 2 * 24 + 5];
+        let Some(Event::Batch(got)) = Event::decode(cut) else {
+            panic!("a cut batch")
+        };
+        assert_eq!(batch_chunks(&got).len(), 2);
+        assert!(
+            Event::decode(&as_bytes(&b)[..BATCH_HEADER_LEN - 1]).is_none(),
+            "short record"
+        );
     }
 }
