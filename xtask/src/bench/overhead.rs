@@ -18,6 +18,9 @@ use super::{fast_sim, pct, profile};
 use crate::procs;
 
 const ROUNDS: usize = 3;
+/// Back-to-back (idle, capturing) pairs per round, in alternating order: the same tbd, seconds
+/// apart, so that the VM's drift, which moves whole runs by 10%, mostly cancels in each ratio.
+const PAIRS: usize = 2;
 /// Concurrency of the paced loads: about 60% and about 95% of two cores on this VM.
 const PACED: [u32; 2] = [256, 1024];
 
@@ -167,6 +170,11 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         concurrency: 64,
         duration: "4s",
     };
+    let paired_load = Load {
+        url: &fast_url,
+        concurrency: 64,
+        duration: "3s",
+    };
     let paced_loads: Vec<Load> = PACED
         .iter()
         .map(|&c| Load {
@@ -178,6 +186,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
 
     let (mut stopped, mut idle, mut on) = (Vec::new(), Vec::new(), Vec::new());
     let mut filtered = Vec::new();
+    let mut paired = Vec::new();
     let (mut write_idle, mut write_filtered) = (Vec::new(), Vec::new());
     let mut paced_off = vec![Vec::new(); PACED.len()];
     let mut paced_on = vec![Vec::new(); PACED.len()];
@@ -202,6 +211,15 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         filtered.push(saturated.run(dir, None, Some(pid))?.0);
         capture.stop();
         sleeper.stop();
+        for p in 0..PAIRS {
+            let capture_first = (round * PAIRS + p) % 2 == 1;
+            let mut pair = [0.0; 2];
+            for capturing in [capture_first, !capture_first] {
+                let d = capturing.then_some(daemon.as_str());
+                pair[usize::from(capturing)] = paired_load.run(dir, d, Some(pid))?.0.rps;
+            }
+            paired.push(pair[1] / pair[0]);
+        }
         let (s, summary) = saturated.run(dir, Some(&daemon), Some(pid))?;
         on.push(s);
         last_on = summary;
@@ -222,19 +240,11 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
             paced_off[i].push(l.run(dir, None, None)?.0);
         }
     }
+    let whole = whole_capture_bpf(dir, &saturated)?;
     fast.stop();
     paced.stop();
 
-    let (t, n) = info["probes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .fold((0u64, 0u64), |(t, n), p| {
-            (
-                t + p["run_time_ns"].as_u64().unwrap_or(0),
-                n + p["run_count"].as_u64().unwrap_or(0),
-            )
-        });
+    let (t, n) = bpf_totals(&info);
     let paced_json: Vec<Value> = PACED
         .iter()
         .enumerate()
@@ -255,7 +265,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         })
         .collect();
     Ok(serde_json::json!({
-        "setup": format!("{ROUNDS} interleaved rounds. Saturated: serve-sim with no delay, 16 tokens, under tbctl --concurrency 64 for 4 s, with tbd running idle (programs loaded, attached only while capturing), capturing a sleeping process only (every program attached, all this traffic filtered out), capturing both sides, and stopped. Paced: serve-sim's default timing (TTFT 40 ms, ITL 8 ms, jitter 0.5), 16 tokens, tbctl --concurrency {PACED:?} for 5 s, tbd capturing and stopped. Medians of the rounds."),
+        "setup": format!("{ROUNDS} interleaved rounds. Saturated: serve-sim with no delay, 16 tokens, under tbctl --concurrency 64 for 4 s, with tbd running idle (programs loaded, attached only while capturing), capturing a sleeping process only (every program attached, all this traffic filtered out), capturing both sides, and stopped. Paired: {PAIRS} back-to-back 3 s runs per round with the same tbd idle and capturing, in alternating order, ratio per pair. Paced: serve-sim's default timing (TTFT 40 ms, ITL 8 ms, jitter 0.5), 16 tokens, tbctl --concurrency {PACED:?} for 5 s, tbd capturing and stopped. Medians of the rounds."),
         "target_ratio": 0.98,
         "rps_tbd_stopped": field(&stopped, |s| s.rps),
         "rps_tbd_idle": field(&idle, |s| s.rps),
@@ -263,6 +273,8 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         "rps_tbd_capturing_nothing_matching": field(&filtered, |s| s.rps),
         "ratio_capturing_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&on, |s| s.rps).unwrap_or(0.0) / o),
         "ratio_idle_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&idle, |s| s.rps).unwrap_or(0.0) / o),
+        "paired_ratios_capturing_to_idle": paired,
+        "paired_ratio_capturing_to_idle_median": median_of(&paired),
         "ratio_filtered_out_to_stopped": median(&stopped, |s| s.rps).map(|o| median(&filtered, |s| s.rps).unwrap_or(0.0) / o),
         "tbd_cpu_pct_of_one_core_filtered_out": field(&filtered, |s| s.tbd_cpu_pct.unwrap_or(f64::NAN)),
         "untracked_write_ns_idle": write_idle,
@@ -274,11 +286,67 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         "kernel_seen_last_capture": last_on["kernel"],
         "bpf_mean_ns_per_run_last_capture": if n > 0 { t as f64 / n as f64 } else { f64::NAN },
         "bpf_runs_last_capture": n,
+        "bpf_whole_capture": whole,
         "events_received_last_capture": info["events_received"],
         "lost_last_capture": info["lost"],
         "tbd_idle_rss_kib": idle_rss_kib,
         "tbd_rss_after_capture_and_query_kib": busy_rss_kib,
         "tbd_rss_4s_after_all_captures_kib": settled_rss_kib,
+    }))
+}
+
+/// (run time ns, runs) summed over the probes of a `tbctl daemon status --json`.
+fn bpf_totals(info: &Value) -> (u64, u64) {
+    info["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .fold((0, 0), |(t, n), p| {
+            (
+                t + p["run_time_ns"].as_u64().unwrap_or(0),
+                n + p["run_count"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+/// BPF run time over a whole saturated capture, from a tbd that keeps statistics throughout
+/// (`--bpf-stats always`). The rounds' tbd samples the capture's first second only (its
+/// default), which is the load's ramp-up: fewer, larger reads and new connections, so a
+/// higher mean per run than the steady state the rest of a capture runs in.
+fn whole_capture_bpf(dir: &Path, load: &Load) -> anyhow::Result<Value> {
+    let tdir = dir.join("tbd-stats-always");
+    std::fs::create_dir_all(&tdir)?;
+    let (mut tbd, sock) = procs::start_tbd_with("release", &tdir, &["--bpf-stats", "always"])?;
+    let daemon = format!("unix:{}", sock.display());
+    let (_, summary) = load.run(dir, Some(&daemon), None)?;
+    let status = Command::new(procs::bin("release", "tbctl"))
+        .args(["daemon", "status", "--json", "--daemon", &daemon])
+        .output()?;
+    tbd.stop();
+    let info: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+    let (t, n) = bpf_totals(&info);
+    let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0);
+    let per_probe: serde_json::Map<String, Value> = info["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let runs = p["run_count"].as_u64().filter(|&r| r > 0)?;
+            let ns = p["run_time_ns"].as_u64().unwrap_or(0);
+            Some((
+                p["name"].as_str()?.to_owned(),
+                serde_json::json!({"runs": runs, "mean_ns": ns as f64 / runs as f64}),
+            ))
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "mean_ns_per_run": if n > 0 { t as f64 / n as f64 } else { f64::NAN },
+        "runs": n,
+        "requests": requests,
+        "runs_per_request": if requests > 0 { n as f64 / requests as f64 } else { f64::NAN },
+        "bpf_us_per_request": if requests > 0 { t as f64 / requests as f64 / 1000.0 } else { f64::NAN },
+        "rps": summary["request_throughput"]["value"],
+        "per_probe": per_probe,
     }))
 }
 
