@@ -90,6 +90,7 @@ impl Engine {
             tail: engine.tail.clone(),
             batch: Vec::with_capacity(1024),
             pending: Vec::new(),
+            stored: Vec::new(),
         };
         std::thread::Builder::new()
             .name("tbd-ring".into())
@@ -324,6 +325,8 @@ struct Reader {
     batch: Vec<Output>,
     /// Records the store could not take yet: it was giving sled's memory back.
     pending: Vec<Record>,
+    /// Stored exchanges, handed back to the tracker at the next drain for their buffers.
+    stored: Vec<Exchange>,
 }
 
 impl Reader {
@@ -353,6 +356,10 @@ impl Reader {
         let mut n = 0u64;
         let mut syscalls = 0u64;
         let mut active = self.active.lock().expect("active lock");
+        match active.as_mut() {
+            Some(a) => a.tracker.recycle(self.stored.drain(..)),
+            None => self.stored.clear(),
+        }
         while let Some(item) = self.ring.next() {
             n += 1;
             let Some(ev) = Event::decode(&item) else {
@@ -427,7 +434,11 @@ impl Reader {
             }
             Err(e) => tracing::error!("store append failed: {e}"),
         }
-        self.pending.clear();
+        self.stored
+            .extend(self.pending.drain(..).filter_map(|r| match r {
+                Record::Exchange(x) => Some(x),
+                _ => None,
+            }));
         // It grows while sled is reopened; what it grew to need not be kept.
         self.pending.shrink_to(1024);
     }

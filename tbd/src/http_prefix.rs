@@ -12,22 +12,23 @@ const METHODS: [&[u8]; 7] = [
 /// Header carrying tbctl's request id; tbctl sends it first, right after the request line.
 const RID_HEADER: &[u8] = b"x-tb-rid";
 
-/// The parts of an HTTP/1.x request head found in a payload prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestHead {
+/// The parts of an HTTP/1.x request head found in a payload prefix, borrowed from it: the
+/// tracker copies them into an exchange whose buffers it reuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestHead<'a> {
     /// The request method, e.g. `POST`.
-    pub method: String,
+    pub method: &'static str,
     /// The request target as sent; cut short when the prefix ends inside it.
-    pub path: String,
+    pub path: &'a str,
     /// The `x-tb-rid` header's value, when that header line is complete within the prefix.
-    pub request_id: Option<String>,
+    pub request_id: Option<&'a str>,
 }
 
 /// Parses the request line (and the `x-tb-rid` header) at the start of `prefix`.
 ///
 /// A prefix that ends inside the request target or the version still counts when what is there
 /// is consistent with a request line: long targets (query strings) overflow the probe's copy.
-pub fn request_line(prefix: &[u8]) -> Option<RequestHead> {
+pub fn request_line(prefix: &[u8]) -> Option<RequestHead<'_>> {
     let method = METHODS
         .iter()
         .find(|m| prefix.len() > m.len() && prefix.starts_with(m) && prefix[m.len()] == b' ')?;
@@ -49,9 +50,9 @@ pub fn request_line(prefix: &[u8]) -> Option<RequestHead> {
     };
     let request_id = head_end.and_then(|end| find_request_id(&after[end..]));
     Some(RequestHead {
-        // METHODS and is_target_byte admit ASCII only, so this is lossless.
-        method: String::from_utf8_lossy(method).into_owned(),
-        path: String::from_utf8_lossy(path).into_owned(),
+        // METHODS and is_target_byte admit ASCII only, so these are valid UTF-8.
+        method: std::str::from_utf8(method).unwrap_or_default(),
+        path: std::str::from_utf8(path).unwrap_or_default(),
         request_id,
     })
 }
@@ -110,7 +111,7 @@ fn version_end(after: &[u8]) -> Option<usize> {
 }
 
 /// Looks for a complete `x-tb-rid: <id>\r\n` line among the header lines of `headers`.
-fn find_request_id(mut headers: &[u8]) -> Option<String> {
+fn find_request_id(mut headers: &[u8]) -> Option<&str> {
     loop {
         // A header line that is not complete within the prefix cannot be trusted: its value
         // could be cut.
@@ -127,7 +128,7 @@ fn find_request_id(mut headers: &[u8]) -> Option<String> {
 }
 
 /// The trimmed value of `line` when it is an `x-tb-rid` header with a non-empty value.
-fn rid_value(line: &[u8]) -> Option<String> {
+fn rid_value(line: &[u8]) -> Option<&str> {
     let colon = line.iter().position(|&b| b == b':')?;
     if !line[..colon].eq_ignore_ascii_case(RID_HEADER) {
         return None;
@@ -136,7 +137,8 @@ fn rid_value(line: &[u8]) -> Option<String> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_graphic) {
         return None;
     }
-    Some(String::from_utf8_lossy(value).into_owned())
+    // Checked ASCII just above.
+    std::str::from_utf8(value).ok()
 }
 
 #[cfg(test)]
