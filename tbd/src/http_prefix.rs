@@ -152,7 +152,7 @@ mod tests {
         let h = request_line(p).unwrap();
         assert_eq!(h.method, "POST");
         assert_eq!(h.path, "/v1/chat/completions");
-        assert_eq!(h.request_id.as_deref(), Some("r-000042"));
+        assert_eq!(h.request_id, Some("r-000042"));
     }
 
     #[test]
@@ -168,21 +168,15 @@ mod tests {
     #[test]
     fn header_name_is_case_insensitive() {
         let p = b"GET /v1/models HTTP/1.1\r\nX-TB-RID:abc\r\n\r\n";
-        assert_eq!(request_line(p).unwrap().request_id.as_deref(), Some("abc"));
+        assert_eq!(request_line(p).unwrap().request_id, Some("abc"));
         let p = b"GET /v1/models HTTP/1.1\r\nX-Tb-Rid:   spaced  \r\n";
-        assert_eq!(
-            request_line(p).unwrap().request_id.as_deref(),
-            Some("spaced")
-        );
+        assert_eq!(request_line(p).unwrap().request_id, Some("spaced"));
     }
 
     #[test]
     fn rid_after_other_headers_is_found() {
         let p = b"GET / HTTP/1.1\r\nhost: a\r\nx-tb-rid: later\r\n";
-        assert_eq!(
-            request_line(p).unwrap().request_id.as_deref(),
-            Some("later")
-        );
+        assert_eq!(request_line(p).unwrap().request_id, Some("later"));
     }
 
     #[test]
@@ -208,10 +202,7 @@ mod tests {
             assert_eq!(h.path, "/v1/completions");
             assert_eq!(h.request_id, None, "cut at {cut}");
         }
-        assert_eq!(
-            request_line(full).unwrap().request_id.as_deref(),
-            Some("r-7")
-        );
+        assert_eq!(request_line(full).unwrap().request_id, Some("r-7"));
         // Cut inside the version or right after the line: still a request.
         for cut in 20..=31 {
             let h = request_line(&full[..cut]).unwrap();
