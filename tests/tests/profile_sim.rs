@@ -240,9 +240,25 @@ fn open_loop_keeps_its_schedule_and_seed_fixes_the_requests() {
         v.into_iter().map(|x| x.1).collect()
     };
     assert_eq!(inputs(&dir_a), inputs(&dir_b));
-    // Dispatch does not wait for responses (20 ms each at 100/s means overlap).
+    // Dispatch does not wait for responses: at 100/s, responses of 36 ms overlap. Counted
+    // from the records, not timed: a slow CI machine once saw a 10.7 ms dispatch lag p90 in
+    // this debug build, while a closed loop would fall behind by over a second.
+    let recs = records(&dir_a);
+    let t = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap();
+    let overlapped = recs
+        .iter()
+        .filter(|r| {
+            recs.iter().any(|o| {
+                t(o, "t_sent_ns") < t(r, "t_sent_ns") && t(o, "t_end_ns") > t(r, "t_sent_ns")
+            })
+        })
+        .count();
+    assert!(
+        overlapped >= 30,
+        "{overlapped} of 60 sent while another was in flight"
+    );
     let lag = a["metrics"]["dispatch_lag_ms"]["p90"].as_f64().unwrap();
-    assert!(lag < 10.0, "dispatch lag p90 {lag} ms");
+    assert!(lag < 250.0, "dispatch lag p90 {lag} ms");
 }
 
 #[test]
