@@ -512,8 +512,8 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     if !tgid_tracked((id >> 32) as u32) {
         return 0;
     }
-    // Before the register and socket lookups: a non-blocking reader's last read of every
-    // burst returns EAGAIN, so a tracked client makes about as many empty reads as full ones.
+    // Before the register and socket lookups: a non-blocking reader ends every burst with a
+    // read that returns EAGAIN, and such reads move nothing.
     let mut ret = arg(ctx, SYS_RET) as i64;
     if ret <= 0 {
         return 0;

@@ -530,20 +530,23 @@ impl Store {
         let mut added: std::collections::BTreeMap<&str, u64> = Default::default();
         for ((idx, run_id), mut recs) in groups {
             recs.sort_by_key(|r| r.time());
-            let mut rest = &recs[..];
-            while let Some(first) = rest.first() {
-                let mut value = Vec::with_capacity(MAX_VALUE_BYTES);
-                let mut n = 0;
-                for r in rest {
-                    if n > 0 && value.len() + r.encoded_len() > MAX_VALUE_BYTES {
-                        break;
-                    }
-                    r.encode_into(&mut value);
-                    n += 1;
+            let lens: Vec<usize> = recs.iter().map(|r| r.encoded_len()).collect();
+            let mut start = 0;
+            while start < recs.len() {
+                // Records from `start` up to the cap, and at least one.
+                let mut end = start + 1;
+                let mut bytes = lens[start];
+                while end < recs.len() && bytes + lens[end] <= MAX_VALUE_BYTES {
+                    bytes += lens[end];
+                    end += 1;
                 }
-                rest = &rest[n..];
+                let mut value = Vec::with_capacity(bytes);
+                for r in &recs[start..end] {
+                    r.encode_into(&mut value);
+                }
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                let key = record_key(run_id, first.time(), seq);
+                let key = record_key(run_id, recs[start].time(), seq);
+                start = end;
                 self.moved(value.len());
                 *added.entry(run_id).or_default() += (key.len() + value.len()) as u64;
                 h.trees[idx].insert(key, value)?;
