@@ -135,9 +135,10 @@ fn count_lost(reason: u32) {
     }
 }
 
-/// Sends an event, counting it lost when the ring buffer is full.
+/// Sends an event (or a record's leading bytes), counting it lost when the ring buffer is
+/// full.
 #[inline(always)]
-fn emit<T: 'static>(ev: &T) {
+fn emit<T: ?Sized + 'static>(ev: &T) {
     if EVENTS.output::<T>(ev, NO_WAKEUP).is_err() {
         count_lost(lost::RINGBUF_FULL);
     }
@@ -481,10 +482,7 @@ fn flush_batch(id: u64, info: *mut SockInfo, now: u64) {
         (*b).hdr = header(kind::DATA_BATCH, id, now);
         (*b).op = (*info).last_op;
         let len = BATCH_HEADER_LEN + n * size_of::<Chunk>();
-        let bytes = core::slice::from_raw_parts(b as *const u8, len);
-        if EVENTS.output::<[u8]>(bytes, NO_WAKEUP).is_err() {
-            count_lost(lost::RINGBUF_FULL);
-        }
+        emit::<[u8]>(core::slice::from_raw_parts(b as *const u8, len));
         (*b).n = 0;
     }
 }

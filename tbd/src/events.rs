@@ -2,7 +2,7 @@
 
 use tbd_common::{
     kind, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent, DnsEvent,
-    EventHeader, PeerEvent, RetransmitEvent, SockAddr, StateEvent, BATCH_HEADER_LEN, BATCH_LEN,
+    EventHeader, PeerEvent, RetransmitEvent, SockAddr, StateEvent, BATCH_HEADER_LEN,
 };
 
 /// One event from the probes.
@@ -30,19 +30,10 @@ fn read_batch(buf: &[u8]) -> Option<DataBatchEvent> {
     if buf.len() < BATCH_HEADER_LEN {
         return None;
     }
-    let mut b = DataBatchEvent {
-        hdr: read(buf)?,
-        fd: 0,
-        n: 0,
-        op: 0,
-        _pad: 0,
-        chunks: [Chunk::default(); BATCH_LEN],
-    };
-    let len = buf.len().min(std::mem::size_of::<DataBatchEvent>());
-    // SAFETY: at most the struct's size is copied into it; every bit pattern is valid.
-    unsafe {
-        std::ptr::copy_nonoverlapping(buf.as_ptr(), &mut b as *mut DataBatchEvent as *mut u8, len)
-    };
+    let mut full = [0u8; std::mem::size_of::<DataBatchEvent>()];
+    let len = buf.len().min(full.len());
+    full[..len].copy_from_slice(&buf[..len]);
+    let mut b: DataBatchEvent = read(&full)?;
     let held = (len - BATCH_HEADER_LEN) / std::mem::size_of::<Chunk>();
     b.n = b.n.min(held as u32);
     Some(b)

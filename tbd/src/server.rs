@@ -25,6 +25,7 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 fn blocking<T>(f: impl FnOnce() -> Result<T, TbdError>) -> Result<T, Status> {
     tokio::task::block_in_place(f).map_err(status)
 }
+
 /// The service implementation.
 pub struct Service {
     engine: Arc<Engine>,

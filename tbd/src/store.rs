@@ -489,7 +489,8 @@ impl Store {
         Ok(runs)
     }
 
-    /// Appends records: one batch value per (kind, run), written as one sled insert. Gives
+    /// Appends records: batch values per (kind, run) of at most [`MAX_VALUE_BYTES`], one sled
+    /// insert each. Gives
     /// sled's memory back afterwards when that is due (uploads write a run's client records
     /// faster than the daemon's once-a-second check).
     pub fn append(&self, records: &[Record]) -> Result<(), TbdError> {

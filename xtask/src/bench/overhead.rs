@@ -143,10 +143,7 @@ fn filtered_capture(dir: &Path, daemon: &str) -> anyhow::Result<(procs::Bg, proc
         &dir.join("filtered-capture.log"),
     )?;
     for _ in 0..100 {
-        let o = Command::new(procs::bin("release", "tbctl"))
-            .args(["daemon", "status", "--json", "--daemon", daemon])
-            .output()?;
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        let v = daemon_status(daemon)?;
         if v["active_run"].as_str().is_some_and(|r| !r.is_empty()) {
             return Ok((capture, sleeper));
         }
@@ -223,10 +220,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
         let (s, summary) = saturated.run(dir, Some(&daemon), Some(pid))?;
         on.push(s);
         last_on = summary;
-        let status = Command::new(procs::bin("release", "tbctl"))
-            .args(["daemon", "status", "--json", "--daemon", &daemon])
-            .output()?;
-        info = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+        info = daemon_status(&daemon)?;
         busy_rss_kib = rss_kib(pid);
         for (i, l) in paced_loads.iter().enumerate() {
             paced_on[i].push(l.run(dir, Some(&daemon), Some(pid))?.0);
@@ -295,6 +289,14 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
     }))
 }
 
+/// `tbctl daemon status --json` of the tbd at `daemon`; null when it printed no JSON.
+fn daemon_status(daemon: &str) -> anyhow::Result<Value> {
+    let o = Command::new(procs::bin("release", "tbctl"))
+        .args(["daemon", "status", "--json", "--daemon", daemon])
+        .output()?;
+    Ok(serde_json::from_slice(&o.stdout).unwrap_or(Value::Null))
+}
+
 /// (run time ns, runs) summed over the probes of a `tbctl daemon status --json`.
 fn bpf_totals(info: &Value) -> (u64, u64) {
     info["probes"]
@@ -319,11 +321,8 @@ fn whole_capture_bpf(dir: &Path, load: &Load) -> anyhow::Result<Value> {
     let (mut tbd, sock) = procs::start_tbd_with("release", &tdir, &["--bpf-stats", "always"])?;
     let daemon = format!("unix:{}", sock.display());
     let (_, summary) = load.run(dir, Some(&daemon), None)?;
-    let status = Command::new(procs::bin("release", "tbctl"))
-        .args(["daemon", "status", "--json", "--daemon", &daemon])
-        .output()?;
+    let info = daemon_status(&daemon)?;
     tbd.stop();
-    let info: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
     let (t, n) = bpf_totals(&info);
     let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0);
     let per_probe: serde_json::Map<String, Value> = info["probes"]
