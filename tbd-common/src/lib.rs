@@ -265,12 +265,24 @@ pub struct SockInfo {
     pub side: u32,
     /// Direction ([`op`]) of the last data syscall that moved bytes; [`op::NONE`] at first.
     pub last_op: u32,
-    /// Entry time of the write in progress: the write enter probe's only job.
-    pub write_enter_ns: u64,
     /// Continuation chunks not yet sent, kept in event form so that the probe sends them
     /// straight from the map value; only `n` and `chunks` are valid between sends.
     pub batch: DataBatchEvent,
 }
+
+/// Entry of a write in progress, in the per-thread slot table the write enter probes fill
+/// (slot = tid modulo the table's size): the exit takes the start time only when tid and fd
+/// both match, so a slot shared by two threads gives the exit time, never another's start.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteStart {
+    pub ts_ns: u64,
+    pub tid: u32,
+    pub fd: u32,
+}
+
+/// Slots in the write-start table: a power of two, so that a tid masks into it.
+pub const WRITE_SLOTS: u32 = 1 << 16;
 
 /// Value of the tracked-listener map, keyed by [`SockKey`] of the listening fd.
 #[repr(C)]

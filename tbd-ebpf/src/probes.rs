@@ -17,7 +17,8 @@ use aya_ebpf::{
 use tbd_common::{
     kind, lost, op, tcp_state, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent,
     DnsEvent, EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey,
-    StateEvent, BATCH_HEADER_LEN, BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
+    StateEvent, WriteStart, BATCH_HEADER_LEN, BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
+    WRITE_SLOTS,
 };
 
 const AF_INET: u16 = 2;
@@ -93,6 +94,11 @@ static ACCEPTS: HashMap<u64, AcceptArgs> = HashMap::with_max_entries(4096, 0);
 /// getaddrinfo() calls in flight in tracked processes, by pid_tgid.
 #[map]
 static DNS_INFLIGHT: HashMap<u64, DnsArgs> = HashMap::with_max_entries(1024, 0);
+/// Start of each thread's write in progress, by tid modulo the size: an inlined array store
+/// in the enter probe, where a lookup of the socket would hash and walk a bucket. Per thread,
+/// not per CPU, so a write that blocks and resumes elsewhere keeps its start.
+#[map]
+static WRITE_STARTS: Array<WriteStart> = Array::with_max_entries(WRITE_SLOTS, 0);
 /// Room to build a new tracked socket's value, too large for the 512-byte stack.
 #[map]
 static NEW_SOCK: PerCpuArray<SockInfo> = PerCpuArray::with_max_entries(1, 0);
@@ -154,7 +160,6 @@ fn track_socket(key: SockKey, side: u32) {
     let inserted = unsafe {
         (*v).side = side;
         (*v).last_op = op::NONE;
-        (*v).write_enter_ns = 0;
         (*v).batch.fd = key.fd as i32;
         (*v).batch.n = 0;
         (*v).batch._pad = 0;
@@ -438,10 +443,10 @@ pub fn tb_exit_getpeername(ctx: TracePointContext) -> u32 {
 
 // ---- read / write family ------------------------------------------------------------------
 //
-// Reads have only an exit probe and writes an enter probe that stamps the tracked socket: the
-// exit finds the syscall's arguments in the task's saved user registers (x86_64: rdi, rsi,
-// rdx, r10 hold arguments 1-4 and are not changed by the syscall), so no per-call map entry
-// is written and deleted. Continuation chunks are held in the socket's map value and sent in
+// Reads have only an exit probe and writes an enter probe that stamps the thread's slot in
+// WRITE_STARTS: the exit finds the syscall's arguments in the task's saved user registers
+// (x86_64: rdi, rsi, rdx, r10 hold arguments 1-4 and are not changed by the syscall), so no
+// per-call map entry is written and deleted. Continuation chunks are held in the socket's map value and sent in
 // batches; only a direction change sends a record with a payload prefix.
 
 /// The calling task's saved user registers (its syscall arguments).
@@ -458,11 +463,12 @@ fn user_regs() -> *const pt_regs {
 fn mmsg_bytes(mmsg: u64, sent: i64) -> i64 {
     let mut bytes = 0i64;
     for i in 0..MMSG_MAX {
-        if i >= sent {
-            break;
+        // A guard rather than `break`: LLVM turns the early exit into a path that reads a
+        // register the verifier considers unset.
+        if i < sent {
+            let len = read_user::<u32>(mmsg + i as u64 * MMSGHDR_SIZE + MMSGHDR_LEN_AT);
+            bytes += len.unwrap_or(0) as i64;
         }
-        bytes +=
-            read_user::<u32>(mmsg + i as u64 * MMSGHDR_SIZE + MMSGHDR_LEN_AT).unwrap_or(0) as i64;
     }
     bytes
 }
@@ -493,15 +499,36 @@ fn write_enter(ctx: &TracePointContext) -> u32 {
     if !tgid_tracked((id >> 32) as u32) {
         return 0;
     }
-    let key = SockKey {
-        pid: (id >> 32) as u32,
-        fd: arg(ctx, ARG0) as u32,
-    };
-    if let Some(info) = SOCKETS.get_ptr_mut(key) {
-        // SAFETY: a plain store into this socket's map value.
-        unsafe { (*info).write_enter_ns = bpf_ktime_get_ns() };
+    // Every write of a tracked process is stamped, socket or not: the exit, which looks the
+    // socket up anyway, decides whether the start is used.
+    if let Some(slot) = WRITE_STARTS.get_ptr_mut(id as u32 & (WRITE_SLOTS - 1)) {
+        // SAFETY: plain stores into an array element.
+        unsafe {
+            (*slot).ts_ns = bpf_ktime_get_ns();
+            (*slot).tid = id as u32;
+            (*slot).fd = arg(ctx, ARG0) as u32;
+        }
     }
     0
+}
+
+/// When this thread entered its write on `fd`: the stamp its enter probe left, taken once,
+/// or `now` when there is none (the probe attached mid-call, or another thread took the slot).
+#[inline(always)]
+fn write_start(id: u64, fd: u32, now: u64) -> u64 {
+    let Some(slot) = WRITE_STARTS.get_ptr_mut(id as u32 & (WRITE_SLOTS - 1)) else {
+        return now;
+    };
+    // SAFETY: plain loads and a store of an array element.
+    unsafe {
+        let t = (*slot).ts_ns;
+        if (*slot).tid != id as u32 || (*slot).fd != fd || t == 0 || t > now {
+            return now;
+        }
+        // A later exit without an enter (a capture that starts mid-call) must not find it.
+        (*slot).ts_ns = 0;
+        t
+    }
 }
 
 #[inline(always)]
@@ -543,14 +570,11 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
         return 0;
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: plain loads and stores into this socket's map value.
     let t_enter = match dir {
-        op::WRITE => match unsafe { (*info).write_enter_ns } {
-            t if t != 0 && t <= now => t,
-            _ => now,
-        },
+        op::WRITE => write_start(id, fd, now),
         _ => now,
     };
+    // SAFETY: plain loads and stores into this socket's map value.
     if unsafe { (*info).last_op } == dir as u32 {
         let n = unsafe { (*info).batch.n } as usize;
         if n < BATCH_LEN {

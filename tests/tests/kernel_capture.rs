@@ -332,6 +332,84 @@ fn capture_times_a_python_client_with_its_dns_lookups() {
     assert_eq!(c["closed_first_by"]["client"], 3, "{c}");
 }
 
+/// A client whose request is larger than the socket buffers, to a server that waits before
+/// reading it: its single send() blocks until the server reads, so the request leaves for the
+/// whole of that wait. The script prints how long its send blocked.
+const PY_BLOCKED_SEND: &str = r#"
+import socket, threading, time
+BODY = 48 << 20
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+def serve():
+    c, _ = srv.accept()
+    time.sleep(0.4)
+    got = 0
+    while True:
+        b = c.recv(1 << 20)
+        got += len(b)
+        if got >= BODY or not b:
+            break
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    c.close()
+threading.Thread(target=serve, daemon=True).start()
+c = socket.create_connection(srv.getsockname())
+head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (BODY - 80)
+req = head + b"x" * (BODY - len(head))
+t = time.monotonic()
+c.sendall(req)
+print(int((time.monotonic() - t) * 1000))
+c.recv(100)
+c.close()
+"#;
+
+/// The request's first write is timed from its entry: a send that blocks for the server's
+/// wait makes the request's send time that long, where the syscall's exit alone would make
+/// it nil.
+#[test]
+fn a_blocked_request_write_is_timed_from_its_start() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let daemon = format!("unix:{}", sock.display());
+    let o = tbctl(&[
+        "capture",
+        "--daemon",
+        &daemon,
+        "--json",
+        "--",
+        "python3",
+        "-c",
+        PY_BLOCKED_SEND,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // With --json the command's stdout comes out on stderr.
+    let client_ms: f64 = stderr(&o)
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no send time from the client: {}", stderr(&o)));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run_id = run["run_id"].as_str().unwrap();
+    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
+    tbd.stop();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["client_exchanges"], 1, "{t}");
+    let send = t["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "request_send_ms")
+        .unwrap_or_else(|| panic!("no request_send_ms in {t}"));
+    assert_eq!(send["count"], 1, "{send}");
+    let kernel_ms = send["max"].as_f64().unwrap();
+    assert!(
+        client_ms >= 350.0 && (kernel_ms - client_ms).abs() <= 5.0,
+        "request send time {kernel_ms} ms in the kernel, {client_ms} ms as the client timed it"
+    );
+}
+
 /// Runs `tbctl ARGS`; None when it has not finished within `secs` (it is killed).
 fn tbctl_within(args: &[&str], secs: u64) -> Option<std::process::Output> {
     let mut c = std::process::Command::new(bin("tbctl"))
