@@ -271,14 +271,15 @@ pub struct SockInfo {
 }
 
 /// Entry of a write in progress, in the per-thread slot table the write enter probes fill
-/// (slot = tid modulo the table's size): the exit takes the start time only when tid and fd
-/// both match, so a slot shared by two threads gives the exit time, never another's start.
+/// (slot = tid modulo the table's size). The exit takes the stamp, and the fd from it, only
+/// when the tid matches and the stamp is newer than the capture's start; tid and fd share one
+/// word, so a slot written at once by two threads never pairs one's tid with the other's fd.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WriteStart {
     pub ts_ns: u64,
-    pub tid: u32,
-    pub fd: u32,
+    /// `tid << 32 | fd`.
+    pub tid_fd: u64,
 }
 
 /// Slots in the write-start table: a power of two, so that a tid masks into it.

@@ -99,6 +99,11 @@ static DNS_INFLIGHT: HashMap<u64, DnsArgs> = HashMap::with_max_entries(1024, 0);
 /// not per CPU, so a write that blocks and resumes elsewhere keeps its start.
 #[map]
 static WRITE_STARTS: Array<WriteStart> = Array::with_max_entries(WRITE_SLOTS, 0);
+/// When the running capture attached its probes (monotonic ns), set by tbd before it
+/// attaches: a write start stamped before it belongs to an earlier capture, whose exit no
+/// probe saw.
+#[map]
+static CAPTURE_START: Array<u64> = Array::with_max_entries(1, 0);
 /// Room to build a new tracked socket's value, too large for the 512-byte stack.
 #[map]
 static NEW_SOCK: PerCpuArray<SockInfo> = PerCpuArray::with_max_entries(1, 0);
@@ -444,9 +449,10 @@ pub fn tb_exit_getpeername(ctx: TracePointContext) -> u32 {
 // ---- read / write family ------------------------------------------------------------------
 //
 // Reads have only an exit probe and writes an enter probe that stamps the thread's slot in
-// WRITE_STARTS: the exit finds the syscall's arguments in the task's saved user registers
-// (x86_64: rdi, rsi, rdx, r10 hold arguments 1-4 and are not changed by the syscall), so no
-// per-call map entry is written and deleted. Continuation chunks are held in the socket's map value and sent in
+// WRITE_STARTS with the time and the fd. A write's exit takes its fd from that stamp; a read's
+// exit (or a write's without a stamp) finds the syscall's arguments in the task's saved user
+// registers (x86_64: rdi, rsi, rdx, r10 hold arguments 1-4 and are not changed by the
+// syscall), so no per-call map entry is written and deleted. Continuation chunks are held in the socket's map value and sent in
 // batches; only a direction change sends a record with a payload prefix.
 
 /// The calling task's saved user registers (its syscall arguments).
@@ -505,29 +511,26 @@ fn write_enter(ctx: &TracePointContext) -> u32 {
         // SAFETY: plain stores into an array element.
         unsafe {
             (*slot).ts_ns = bpf_ktime_get_ns();
-            (*slot).tid = id as u32;
-            (*slot).fd = arg(ctx, ARG0) as u32;
+            (*slot).tid_fd = (id << 32) | (arg(ctx, ARG0) & 0xffff_ffff);
         }
     }
     0
 }
 
-/// When this thread entered its write on `fd`: the stamp its enter probe left, taken once,
-/// or `now` when there is none (the probe attached mid-call, or another thread took the slot).
+/// This thread's write in progress as its enter probe stamped it, (fd, start), taken once;
+/// None when there is none of this capture (the write began before the probes attached, or
+/// another thread took the slot since).
 #[inline(always)]
-fn write_start(id: u64, fd: u32, now: u64) -> u64 {
-    let Some(slot) = WRITE_STARTS.get_ptr_mut(id as u32 & (WRITE_SLOTS - 1)) else {
-        return now;
-    };
-    // SAFETY: plain loads and a store of an array element.
+fn take_write_start(id: u64) -> Option<(u32, u64)> {
+    let slot = WRITE_STARTS.get_ptr_mut(id as u32 & (WRITE_SLOTS - 1))?;
+    // SAFETY: plain loads and a store of array elements.
     unsafe {
-        let t = (*slot).ts_ns;
-        if (*slot).tid != id as u32 || (*slot).fd != fd || t == 0 || t > now {
-            return now;
+        let (t, tid_fd) = ((*slot).ts_ns, (*slot).tid_fd);
+        if tid_fd >> 32 != id & 0xffff_ffff || t == 0 || t < *CAPTURE_START.get(0)? {
+            return None;
         }
-        // A later exit without an enter (a capture that starts mid-call) must not find it.
         (*slot).ts_ns = 0;
-        t
+        Some((tid_fd as u32, t))
     }
 }
 
@@ -543,9 +546,32 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     if ret <= 0 {
         return 0;
     }
-    let regs = user_regs();
-    // SAFETY: loads from the saved registers, checked by the verifier.
-    let fd = unsafe { (*regs).rdi } as u32;
+    // A write's fd comes with its start from the enter probe's stamp; the saved registers,
+    // read through two helper calls, are the fallback and the source for reads.
+    let start = match dir {
+        op::WRITE => take_write_start(id),
+        _ => None,
+    };
+    let (fd, flags) = match start {
+        Some((fd, _)) => (fd, 0),
+        None => {
+            let regs = user_regs();
+            // SAFETY: loads from the saved registers, checked by the verifier.
+            unsafe {
+                let flags = match flags_reg {
+                    FLAGS_RDX => (*regs).rdx,
+                    FLAGS_R10 => (*regs).r10,
+                    _ => 0,
+                };
+                ((*regs).rdi as u32, flags)
+            }
+        }
+    };
+    // A peek moves no data (the bytes are read again), e.g. an HTTP server's keep-alive
+    // liveness check: counting it would double bytes and hide the next request line.
+    if flags & MSG_PEEK != 0 {
+        return 0;
+    }
     let key = SockKey {
         pid: (id >> 32) as u32,
         fd,
@@ -554,24 +580,14 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
         return 0;
     };
     if buf_kind == BUF_MMSGHDR {
-        ret = mmsg_bytes(unsafe { (*regs).rsi }, ret);
+        ret = mmsg_bytes(unsafe { (*user_regs()).rsi }, ret);
         if ret <= 0 {
             return 0;
         }
     }
-    // A peek moves no data (the bytes are read again), e.g. an HTTP server's keep-alive
-    // liveness check: counting it would double bytes and hide the next request line.
-    let flags = match flags_reg {
-        FLAGS_RDX => unsafe { (*regs).rdx },
-        FLAGS_R10 => unsafe { (*regs).r10 },
-        _ => 0,
-    };
-    if flags & MSG_PEEK != 0 {
-        return 0;
-    }
     let now = unsafe { bpf_ktime_get_ns() };
-    let t_enter = match dir {
-        op::WRITE => write_start(id, fd, now),
+    let t_enter = match start {
+        Some((_, t)) if t <= now => t,
         _ => now,
     };
     // SAFETY: plain loads and stores into this socket's map value.
@@ -595,7 +611,7 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     // A direction change: what the socket holds is older than this syscall.
     flush_batch(id, info, now);
     unsafe { (*info).last_op = dir as u32 };
-    let raw = unsafe { (*regs).rsi };
+    let raw = unsafe { (*user_regs()).rsi };
     // The prefix comes from the first segment only, so it is capped at that segment's length.
     let (buf, seg_len) = match buf_kind {
         BUF_PLAIN => (raw, u64::MAX),

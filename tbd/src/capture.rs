@@ -181,6 +181,7 @@ impl Engine {
             for pid in client_pids.iter().chain(&children) {
                 probes.track_pid(*pid)?;
             }
+            probes.mark_capture_start(mono_ns())?;
             if let Err(e) = probes.attach() {
                 probes.detach();
                 return Err(e);

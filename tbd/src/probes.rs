@@ -387,6 +387,18 @@ impl Probes {
         HashMap::try_from(map).map_err(|e| TbdError::Map(name, e))
     }
 
+    /// Marks the start of a capture for the probes, before they attach: write starts
+    /// stamped earlier belong to writes whose exits went unseen, and are not used.
+    pub fn mark_capture_start(&mut self, now_ns: u64) -> Result<(), TbdError> {
+        let map = self
+            .ebpf
+            .map_mut("CAPTURE_START")
+            .ok_or_else(|| TbdError::Layout("map CAPTURE_START missing from object".into()))?;
+        Array::<_, u64>::try_from(map)
+            .and_then(|mut a| a.set(0, now_ns, 0))
+            .map_err(|e| TbdError::Map("CAPTURE_START", e))
+    }
+
     /// Tracks a client process: its connect() calls and the sockets they open.
     pub fn track_pid(&mut self, pid: u32) -> Result<(), TbdError> {
         self.hash::<u32, u8>("TRACKED_PIDS")?

@@ -1,7 +1,8 @@
 //! An inference server in its own network namespace (as in a container): behind real packet
 //! loss, tbd on the host must find the server's listener in that namespace and count the TCP
 //! retransmits the loss causes; behind a port mapping (DNAT), `--server-port` names the port
-//! the server listens on. Needs root, `ip` and `nft` (installed by `cargo xtask setup`).
+//! the server listens on; with the namespace's own resolver, name lookups go over the wire.
+//! Needs root, `ip` and `nft` (installed by `cargo xtask setup`).
 
 use std::{path::Path, process::Command};
 
@@ -196,4 +197,98 @@ fn server_behind_a_port_mapping_named_by_server_port() {
         let dst = l["conn"]["dst"].as_str().unwrap();
         assert!(dst.ends_with(&format!(":{want}")), "{l}");
     }
+}
+
+/// A DNS server on 127.0.0.1:53 that answers every A query with 127.0.0.1 and every other
+/// type with no record; it writes `argv[1]` once it listens.
+const PY_DNS: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+open(sys.argv[1], "w").write("listening")
+while True:
+    q, peer = s.recvfrom(512)
+    end = 12
+    while q[end]:
+        end += q[end] + 1
+    qtype = struct.unpack(">H", q[end + 1:end + 3])[0]
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x7f\x00\x00\x01" if qtype == 1 else b""
+    head = struct.pack(">HHHHH", 0x8180, 1, 1 if answer else 0, 0, 0)
+    s.sendto(q[:2] + head + q[12:end + 5] + answer, peer)
+"#;
+
+/// A Python client (http.client) that names the server `argv[1]`: a lookup per connection.
+const PY_NAMED_CLIENT: &str = r#"
+import http.client, json, sys
+body = json.dumps({"model": "sim-model", "stream": True, "max_tokens": 4,
+                   "messages": [{"role": "user", "content": "hi"}]})
+for i in range(2):
+    c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
+    c.request("POST", "/v1/chat/completions", body=body,
+              headers={"content-type": "application/json"})
+    assert c.getresponse().status == 200
+    c.close()
+"#;
+
+/// `ip netns exec` puts /etc/netns/NAME/resolv.conf in place of the host's; removed on drop.
+struct NsResolvConf(std::path::PathBuf);
+
+impl Drop for NsResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// glibc's resolver sends A and AAAA together (sendmmsg) on a UDP socket connected to port
+/// 53 and reads both answers: tbd sees that traffic, so each lookup before a connection is a
+/// wire query, not a cache hit.
+#[test]
+fn name_lookups_over_the_wire_are_timed_from_their_udp_traffic() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let ns = Netns::new(format!("tb-dns-{}", std::process::id()));
+    let conf = NsResolvConf(Path::new("/etc/netns").join(&ns.0));
+    std::fs::create_dir_all(&conf.0).unwrap();
+    std::fs::write(
+        conf.0.join("resolv.conf"),
+        "nameserver 127.0.0.1\noptions timeout:2 attempts:1\n",
+    )
+    .unwrap();
+    let ready = d.path().join("dns.ready");
+    let mut dns = Bg::spawn(
+        "dns",
+        ns.cmd("python3").args(["-c", PY_DNS]).arg(&ready),
+        &d.path().join("dns.log"),
+    )
+    .unwrap();
+    wait_for_file(&mut dns, &ready, 30).unwrap();
+    let (mut sim, port) = sim_in(&ns, d.path());
+    let daemon = format!("unix:{}", sock.display());
+    let o = ns
+        .cmd(bin("tbctl"))
+        .args(["capture", "--daemon", &daemon, "--json", "--"])
+        .args(["python3", "-c", PY_NAMED_CLIENT, "inference.test", &port])
+        .output()
+        .unwrap();
+    sim.stop();
+    dns.stop();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = tbctl(&[
+        "trace",
+        run["run_id"].as_str().unwrap(),
+        "--json",
+        "--daemon",
+        &daemon,
+    ]);
+    tbd.stop();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["client_exchanges"], 2, "{t}");
+    assert_eq!(t["dns"]["lookups"], 2, "{}", t["dns"]);
+    assert_eq!(
+        t["dns"]["cache_hits"], 0,
+        "each lookup's query went over the wire: {}",
+        t["dns"]
+    );
 }
