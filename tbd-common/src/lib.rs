@@ -43,7 +43,7 @@ pub mod lost {
     pub const RINGBUF_FULL: u32 = 0;
     /// The in-flight syscall map (enter -> exit) was full.
     pub const INFLIGHT_FULL: u32 = 1;
-    /// The tracked-socket map was full.
+    /// The tracked-socket table had no free slot in the socket's bucket.
     pub const SOCKETS_FULL: u32 = 2;
     /// The tracked-pid map was full when a tracked process forked (the child goes untracked).
     pub const PIDS_FULL: u32 = 3;
@@ -249,7 +249,7 @@ pub struct DnsEvent {
     pub name: [u8; DNS_NAME_LEN],
 }
 
-/// Key of the tracked-socket map: (tgid, fd).
+/// A socket of a process: (tgid, fd).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SockKey {
@@ -257,7 +257,34 @@ pub struct SockKey {
     pub fd: u32,
 }
 
-/// Value of the tracked-socket map.
+/// Slots of the tracked-socket table: two arrays, the sockets' tags and their values. An
+/// array lookup is inlined by the verifier, where a hash map's costs two calls (and each
+/// return pays the CPU's return-stack mitigation), on every data syscall of a tracked process.
+pub const SOCK_SLOTS: u32 = 1 << SOCK_SLOT_BITS;
+/// Slots per bucket: a socket takes a free one of its bucket's, and a lookup tests them all,
+/// one cache line of tags.
+pub const SOCK_WAYS: u32 = 8;
+const SOCK_SLOT_BITS: u32 = 14;
+const SOCK_BUCKET_BITS: u32 = SOCK_SLOT_BITS - 3;
+const _: () = assert!(SOCK_WAYS == 1 << (SOCK_SLOT_BITS - SOCK_BUCKET_BITS));
+
+impl SockKey {
+    /// The socket's tag in the table, `tgid << 32 | fd`; 0 marks a free slot, and no tracked
+    /// process has tgid 0.
+    #[inline(always)]
+    pub fn tag(self) -> u64 {
+        ((self.pid as u64) << 32) | self.fd as u64
+    }
+}
+
+/// First slot of the bucket a tag belongs to: Fibonacci hashing, whose top bits spread the
+/// consecutive fds of one process and the pids of many.
+#[inline(always)]
+pub fn sock_bucket(tag: u64) -> u32 {
+    (tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SOCK_BUCKET_BITS)) as u32 * SOCK_WAYS
+}
+
+/// A tracked socket's value in the table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SockInfo {
@@ -340,4 +367,46 @@ mod pod {
     unsafe impl aya::Pod for SockInfo {}
     unsafe impl aya::Pod for ListenInfo {}
     unsafe impl aya::Pod for AcceptArgs {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec;
+
+    /// Bucket loads of `keys`: the most sockets any one bucket is asked to hold.
+    fn max_load(keys: impl Iterator<Item = SockKey>) -> usize {
+        let mut load = vec![0usize; (SOCK_SLOTS / SOCK_WAYS) as usize];
+        for k in keys {
+            let b = sock_bucket(k.tag());
+            assert!(
+                b.is_multiple_of(SOCK_WAYS) && b + SOCK_WAYS <= SOCK_SLOTS,
+                "bucket {b}"
+            );
+            load[(b / SOCK_WAYS) as usize] += 1;
+        }
+        load.into_iter().max().unwrap_or(0)
+    }
+
+    #[test]
+    fn sockets_spread_over_buckets_with_room_to_spare() {
+        // A load generator at concurrency 1024 and its server: 2048 consecutive fds in each
+        // of two processes.
+        let two = (0..2048).flat_map(|fd| [SockKey { pid: 4242, fd }, SockKey { pid: 4300, fd }]);
+        assert!(max_load(two) <= SOCK_WAYS as usize / 2);
+        // Many processes with a few sockets each, at a quarter of the table.
+        let many = (0..1024u32).flat_map(|p| {
+            (3..7).map(move |fd| SockKey {
+                pid: 1000 + p * 7,
+                fd,
+            })
+        });
+        assert!(max_load(many) < SOCK_WAYS as usize);
+        assert_ne!(
+            SockKey { pid: 1, fd: 0 }.tag(),
+            0,
+            "a tracked socket's tag is never free"
+        );
+    }
 }

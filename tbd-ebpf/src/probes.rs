@@ -15,10 +15,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tbd_common::{
-    kind, lost, op, tcp_state, AcceptArgs, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataEvent,
-    DnsEvent, EventHeader, ListenInfo, PeerEvent, RetransmitEvent, SockAddr, SockInfo, SockKey,
-    StateEvent, WriteStart, BATCH_HEADER_LEN, BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN,
-    WRITE_SLOTS,
+    kind, lost, op, sock_bucket, tcp_state, AcceptArgs, AcceptEvent, Chunk, CloseEvent,
+    ConnectEvent, DataEvent, DnsEvent, EventHeader, ListenInfo, PeerEvent, RetransmitEvent,
+    SockAddr, SockInfo, SockKey, StateEvent, WriteStart, BATCH_HEADER_LEN, BATCH_LEN, COMM_LEN,
+    DNS_NAME_LEN, PREFIX_LEN, SOCK_SLOTS, SOCK_WAYS, WRITE_SLOTS,
 };
 
 const AF_INET: u16 = 2;
@@ -30,7 +30,6 @@ const EINPROGRESS: i64 = 115;
 /// BPF_RB_NO_WAKEUP: a wake-up per event would cost more than the event; tbd drains the ring
 /// buffer on a short timer instead.
 const NO_WAKEUP: u64 = 1;
-const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Offsets of syscall tracepoint arguments (`field:... offset:N`).
 const ARG0: usize = 16;
@@ -78,10 +77,15 @@ static LISTENERS: HashMap<SockKey, ListenInfo> = HashMap::with_max_entries(1024,
 /// are tracked too.
 #[map]
 static SERVER_CHILDREN: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
-/// Tracked sockets by (tgid, fd): the filter every data syscall checks first. Not
-/// preallocated: a value holds a batch of chunks, and most hosts track few sockets.
+/// Tracked sockets by (tgid, fd), the filter every data syscall checks first: their tags
+/// ([`SockKey::tag`], 0 free) in buckets of [`SOCK_WAYS`] slots ([`sock_bucket`]), and in the
+/// same slot of [`SOCK_VALS`] their state. Array lookups are inlined by the verifier; a slot is
+/// claimed with a compare-and-swap, since two CPUs may track sockets of one bucket at once.
 #[map]
-static SOCKETS: HashMap<SockKey, SockInfo> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+static SOCK_TAGS: Array<u64> = Array::with_max_entries(SOCK_SLOTS, 0);
+/// The tracked sockets' state, slot for slot with [`SOCK_TAGS`].
+#[map]
+static SOCK_VALS: Array<SockInfo> = Array::with_max_entries(SOCK_SLOTS, 0);
 /// Tracked kernel sockets by `struct sock` address, for state and retransmit tracepoints.
 #[map]
 static SKS: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
@@ -104,9 +108,6 @@ static WRITE_STARTS: Array<WriteStart> = Array::with_max_entries(WRITE_SLOTS, 0)
 /// probe saw.
 #[map]
 static CAPTURE_START: Array<u64> = Array::with_max_entries(1, 0);
-/// Room to build a new tracked socket's value, too large for the 512-byte stack.
-#[map]
-static NEW_SOCK: PerCpuArray<SockInfo> = PerCpuArray::with_max_entries(1, 0);
 /// Events to user space.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
@@ -155,23 +156,79 @@ fn emit<T: ?Sized + 'static>(ev: &T) {
     }
 }
 
-/// Starts tracking socket `key` on `side`; a full map is counted as a loss.
+/// Sets `*p` to `v` if it is 0; whether this call did.
+#[inline(always)]
+fn claim(p: *mut u64, v: u64) -> bool {
+    // SAFETY: `p` points at an aligned u64 of a map value; BPF_CMPXCHG is atomic on it.
+    unsafe {
+        core::intrinsics::atomic_cxchg::<
+            u64,
+            { core::intrinsics::AtomicOrdering::SeqCst },
+            { core::intrinsics::AtomicOrdering::SeqCst },
+        >(p, 0, v)
+        .1
+    }
+}
+
+/// The table slot holding socket `key`, if it is tracked.
+#[inline(always)]
+fn socket_slot(key: SockKey) -> Option<u32> {
+    let tag = key.tag();
+    let first = sock_bucket(tag);
+    for i in 0..SOCK_WAYS {
+        if matches!(SOCK_TAGS.get(first + i), Some(t) if *t == tag) {
+            return Some(first + i);
+        }
+    }
+    None
+}
+
+/// The state of socket `key`, if it is tracked.
+#[inline(always)]
+fn socket(key: SockKey) -> Option<*mut SockInfo> {
+    SOCK_VALS.get_ptr_mut(socket_slot(key)?)
+}
+
+/// Starts tracking socket `key` on `side`, in the slot it already holds (a close that went
+/// unseen) or a free one of its bucket; a full bucket is counted as a loss.
 #[inline(always)]
 fn track_socket(key: SockKey, side: u32) {
-    let Some(v) = NEW_SOCK.get_ptr_mut(0) else {
+    let slot = match socket_slot(key) {
+        Some(s) => Some(s),
+        None => {
+            let (tag, first) = (key.tag(), sock_bucket(key.tag()));
+            let mut got = None;
+            for i in 0..SOCK_WAYS {
+                if let Some(t) = SOCK_TAGS.get_ptr_mut(first + i) {
+                    if claim(t, tag) {
+                        got = Some(first + i);
+                        break;
+                    }
+                }
+            }
+            got
+        }
+    };
+    let Some(v) = slot.and_then(|s| SOCK_VALS.get_ptr_mut(s)) else {
+        count_lost(lost::SOCKETS_FULL);
         return;
     };
-    // SAFETY: this CPU's scratch slot; the chunks need no clearing while `n` is 0.
-    let inserted = unsafe {
+    // SAFETY: this socket's slot; the chunks need no clearing while `n` is 0.
+    unsafe {
         (*v).side = side;
         (*v).last_op = op::NONE;
         (*v).batch.fd = key.fd as i32;
         (*v).batch.n = 0;
         (*v).batch._pad = 0;
-        SOCKETS.insert(key, &*v, 0)
-    };
-    if inserted.is_err() {
-        count_lost(lost::SOCKETS_FULL);
+    }
+}
+
+/// Stops tracking the socket in `slot`.
+#[inline(always)]
+fn untrack_socket(slot: u32) {
+    if let Some(t) = SOCK_TAGS.get_ptr_mut(slot) {
+        // SAFETY: an aligned 8-byte store, atomic for a concurrent reader.
+        unsafe { core::ptr::write_volatile(t, 0) };
     }
 }
 
@@ -429,7 +486,7 @@ pub fn tb_exit_getpeername(ctx: TracePointContext) -> u32 {
         fd,
     };
     // SAFETY: plain read of a map value.
-    match SOCKETS.get_ptr(key) {
+    match socket(key) {
         Some(info) if unsafe { (*info).side } == 1 => {}
         _ => return 0,
     }
@@ -576,7 +633,7 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
         pid: (id >> 32) as u32,
         fd,
     };
-    let Some(info) = SOCKETS.get_ptr_mut(key) else {
+    let Some(info) = socket(key) else {
         return 0;
     };
     if buf_kind == BUF_MMSGHDR {
@@ -706,14 +763,15 @@ pub fn tb_enter_close(ctx: TracePointContext) -> u32 {
         pid: (id >> 32) as u32,
         fd: arg(&ctx, ARG0) as u32,
     };
-    let Some(info) = SOCKETS.get_ptr_mut(key) else {
+    let Some((slot, info)) = socket_slot(key).and_then(|s| Some((s, SOCK_VALS.get_ptr_mut(s)?)))
+    else {
         // A closed listener's fd may come back as another port's listener.
         let _ = LISTENERS.remove(&key);
         return 0;
     };
     let now = unsafe { bpf_ktime_get_ns() };
     flush_batch(id, info, now);
-    let _ = SOCKETS.remove(key);
+    untrack_socket(slot);
     let ev = CloseEvent {
         hdr: header(kind::CLOSE, id, now),
         fd: key.fd as i32,

@@ -24,8 +24,8 @@ const EINPROGRESS: i32 = -115;
 /// Destination port that makes a connection a DNS socket.
 const DNS_PORT: u16 = 53;
 /// Bound on kernel sockets seen in state events but not (yet) tied to a connection, so that a
-/// lost connect or accept event cannot grow memory without limit (the kernel's socket map holds
-/// 65536 entries).
+/// lost connect or accept event cannot grow memory without limit (the kernel's map of TCP
+/// sockets holds 65536 entries).
 const MAX_PENDING: usize = 65536;
 
 /// What the tracker produces.

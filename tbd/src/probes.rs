@@ -12,7 +12,7 @@ use aya::{
     Ebpf,
 };
 use tbd_common::{
-    kind, lost, AcceptArgs, DataBatchEvent, EventHeader, ListenInfo, SockInfo, SockKey,
+    kind, lost, AcceptArgs, DataBatchEvent, EventHeader, ListenInfo, SockInfo, SockKey, SOCK_SLOTS,
 };
 
 use crate::{error::TbdError, memlock, tracefs};
@@ -376,6 +376,17 @@ impl Probes {
         (self.stats_total + now).as_secs_f64()
     }
 
+    fn array<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Array<&mut MapData, V>, TbdError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| TbdError::Layout(format!("map {name} missing from object")))?;
+        Array::try_from(map).map_err(|e| TbdError::Map(name, e))
+    }
+
     fn hash<K: aya::Pod, V: aya::Pod>(
         &mut self,
         name: &'static str,
@@ -390,12 +401,8 @@ impl Probes {
     /// Marks the start of a capture for the probes, before they attach: write starts
     /// stamped earlier belong to writes whose exits went unseen, and are not used.
     pub fn mark_capture_start(&mut self, now_ns: u64) -> Result<(), TbdError> {
-        let map = self
-            .ebpf
-            .map_mut("CAPTURE_START")
-            .ok_or_else(|| TbdError::Layout("map CAPTURE_START missing from object".into()))?;
-        Array::<_, u64>::try_from(map)
-            .and_then(|mut a| a.set(0, now_ns, 0))
+        self.array::<u64>("CAPTURE_START")?
+            .set(0, now_ns, 0)
             .map_err(|e| TbdError::Map("CAPTURE_START", e))
     }
 
@@ -409,11 +416,7 @@ impl Probes {
 
     /// The probes' fast filter, `TRACKED_TGIDS` (byte per pid).
     fn tgids(&mut self) -> Result<Array<&mut MapData, u8>, TbdError> {
-        let map = self
-            .ebpf
-            .map_mut("TRACKED_TGIDS")
-            .ok_or_else(|| TbdError::Layout("map TRACKED_TGIDS missing from object".into()))?;
-        Array::try_from(map).map_err(|e| TbdError::Map("TRACKED_TGIDS", e))
+        self.array("TRACKED_TGIDS")
     }
 
     /// Sets or clears `pid` in the probes' fast filter.
@@ -511,29 +514,40 @@ impl Probes {
         clear(self.hash::<u16, u8>("TRACKED_PORTS")?);
         clear(self.hash::<SockKey, ListenInfo>("LISTENERS")?);
         clear(self.hash::<u32, u32>("SERVER_CHILDREN")?);
-        let mut sockets = self.hash::<SockKey, SockInfo>("SOCKETS")?;
-        let keys: Vec<SockKey> = sockets.keys().filter_map(Result::ok).collect();
-        let mut pending = Vec::new();
-        for key in keys {
-            // Read, then removed at once. The capture detaches the probes first; a probe
-            // still finishing could send a batch that is read here too (the tracker drops the
-            // second copy).
-            if let Ok(info) = sockets.get(&key, 0) {
-                if info.batch.n > 0 {
-                    pending.push(DataBatchEvent {
-                        hdr: EventHeader {
-                            kind: kind::DATA_BATCH,
-                            pid: key.pid,
-                            tid: key.pid,
-                            _pad: 0,
-                            ts_ns: now_ns,
-                        },
-                        op: info.last_op,
-                        ..info.batch
-                    });
-                }
+        // Untracked first, then read: the capture detached the probes before, and a probe
+        // still finishing could send a batch that is read here too (the tracker drops the
+        // second copy).
+        let mut held = Vec::new();
+        let mut tags = self.array::<u64>("SOCK_TAGS")?;
+        for slot in 0..SOCK_SLOTS {
+            let tag = tags
+                .get(&slot, 0)
+                .map_err(|e| TbdError::Map("SOCK_TAGS", e))?;
+            if tag != 0 {
+                held.push((slot, (tag >> 32) as u32));
+                tags.set(slot, 0, 0)
+                    .map_err(|e| TbdError::Map("SOCK_TAGS", e))?;
             }
-            let _ = sockets.remove(&key);
+        }
+        let vals = self.array::<SockInfo>("SOCK_VALS")?;
+        let mut pending = Vec::new();
+        for (slot, pid) in held {
+            let Ok(info) = vals.get(&slot, 0) else {
+                continue;
+            };
+            if info.batch.n > 0 {
+                pending.push(DataBatchEvent {
+                    hdr: EventHeader {
+                        kind: kind::DATA_BATCH,
+                        pid,
+                        tid: pid,
+                        _pad: 0,
+                        ts_ns: now_ns,
+                    },
+                    op: info.last_op,
+                    ..info.batch
+                });
+            }
         }
         clear(self.hash::<u64, u8>("SKS")?);
         Ok(pending)
