@@ -51,6 +51,18 @@ pub fn profile(out: &Path, args: &[&str]) -> (Value, PathBuf) {
     (summary, dir)
 }
 
+/// `tbctl trace RUN --json`, of a daemon's run (`daemon` its address) or a run directory;
+/// panics with stderr unless it succeeds.
+pub fn trace_json(run: &str, daemon: Option<&str>) -> Value {
+    let mut args = vec!["trace", run, "--json"];
+    if let Some(d) = daemon {
+        args.extend(["--daemon", d]);
+    }
+    let o = tbctl(&args);
+    assert!(o.status.success(), "tbctl trace {run}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("trace JSON on stdout")
+}
+
 /// Lines of a JSONL file.
 pub fn jsonl(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)

@@ -213,9 +213,7 @@ fn capture_command_times_another_load_generator_and_its_children() {
         run["lost"].as_object().unwrap().values().all(|v| v == 0),
         "{run}"
     );
-    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = trace_json(run_id, Some(&daemon));
     assert_eq!(t["client_exchanges"], 21, "{t}");
     assert_eq!(t["server_exchanges"], 21, "{t}");
     assert_eq!(
@@ -273,10 +271,8 @@ fn capture_of_a_command_that_starts_the_server_itself() {
             .ends_with(&format!(":{port}")),
         "{run}"
     );
-    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
+    let t = trace_json(run_id, Some(&daemon));
     tbd.stop();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // Every exchange of both loads (the readiness probe's and the 6 requests, each with its
     // model discovery) on the server side as on the client side.
     let client = t["client_exchanges"].as_u64().unwrap();
@@ -316,10 +312,8 @@ fn capture_times_a_python_client_with_its_dns_lookups() {
     assert!(o.status.success(), "{}", stderr(&o));
     let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let run_id = run["run_id"].as_str().unwrap();
-    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
+    let t = trace_json(run_id, Some(&daemon));
     tbd.stop();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(t["client_exchanges"], 3, "{t}");
     assert_eq!(t["server_exchanges"], 3, "{t}");
     // getaddrinfo("localhost") before each new connection, answered from /etc/hosts: no wire
@@ -391,10 +385,8 @@ fn a_blocked_request_write_is_timed_from_its_start() {
         .unwrap_or_else(|| panic!("no send time from the client: {}", stderr(&o)));
     let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let run_id = run["run_id"].as_str().unwrap();
-    let o = tbctl(&["trace", run_id, "--json", "--daemon", &daemon]);
+    let t = trace_json(run_id, Some(&daemon));
     tbd.stop();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(t["client_exchanges"], 1, "{t}");
     let send = t["figures"]
         .as_array()
@@ -480,16 +472,8 @@ fn a_socket_past_a_full_table_bucket_is_counted_lost() {
     );
     let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(run["lost"]["sockets_full"], 1, "{run}");
-    let o = tbctl(&[
-        "trace",
-        run["run_id"].as_str().unwrap(),
-        "--json",
-        "--daemon",
-        &daemon,
-    ]);
+    let t = trace_json(run["run_id"].as_str().unwrap(), Some(&daemon));
     tbd.stop();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(t["client_exchanges"], 8, "{t}");
     assert_eq!(t["server_exchanges"], 9, "{t}");
 }

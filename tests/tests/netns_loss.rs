@@ -130,9 +130,7 @@ fn server_in_another_network_namespace_with_packet_loss() {
     );
     let dir = d.path().join(summary["run_id"].as_str().unwrap());
     assert_sides_agree(&dir.join("kernel.jsonl"));
-    let o = tbctl(&["trace", dir.to_str().unwrap(), "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = trace_json(dir.to_str().unwrap(), None);
     let r = &t["retransmits"];
     assert!(
         r["server"].as_u64().unwrap() > 0,
@@ -274,16 +272,8 @@ fn name_lookups_over_the_wire_are_timed_from_their_udp_traffic() {
     dns.stop();
     assert!(o.status.success(), "{}", stderr(&o));
     let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let o = tbctl(&[
-        "trace",
-        run["run_id"].as_str().unwrap(),
-        "--json",
-        "--daemon",
-        &daemon,
-    ]);
+    let t = trace_json(run["run_id"].as_str().unwrap(), Some(&daemon));
     tbd.stop();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(t["client_exchanges"], 2, "{t}");
     assert_eq!(t["dns"]["lookups"], 2, "{}", t["dns"]);
     assert_eq!(
