@@ -259,7 +259,12 @@ impl ConnTracker {
                 self.on_data(&s, out)
             }
             Event::Batch(b) => {
-                for c in batch_chunks(b) {
+                let chunks = batch_chunks(b);
+                let Some(conn) = self.conns.get_mut(&(b.hdr.pid, b.fd as u32)) else {
+                    self.stats.orphan_data += chunks.len() as u64;
+                    return;
+                };
+                for c in chunks {
                     let s = Syscall {
                         pid: b.hdr.pid,
                         fd: b.fd as u32,
@@ -270,7 +275,7 @@ impl ConnTracker {
                         prefix: &[],
                         batched: true,
                     };
-                    self.on_data(&s, out);
+                    Self::take_data(conn, &mut self.spare, &mut self.stats, &s, out);
                 }
             }
             Event::Connect(c) => self.on_connect(c, out),
@@ -312,8 +317,20 @@ impl ConnTracker {
             self.stats.orphan_data += 1;
             return;
         };
+        Self::take_data(conn, &mut self.spare, &mut self.stats, d, out);
+    }
+
+    /// One data syscall of `conn`. An associated function, so that a batch's chunks, all of
+    /// one connection, share one lookup of it.
+    fn take_data(
+        conn: &mut Conn,
+        spare: &mut Vec<Exchange>,
+        stats: &mut TrackerStats,
+        d: &Syscall,
+        out: &mut impl FnMut(Output),
+    ) {
         if d.batched && d.t_exit <= conn.last_data_ns {
-            self.stats.duplicate_chunks += 1;
+            stats.duplicate_chunks += 1;
             return;
         }
         conn.last_data_ns = conn.last_data_ns.max(d.t_exit);
@@ -334,13 +351,13 @@ impl ConnTracker {
             // Request direction: write on the client, read on the server.
             if let Some(head) = request_line(prefix) {
                 if let Some(done) = conn.open.take() {
-                    self.stats.exchanges += 1;
+                    stats.exchanges += 1;
                     out(Output::Exchange(done));
                 }
                 // The client's request leaves when its write is entered; the server has the
                 // request once its read returns.
                 let t_first = if conn.is_client { d.t_enter } else { d.t_exit };
-                let mut old = self.spare.pop().unwrap_or_default();
+                let mut old = spare.pop().unwrap_or_default();
                 let mut chunks = std::mem::take(&mut old.chunks);
                 chunks.clear();
                 // A streamed response is dozens of chunks: growing from empty would
@@ -371,13 +388,13 @@ impl ConnTracker {
                 x.t_request_last_ns = d.t_exit;
                 x.request_bytes += bytes;
             } else {
-                self.stats.unmatched_data += 1;
+                stats.unmatched_data += 1;
             }
         } else {
             // Response direction: read on the client (when the bytes arrived), write on the
             // server (when the server emitted them, i.e. entered the write).
             let Some(x) = conn.open.as_mut() else {
-                self.stats.unmatched_data += 1;
+                stats.unmatched_data += 1;
                 return;
             };
             let t = if conn.is_client { d.t_exit } else { d.t_enter };
