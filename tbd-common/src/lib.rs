@@ -257,16 +257,19 @@ pub struct SockKey {
     pub fd: u32,
 }
 
-/// Slots of the tracked-socket table: two arrays, the sockets' tags and their values. An
-/// array lookup is inlined by the verifier, where a hash map's costs two calls (and each
-/// return pays the CPU's return-stack mitigation), on every data syscall of a tracked process.
-pub const SOCK_SLOTS: u32 = 1 << SOCK_SLOT_BITS;
+/// Slots of the tracked-socket table unless tbd is given `--max-sockets`: two arrays, the
+/// sockets' tags and their values. An array lookup is inlined by the verifier, where a hash
+/// map's costs two calls (and each return pays the CPU's return-stack mitigation), on every
+/// data syscall of a tracked process.
+pub const SOCK_SLOTS: u32 = 1 << 14;
 /// Slots per bucket: a socket takes a free one of its bucket's, and a lookup tests them all,
-/// one cache line of tags.
+/// one cache line of tags. A table's size is a power of two, at least one bucket.
 pub const SOCK_WAYS: u32 = 8;
-const SOCK_SLOT_BITS: u32 = 14;
-const SOCK_BUCKET_BITS: u32 = SOCK_SLOT_BITS - 3;
-const _: () = assert!(SOCK_WAYS == 1 << (SOCK_SLOT_BITS - SOCK_BUCKET_BITS));
+
+/// log2 of the number of buckets of a table of `slots` slots.
+pub fn sock_bucket_bits(slots: u32) -> u32 {
+    (slots / SOCK_WAYS).trailing_zeros()
+}
 
 impl SockKey {
     /// The socket's tag in the table, `tgid << 32 | fd`; 0 marks a free slot, and no tracked
@@ -277,11 +280,13 @@ impl SockKey {
     }
 }
 
-/// First slot of the bucket a tag belongs to: Fibonacci hashing, whose top bits spread the
-/// consecutive fds of one process and the pids of many.
+/// First slot of the bucket a tag belongs to, in a table of `2^bucket_bits` buckets:
+/// Fibonacci hashing, whose top bits spread the consecutive fds of one process and the pids
+/// of many.
 #[inline(always)]
-pub fn sock_bucket(tag: u64) -> u32 {
-    (tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SOCK_BUCKET_BITS)) as u32 * SOCK_WAYS
+pub fn sock_bucket(tag: u64, bucket_bits: u32) -> u32 {
+    // Two shifts: a table of one bucket shifts by 64 in all, more than one shift may.
+    ((tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (63 - bucket_bits)) >> 1) as u32 * SOCK_WAYS
 }
 
 /// A tracked socket's value in the table.
@@ -375,11 +380,12 @@ mod tests {
     use super::*;
     use std::vec;
 
-    /// Bucket loads of `keys`: the most sockets any one bucket is asked to hold.
+    /// Bucket loads of `keys` in the default table: the most sockets any one bucket is asked
+    /// to hold.
     fn max_load(keys: impl Iterator<Item = SockKey>) -> usize {
         let mut load = vec![0usize; (SOCK_SLOTS / SOCK_WAYS) as usize];
         for k in keys {
-            let b = sock_bucket(k.tag());
+            let b = sock_bucket(k.tag(), sock_bucket_bits(SOCK_SLOTS));
             assert!(
                 b.is_multiple_of(SOCK_WAYS) && b + SOCK_WAYS <= SOCK_SLOTS,
                 "bucket {b}"
@@ -408,5 +414,24 @@ mod tests {
             0,
             "a tracked socket's tag is never free"
         );
+    }
+
+    #[test]
+    fn every_table_size_keeps_buckets_inside_it() {
+        for bits in 0..=17 {
+            let slots = SOCK_WAYS << bits;
+            assert_eq!(sock_bucket_bits(slots), bits);
+            let top = (0..5000u32)
+                .map(|fd| sock_bucket(SockKey { pid: 77, fd }.tag(), bits))
+                .max()
+                .unwrap();
+            assert!(top + SOCK_WAYS <= slots, "{slots} slots: bucket at {top}");
+            if bits > 0 {
+                assert!(
+                    top >= slots / 2,
+                    "{slots} slots: the upper half is never used"
+                );
+            }
+        }
     }
 }

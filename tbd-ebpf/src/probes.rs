@@ -86,6 +86,16 @@ static SOCK_TAGS: Array<u64> = Array::with_max_entries(SOCK_SLOTS, 0);
 /// The tracked sockets' state, slot for slot with [`SOCK_TAGS`].
 #[map]
 static SOCK_VALS: Array<SockInfo> = Array::with_max_entries(SOCK_SLOTS, 0);
+/// log2 of the table's buckets, set by tbd at load with the arrays' size (`--max-sockets`).
+#[no_mangle]
+static SOCK_BUCKET_BITS: u32 = 11;
+
+/// The first slot of `tag`'s bucket in the table as loaded.
+#[inline(always)]
+fn bucket_of(tag: u64) -> u32 {
+    // SAFETY: a load of a read-only global set at load time.
+    sock_bucket(tag, unsafe { core::ptr::read_volatile(&SOCK_BUCKET_BITS) })
+}
 /// Tracked kernel sockets by `struct sock` address, for state and retransmit tracepoints.
 #[map]
 static SKS: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
@@ -174,7 +184,7 @@ fn claim(p: *mut u64, v: u64) -> bool {
 #[inline(always)]
 fn socket_slot(key: SockKey) -> Option<u32> {
     let tag = key.tag();
-    let first = sock_bucket(tag);
+    let first = bucket_of(tag);
     for i in 0..SOCK_WAYS {
         if matches!(SOCK_TAGS.get(first + i), Some(t) if *t == tag) {
             return Some(first + i);
@@ -196,7 +206,7 @@ fn track_socket(key: SockKey, side: u32) {
     let slot = match socket_slot(key) {
         Some(s) => Some(s),
         None => {
-            let (tag, first) = (key.tag(), sock_bucket(key.tag()));
+            let (tag, first) = (key.tag(), bucket_of(key.tag()));
             let mut got = None;
             for i in 0..SOCK_WAYS {
                 if let Some(t) = SOCK_TAGS.get_ptr_mut(first + i) {

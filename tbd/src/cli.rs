@@ -48,10 +48,24 @@ pub struct Args {
     /// reads to every probe run, so by default only a sample of each capture pays for them.
     #[arg(long, value_enum, default_value_t = StatsMode::Sampled)]
     pub bpf_stats: StatsMode,
+    /// Sockets the kernel can track at once (a power of two): client and server sides of every
+    /// connection open during a capture. Each takes 816 bytes of kernel memory, allocated when
+    /// tbd starts; a socket past a full bucket of 8 is counted lost (`sockets_full`).
+    #[arg(long, default_value_t = tbd_common::SOCK_SLOTS, value_parser = parse_max_sockets)]
+    pub max_sockets: u32,
     /// Give sled's memory back (close and reopen the store) after this many MiB of records
     /// were written or read, and whenever the store has been idle for 2 s.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub store_release_mib: u64,
+}
+
+/// Parses `--max-sockets`: a power of two the socket table can take.
+fn parse_max_sockets(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of sockets, e.g. 16384"))?;
+    crate::probes::check_sock_slots(n)?;
+    Ok(n)
 }
 
 /// Parses `30d`, `12h`, `30m`, `90s`.
@@ -114,7 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.store_release_mib << 20,
         crate::store::RELEASE_WHEN_IDLE,
     ));
-    let probes = Probes::load(&[])?;
+    let probes = Probes::load_with(&[], args.max_sockets)?;
     let engine = Engine::start(probes, store.clone(), args.bpf_stats)?;
     let listener = socket::bind(&args.socket, &args.socket_group)?;
     tracing::info!(

@@ -12,7 +12,8 @@ use aya::{
     Ebpf,
 };
 use tbd_common::{
-    kind, lost, AcceptArgs, DataBatchEvent, EventHeader, ListenInfo, SockInfo, SockKey, SOCK_SLOTS,
+    kind, lost, sock_bucket_bits, AcceptArgs, DataBatchEvent, EventHeader, ListenInfo, SockInfo,
+    SockKey, SOCK_SLOTS, SOCK_WAYS,
 };
 
 use crate::{error::TbdError, memlock, tracefs};
@@ -201,6 +202,21 @@ impl StatsMode {
     }
 }
 
+/// Largest tracked-socket table: 816 MiB of kernel memory.
+pub const MAX_SOCK_SLOTS: u32 = 1 << 20;
+
+/// Whether `slots` can size the tracked-socket table; the reason when not.
+pub fn check_sock_slots(slots: u32) -> Result<(), String> {
+    if slots.is_power_of_two() && (SOCK_WAYS..=MAX_SOCK_SLOTS).contains(&slots) {
+        return Ok(());
+    }
+    Err(format!(
+        "{slots} sockets: the table needs a power of two from {SOCK_WAYS} to {MAX_SOCK_SLOTS} \
+         (each slot is {} bytes of kernel memory)",
+        std::mem::size_of::<SockInfo>()
+    ))
+}
+
 /// The link of an attached program.
 enum Link {
     Tracepoint(TracePointLinkId),
@@ -228,12 +244,23 @@ pub struct Probes {
     stats_total: std::time::Duration,
     /// Why statistics could not be turned on, once they failed.
     stats_error: Option<String>,
+    /// Slots of the tracked-socket table.
+    sock_slots: u32,
 }
 
 impl Probes {
-    /// Mounts tracefs if needed, checks tracepoint layouts, and loads the programs named in
-    /// `only` (all of [`PROGRAMS`] when empty) through the verifier. Nothing is attached yet.
+    /// [`Probes::load_with`] a socket table of the default size ([`SOCK_SLOTS`]).
     pub fn load(only: &[&str]) -> Result<Self, TbdError> {
+        Self::load_with(only, SOCK_SLOTS)
+    }
+
+    /// Mounts tracefs if needed, checks tracepoint layouts, and loads the programs named in
+    /// `only` (all of [`PROGRAMS`] when empty) through the verifier, with a tracked-socket
+    /// table of `sock_slots` slots (a power of two, at least [`SOCK_WAYS`]). Nothing is
+    /// attached yet.
+    pub fn load_with(only: &[&str], sock_slots: u32) -> Result<Self, TbdError> {
+        check_sock_slots(sock_slots).map_err(TbdError::Layout)?;
+        let bucket_bits = sock_bucket_bits(sock_slots);
         tracefs::ensure_mounted()?;
         tracefs::check_formats()?;
         memlock::raise();
@@ -243,6 +270,9 @@ impl Probes {
             tracefs::optional_offset("sched/sched_process_exit", "group_dead").unwrap_or(0) as u32;
         let mut ebpf = aya::EbpfLoader::new()
             .map_max_entries("TRACKED_TGIDS", pid_max())
+            .map_max_entries("SOCK_TAGS", sock_slots)
+            .map_max_entries("SOCK_VALS", sock_slots)
+            .override_global("SOCK_BUCKET_BITS", &bucket_bits, true)
             .override_global("EXIT_GROUP_DEAD_AT", &group_dead_at, true)
             .load(EBPF_OBJECT)?;
         let libc = LIBC_PATHS.iter().copied().find(|p| Path::new(p).exists());
@@ -290,6 +320,7 @@ impl Probes {
             stats_on: None,
             stats_total: std::time::Duration::ZERO,
             stats_error: None,
+            sock_slots,
         })
     }
 
@@ -518,8 +549,9 @@ impl Probes {
         // still finishing could send a batch that is read here too (the tracker drops the
         // second copy).
         let mut held = Vec::new();
+        let slots = self.sock_slots;
         let mut tags = self.array::<u64>("SOCK_TAGS")?;
-        for slot in 0..SOCK_SLOTS {
+        for slot in 0..slots {
             let tag = tags
                 .get(&slot, 0)
                 .map_err(|e| TbdError::Map("SOCK_TAGS", e))?;

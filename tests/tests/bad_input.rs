@@ -19,6 +19,27 @@ fn fails_with(args: &[&str], needle: &str) {
     );
 }
 
+/// tbd refuses a socket table it cannot build before it loads anything.
+#[test]
+fn tbd_socket_table_sizes() {
+    for (arg, needle) in [
+        ("1000", "power of two from 8"),
+        ("4", "power of two from 8"),
+        ("lots", "not a number of sockets"),
+    ] {
+        let o = std::process::Command::new(bin("tbd"))
+            .args(["--max-sockets", arg, "--socket", "/nonexistent/tbd.sock"])
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!o.status.success() && err.contains(needle), "{arg}: {err}");
+        assert!(
+            err.lines().filter(|l| !l.trim().is_empty()).count() <= 2,
+            "{err}"
+        );
+    }
+}
+
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
