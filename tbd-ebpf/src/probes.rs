@@ -96,6 +96,7 @@ fn bucket_of(tag: u64) -> u32 {
     // SAFETY: a load of a read-only global set at load time.
     sock_bucket(tag, unsafe { core::ptr::read_volatile(&SOCK_BUCKET_BITS) })
 }
+
 /// Tracked kernel sockets by `struct sock` address, for state and retransmit tracepoints.
 #[map]
 static SKS: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
@@ -108,8 +109,8 @@ static ACCEPTS: HashMap<u64, AcceptArgs> = HashMap::with_max_entries(4096, 0);
 /// getaddrinfo() calls in flight in tracked processes, by pid_tgid.
 #[map]
 static DNS_INFLIGHT: HashMap<u64, DnsArgs> = HashMap::with_max_entries(1024, 0);
-/// Start of each thread's write in progress, by tid modulo the size: an inlined array store
-/// in the enter probe, where a lookup of the socket would hash and walk a bucket. Per thread,
+/// Start of each thread's write in progress, by tid modulo the size: one inlined array store
+/// in the enter probe, where a lookup of the socket would scan its bucket of the table. Per thread,
 /// not per CPU, so a write that blocks and resumes elsewhere keeps its start.
 #[map]
 static WRITE_STARTS: Array<WriteStart> = Array::with_max_entries(WRITE_SLOTS, 0);
@@ -519,8 +520,9 @@ pub fn tb_exit_getpeername(ctx: TracePointContext) -> u32 {
 // WRITE_STARTS with the time and the fd. A write's exit takes its fd from that stamp; a read's
 // exit (or a write's without a stamp) finds the syscall's arguments in the task's saved user
 // registers (x86_64: rdi, rsi, rdx, r10 hold arguments 1-4 and are not changed by the
-// syscall), so no per-call map entry is written and deleted. Continuation chunks are held in the socket's map value and sent in
-// batches; only a direction change sends a record with a payload prefix.
+// syscall), so no per-call map entry is written and deleted. Continuation chunks are held in
+// the socket's slot of the table and sent in batches; only a direction change sends a record
+// with a payload prefix.
 
 /// The calling task's saved user registers (its syscall arguments).
 #[inline(always)]
