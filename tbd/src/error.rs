@@ -29,4 +29,6 @@ pub enum TbdError {
     NoSuchRun(String),
     #[error("a capture is already running ({0}); stop it first")]
     Busy(String),
+    #[error("{0}")]
+    Config(String),
 }

@@ -259,7 +259,7 @@ impl Probes {
     /// table of `sock_slots` slots (a power of two, at least [`SOCK_WAYS`]). Nothing is
     /// attached yet.
     pub fn load_with(only: &[&str], sock_slots: u32) -> Result<Self, TbdError> {
-        check_sock_slots(sock_slots).map_err(TbdError::Layout)?;
+        check_sock_slots(sock_slots).map_err(TbdError::Config)?;
         let bucket_bits = sock_bucket_bits(sock_slots);
         tracefs::ensure_mounted()?;
         tracefs::check_formats()?;
