@@ -429,6 +429,12 @@ impl Probes {
         HashMap::try_from(map).map_err(|e| TbdError::Map(name, e))
     }
 
+    /// Slots of the tracked-socket table: how many sockets the kernel can track at once, at
+    /// best (a socket past a full bucket of 8 is lost).
+    pub fn sock_slots(&self) -> u32 {
+        self.sock_slots
+    }
+
     /// Marks the start of a capture for the probes, before they attach: write starts
     /// stamped earlier belong to writes whose exits went unseen, and are not used.
     pub fn mark_capture_start(&mut self, now_ns: u64) -> Result<(), TbdError> {

@@ -135,6 +135,7 @@ impl Tbd for Service {
             bpf_stats_mode: self.engine.stats_mode.name(),
             bpf_stats_seconds: probes.stats_seconds(),
             store_reopens: self.engine.store.releases(),
+            socket_slots: probes.sock_slots(),
         };
         Ok(Response::new(info))
     }

@@ -108,6 +108,7 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
     // and the statistics are off again.
     assert!(runs > 0, "{info}");
     assert_eq!(info["bpf_stats_mode"], "sampled");
+    assert_eq!(info["socket_slots"], 16384, "the default socket table");
     assert!(info["bpf_stats_seconds"].as_f64().unwrap() > 0.0, "{info}");
     assert_eq!(info["bpf_stats_enabled"], false, "{info}");
     assert!(
@@ -453,8 +454,11 @@ fn a_socket_past_a_full_table_bucket_is_counted_lost() {
     let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(run["lost"]["sockets_full"], 1, "{run}");
     let t = trace_json(run["run_id"].as_str().unwrap(), Some(&daemon));
+    let o = tbctl(&["daemon", "status", "--daemon", &daemon, "--json"]);
     tbd.stop();
     assert_eq!(t["client_exchanges"], 8, "{t}");
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["socket_slots"], 8, "{info}");
 }
 
 /// Runs `tbctl ARGS`; None when it has not finished within `secs` (it is killed).

@@ -48,6 +48,10 @@ pub async fn status(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
         .map(|l| format!("{} {}", l.reason, l.count))
         .collect();
     println!("lost events: {}", lost.join(", "));
+    println!(
+        "socket table: {} slots (tbd --max-sockets; raise it when sockets_full counts)",
+        info.socket_slots
+    );
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec![
@@ -87,7 +91,7 @@ fn info_json(i: &tb_proto::v1::DaemonInfo) -> serde_json::Value {
     serde_json::json!({
         "version": i.version, "kernel": i.kernel, "active_run": i.active_run,
         "events_received": i.events_received, "events_stored": i.events_stored,
-        "store_bytes": i.store_bytes, "store_reopens": i.store_reopens, "bpf_stats_enabled": i.bpf_stats_enabled,
+        "store_bytes": i.store_bytes, "store_reopens": i.store_reopens, "socket_slots": i.socket_slots, "bpf_stats_enabled": i.bpf_stats_enabled,
         "bpf_stats_mode": i.bpf_stats_mode, "bpf_stats_seconds": i.bpf_stats_seconds,
         "lost": i.lost.iter().map(|l| (l.reason.clone(), l.count)).collect::<std::collections::BTreeMap<_, _>>(),
         "probes": i.probes.iter().map(|p| serde_json::json!({"name": p.name, "attach": p.attach, "attached": p.attached, "run_count": p.run_count, "run_time_ns": p.run_time_ns})).collect::<Vec<_>>(),
