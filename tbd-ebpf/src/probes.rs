@@ -181,17 +181,37 @@ fn claim(p: *mut u64, v: u64) -> bool {
     }
 }
 
-/// The table slot holding socket `key`, if it is tracked.
+/// The slot of bucket `first` holding `tag`, if any.
 #[inline(always)]
-fn socket_slot(key: SockKey) -> Option<u32> {
-    let tag = key.tag();
-    let first = bucket_of(tag);
+fn find_tag(tag: u64, first: u32) -> Option<u32> {
+    // Counted loops, which LLVM unrolls: an iterator's `find` stays a loop the verifier
+    // walks state by state.
     for i in 0..SOCK_WAYS {
         if matches!(SOCK_TAGS.get(first + i), Some(t) if *t == tag) {
             return Some(first + i);
         }
     }
     None
+}
+
+/// A free slot of bucket `first`, claimed for `tag`; None when the bucket is full.
+#[inline(always)]
+fn claim_slot(tag: u64, first: u32) -> Option<u32> {
+    for i in 0..SOCK_WAYS {
+        if let Some(t) = SOCK_TAGS.get_ptr_mut(first + i) {
+            if claim(t, tag) {
+                return Some(first + i);
+            }
+        }
+    }
+    None
+}
+
+/// The table slot holding socket `key`, if it is tracked.
+#[inline(always)]
+fn socket_slot(key: SockKey) -> Option<u32> {
+    let tag = key.tag();
+    find_tag(tag, bucket_of(tag))
 }
 
 /// The state of socket `key`, if it is tracked.
@@ -204,22 +224,9 @@ fn socket(key: SockKey) -> Option<*mut SockInfo> {
 /// unseen) or a free one of its bucket; a full bucket is counted as a loss.
 #[inline(always)]
 fn track_socket(key: SockKey, side: u32) {
-    let slot = match socket_slot(key) {
-        Some(s) => Some(s),
-        None => {
-            let (tag, first) = (key.tag(), bucket_of(key.tag()));
-            let mut got = None;
-            for i in 0..SOCK_WAYS {
-                if let Some(t) = SOCK_TAGS.get_ptr_mut(first + i) {
-                    if claim(t, tag) {
-                        got = Some(first + i);
-                        break;
-                    }
-                }
-            }
-            got
-        }
-    };
+    let tag = key.tag();
+    let first = bucket_of(tag);
+    let slot = find_tag(tag, first).or_else(|| claim_slot(tag, first));
     let Some(v) = slot.and_then(|s| SOCK_VALS.get_ptr_mut(s)) else {
         count_lost(lost::SOCKETS_FULL);
         return;
@@ -621,18 +628,20 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
         op::WRITE => take_write_start(id),
         _ => None,
     };
+    // Fetched at most once, and only when needed: two helper calls.
+    let mut regs = None;
     let (fd, flags) = match start {
         Some((fd, _)) => (fd, 0),
         None => {
-            let regs = user_regs();
+            let r = *regs.get_or_insert_with(user_regs);
             // SAFETY: loads from the saved registers, checked by the verifier.
             unsafe {
                 let flags = match flags_reg {
-                    FLAGS_RDX => (*regs).rdx,
-                    FLAGS_R10 => (*regs).r10,
+                    FLAGS_RDX => (*r).rdx,
+                    FLAGS_R10 => (*r).r10,
                     _ => 0,
                 };
-                ((*regs).rdi as u32, flags)
+                ((*r).rdi as u32, flags)
             }
         }
     };
@@ -649,7 +658,7 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
         return 0;
     };
     if buf_kind == BUF_MMSGHDR {
-        ret = mmsg_bytes(unsafe { (*user_regs()).rsi }, ret);
+        ret = mmsg_bytes(unsafe { (**regs.get_or_insert_with(user_regs)).rsi }, ret);
         if ret <= 0 {
             return 0;
         }
@@ -680,7 +689,7 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     // A direction change: what the socket holds is older than this syscall.
     flush_batch(id, info, now);
     unsafe { (*info).last_op = dir as u32 };
-    let raw = unsafe { (*user_regs()).rsi };
+    let raw = unsafe { (**regs.get_or_insert_with(user_regs)).rsi };
     // The prefix comes from the first segment only, so it is capped at that segment's length.
     let (buf, seg_len) = match buf_kind {
         BUF_PLAIN => (raw, u64::MAX),
