@@ -2,6 +2,7 @@
 //! the client and (through tbd) from the kernel.
 
 pub mod api;
+pub mod catalogue;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -9,6 +10,7 @@ pub mod daemon;
 pub mod kernel;
 pub mod profile;
 pub mod record;
+pub mod rundir;
 pub mod sim;
 pub mod slo;
 pub mod stats;

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    catalogue::{self, Scope},
+    kernel::join::KernelSummary,
     record::{RequestRecord, TokenSource},
+    rundir::RunData,
     slo::Slo,
     stats::Distribution,
 };
@@ -56,59 +59,9 @@ pub struct Summary {
     pub metrics: BTreeMap<String, Metric>,
     /// Kernel-side figures, when tbd captured the run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<serde_json::Value>,
+    pub kernel: Option<KernelSummary>,
     /// Why a section is missing (e.g. no daemon), so readers never mistake absence for zero.
     pub notes: Vec<String>,
-}
-
-/// Metric names with their formula and unit, in display order.
-pub const METRICS: &[(&str, &str, &str)] = &[
-    (
-        "ttft_ms",
-        "first chunk with non-empty (or reasoning) content - actual send time",
-        "ms",
-    ),
-    (
-        "e2e_ms",
-        "last content chunk - actual send time (successful requests)",
-        "ms",
-    ),
-    (
-        "scheduled_latency_ms",
-        "last content chunk - intended send time (shows coordinated omission)",
-        "ms",
-    ),
-    (
-        "dispatch_lag_ms",
-        "actual send time - intended send time",
-        "ms",
-    ),
-    (
-        "tpot_ms",
-        "(e2e - ttft) / (output_tokens - 1), for output_tokens >= 2",
-        "ms",
-    ),
-    (
-        "itl_ms",
-        "gaps between content tokens; a chunk of k tokens gives k equal gaps of its interval",
-        "ms",
-    ),
-    ("icl_ms", "gaps between consecutive content chunks", "ms"),
-    (
-        "output_tokens",
-        "server usage (completion_tokens / eval_count), else local count",
-        "tokens",
-    ),
-    (
-        "input_tokens",
-        "server usage (prompt_tokens / prompt_eval_count), else local estimate",
-        "tokens",
-    ),
-];
-
-/// The formula line of a metric, for `--help` and reports.
-pub fn formula(name: &str) -> Option<&'static str> {
-    METRICS.iter().find(|m| m.0 == name).map(|m| m.1)
 }
 
 /// Run identity for the summary.
@@ -117,6 +70,37 @@ pub struct RunInfo<'a> {
     pub target: &'a str,
     pub model: &'a str,
     pub api: &'a str,
+}
+
+/// The summary of a run directory: the client figures from its records, the kernel split
+/// from its kernel.jsonl, the notes from its run.json.
+pub fn of_run(run: &RunData) -> Summary {
+    let c = &run.config;
+    let mut s = summarize(
+        RunInfo {
+            run_id: &c.run_id,
+            target: &c.target,
+            model: &c.model,
+            api: &c.api,
+        },
+        &run.records,
+        c.slo.as_ref(),
+    );
+    if let Some(lines) = &run.kernel {
+        let measured: Vec<RequestRecord> = run.measured().cloned().collect();
+        let facts = c.capture.clone().unwrap_or_default();
+        s.kernel = Some(KernelSummary::of(lines, &measured, &facts));
+    }
+    s.notes = c.notes.clone();
+    s
+}
+
+/// A rate of the catalogue.
+fn rate(name: &str, value: f64) -> Rate {
+    Rate {
+        value,
+        formula: catalogue::def(Scope::Rate, name).formula.into(),
+    }
 }
 
 /// Builds the summary from the run's records (warm-up records are counted, not measured).
@@ -150,15 +134,14 @@ pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>
             push("icl_ms", Some(g as f64 / 1e6));
         }
     }
-    let metrics = METRICS
-        .iter()
-        .filter_map(|(name, formula, unit)| {
-            let dist = Distribution::of(samples.get_mut(name)?)?;
+    let metrics = catalogue::of(Scope::Client)
+        .filter_map(|d| {
+            let dist = Distribution::of(samples.get_mut(d.name)?)?;
             Some((
-                name.to_string(),
+                d.name.to_string(),
                 Metric {
-                    formula: formula.to_string(),
-                    unit: unit.to_string(),
+                    formula: d.formula.to_string(),
+                    unit: d.unit.to_string(),
                     dist,
                 },
             ))
@@ -195,9 +178,11 @@ pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>
         *token_sources.entry(k.to_string()).or_insert(0) += 1;
     }
     let slo = slo.filter(|s| s.is_set());
-    let goodput = slo.map(|s| Rate {
-        value: per_s(measured.iter().filter(|r| s.met_by(r)).count() as f64),
-        formula: "requests meeting every SLO / (last response - first send)".into(),
+    let goodput = slo.map(|s| {
+        rate(
+            "goodput",
+            per_s(measured.iter().filter(|r| s.met_by(r)).count() as f64),
+        )
     });
     Summary {
         run_id: info.run_id.into(),
@@ -213,14 +198,8 @@ pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>
         errors_by_class,
         token_sources,
         duration_s,
-        request_throughput: Rate {
-            value: per_s(ok.len() as f64),
-            formula: "successful requests / (last response - first send)".into(),
-        },
-        output_token_throughput: Rate {
-            value: per_s(out_tokens as f64),
-            formula: "output tokens of successful requests / (last response - first send)".into(),
-        },
+        request_throughput: rate("request_throughput", per_s(ok.len() as f64)),
+        output_token_throughput: rate("output_token_throughput", per_s(out_tokens as f64)),
         goodput,
         slo: slo.cloned(),
         metrics,

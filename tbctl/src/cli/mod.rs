@@ -11,17 +11,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::summary::METRICS;
+use crate::catalogue::{self, Scope};
 
 fn metrics_help() -> String {
-    let mut s = String::from("Metrics (all times CLOCK_MONOTONIC; printed in summary.json too):\n");
-    for (name, formula, _) in METRICS {
-        s.push_str(&format!("  {name:<22} {formula}\n"));
-    }
-    s.push_str("  throughput             output tokens / (last response - first send)\n");
-    s.push_str(
-        "  goodput                requests meeting every --slo / (last response - first send)\n",
+    let mut s = catalogue::help(
+        Scope::Client,
+        "Metrics (all times CLOCK_MONOTONIC; printed in summary.json too):",
     );
+    s.push_str(&catalogue::help(Scope::Rate, "Rates:"));
+    s.push_str(&catalogue::help(
+        Scope::Kernel,
+        "Kernel split (with tbd; summary.json `kernel`):",
+    ));
     s
 }
 

@@ -2,7 +2,10 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
 
-use crate::summary::{Summary, METRICS};
+use crate::{
+    catalogue::{self, Scope},
+    summary::Summary,
+};
 
 fn f(v: f64) -> String {
     if v.abs() >= 100.0 {
@@ -19,8 +22,8 @@ pub fn print_summary(s: &Summary) {
     t.set_header(vec![
         "metric", "count", "mean", "stddev", "min", "p50", "p90", "p95", "p99", "p99.9", "max",
     ]);
-    for (name, _, _) in METRICS {
-        if let Some(m) = s.metrics.get(*name) {
+    for name in catalogue::of(Scope::Client).map(|d| d.name) {
+        if let Some(m) = s.metrics.get(name) {
             let d = &m.dist;
             t.add_row(vec![
                 Cell::new(name),
@@ -65,21 +68,18 @@ pub fn print_summary(s: &Summary) {
     }
     if let Some(k) = &s.kernel {
         println!(
-            "kernel: seen {}/{} client side, {}/{} server side; lost events {}",
-            k["seen_client_side"],
-            k["requests"],
-            k["seen_server_side"],
-            k["requests"],
-            k["lost_events"]
+            "kernel: seen {}/{} client side, {}/{} server side; lost events {:?}",
+            k.seen_client_side, k.requests, k.seen_server_side, k.requests, k.lost_events
         );
-        if let Some(metrics) = k["metrics"].as_object() {
-            for (name, m) in metrics {
+        for d in catalogue::of(Scope::Kernel) {
+            if let Some(m) = k.metrics.get(d.name) {
                 println!(
-                    "  {name:<22} p50 {} p99 {} max {}  ({})",
-                    f(m["p50"].as_f64().unwrap_or(f64::NAN)),
-                    f(m["p99"].as_f64().unwrap_or(f64::NAN)),
-                    f(m["max"].as_f64().unwrap_or(f64::NAN)),
-                    m["formula"].as_str().unwrap_or("")
+                    "  {:<22} p50 {} p99 {} max {}  ({})",
+                    d.name,
+                    f(m.dist.p50),
+                    f(m.dist.p99),
+                    f(m.dist.max),
+                    d.formula
                 );
             }
         }

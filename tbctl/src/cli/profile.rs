@@ -13,10 +13,14 @@ use crate::{
     clock::{mono_ns, unix_ns},
     daemon,
     kernel::{capture::Capture, join},
-    profile::{self, dispatch::Plan, rundir, worker::RequestSettings, LoadConfig},
+    profile::{self, dispatch::Plan, worker::RequestSettings, LoadConfig},
     record::RunMeta,
+    rundir::{
+        self,
+        config::{ClockPair, DaemonUse, HostInfo},
+        RunConfig, RunData,
+    },
     slo::Slo,
-    summary::{self, RunInfo},
     workload::{
         dataset::{Dataset, SpanSize},
         duration::{parse_duration, parse_duration_range, parse_range},
@@ -331,25 +335,37 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         clock_mono_ns,
         clock_unix_ns,
     };
-    let run_json = serde_json::json!({
-        "run_id": run_id,
-        "tool": "tbctl",
-        "version": env!("CARGO_PKG_VERSION"),
-        "git_commit": option_env!("TB_GIT_COMMIT"),
-        "command": std::env::args().collect::<Vec<_>>(),
-        "target": target.url,
-        "api": flavour.name(),
-        "model": model,
-        "workload": describe,
-        "config": &a,
-        "timeout_s": a.timeout.as_secs_f64(),
-        "duration_s": a.duration.map(|d| d.as_secs_f64()),
-        "host": host_info(),
-        "clock": { "mono_ns": clock_mono_ns, "unix_ns": clock_unix_ns },
-        "daemon": { "used": capture.is_some(), "socket": socket, "server_port": server_port },
-        "start_unix_ns": clock_unix_ns,
-    });
-    rundir::write_json(&dir, "run.json", &run_json)?;
+    let mut config = RunConfig {
+        format: rundir::config::FORMAT,
+        run_id: run_id.clone(),
+        tool: "tbctl".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: option_env!("TB_GIT_COMMIT").map(String::from),
+        command: std::env::args().collect(),
+        target: target.url.clone(),
+        api: flavour.name().into(),
+        model: model.clone(),
+        workload: describe.clone(),
+        config: serde_json::to_value(&a)?,
+        label: a.label.clone(),
+        slo: slo.clone().filter(Slo::is_set),
+        timeout_s: a.timeout.as_secs_f64(),
+        duration_s: a.duration.map(|d| d.as_secs_f64()),
+        host: HostInfo::here(),
+        clock: ClockPair {
+            mono_ns: clock_mono_ns,
+            unix_ns: clock_unix_ns,
+        },
+        daemon: DaemonUse {
+            used: capture.is_some(),
+            socket: socket.display().to_string(),
+            server_port,
+        },
+        notes: notes.clone(),
+        start_unix_ns: clock_unix_ns,
+        ..Default::default()
+    };
+    rundir::write_json(&dir, rundir::RUN_JSON, &config)?;
     if !a.json {
         eprintln!(
             "tbctl profile: {} ({} {}), {describe}",
@@ -395,16 +411,7 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
-    let mut summary = summary::summarize(
-        RunInfo {
-            run_id: &run_id,
-            target: &target.url,
-            model: &model,
-            api: flavour.name(),
-        },
-        &outcome.records,
-        slo.as_ref(),
-    );
+    let mut kernel = None;
     if let Some(c) = capture {
         match c.finish(&outcome.records).await {
             Ok(data) => {
@@ -415,17 +422,26 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
                     .cloned()
                     .collect();
                 let joined = join::join(&measured, &data);
-                write_jsonl(&dir.join("kernel.jsonl"), &joined.lines)?;
-                summary.kernel = Some(serde_json::to_value(&joined.summary)?);
+                rundir::write_jsonl(&dir.join(rundir::KERNEL), &joined.lines)?;
+                config.capture = Some(joined.facts);
+                kernel = Some(joined.lines);
             }
             Err(e) => notes.push(format!("kernel timing lost: {e}")),
         }
     }
-    summary.notes = notes;
-    rundir::write_json(&dir, "summary.json", &summary)?;
-    let mut run_json = run_json;
-    run_json["end_unix_ns"] = serde_json::json!(unix_ns());
-    rundir::write_json(&dir, "run.json", &run_json)?;
+    config.notes = notes;
+    config.end_unix_ns = Some(unix_ns());
+    rundir::write_json(&dir, rundir::RUN_JSON, &config)?;
+    // The same function `tbctl report` re-summarises a run directory with, on the records
+    // already in memory.
+    let run = RunData {
+        dir: dir.clone(),
+        config,
+        records: outcome.records,
+        kernel,
+    };
+    let summary = run.summary();
+    rundir::write_json(&dir, rundir::SUMMARY, &summary)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -438,7 +454,7 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
             .max_by_key(|(_, n)| **n)
             .map(|(c, _)| c.as_str())
             .unwrap_or("unknown");
-        let example = outcome
+        let example = run
             .records
             .iter()
             .find_map(|r| r.error.clone())
@@ -447,28 +463,4 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_jsonl<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for r in rows {
-        serde_json::to_writer(&mut f, r)?;
-        f.write_all(b"\n")?;
-    }
-    f.flush()?;
-    Ok(())
-}
-
-fn host_info() -> serde_json::Value {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    serde_json::json!({
-        "hostname": read("/proc/sys/kernel/hostname"),
-        "kernel": read("/proc/sys/kernel/osrelease"),
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-    })
 }

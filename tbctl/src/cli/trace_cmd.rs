@@ -7,14 +7,15 @@ use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
 
 use crate::{
+    catalogue::{self, Scope},
     daemon::{self, DaemonError},
     kernel::{
         capture,
         join::{self, KernelLine},
-        trace::{self, Level, TraceReport, FIGURES},
+        trace::{self, Level, TraceReport},
     },
-    profile::writer,
     record::RequestRecord,
+    rundir::{self, RunData},
 };
 
 /// `tbctl trace RUN [--json] [--daemon ADDR]`.
@@ -45,10 +46,7 @@ pub struct Loaded {
 
 /// The figure formulas, for `--help`.
 pub fn formulas_help() -> String {
-    let mut s = String::from("Figures (kernel times, CLOCK_MONOTONIC):\n");
-    for d in FIGURES {
-        s.push_str(&format!("  {:<22} {:<12} {}\n", d.name, d.unit, d.formula));
-    }
+    let mut s = catalogue::help(Scope::Trace, "Figures (kernel times, CLOCK_MONOTONIC):");
     s.push_str(&format!(
         "Insights: server-bound when the server takes >= {:.0}% of TTFB; connection reuse \
          below {:.0}% is checked for missing keep-alive; inter-chunk latency is stable when \
@@ -62,45 +60,27 @@ pub fn formulas_help() -> String {
 
 /// Reads a run directory's kernel.jsonl and requests.jsonl.
 pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
-    let kernel = dir.join("kernel.jsonl");
-    let requests = dir.join("requests.jsonl");
-    if !kernel.is_file() {
-        if !requests.is_file() {
-            bail!(
-                "{} is not a run directory: it has neither requests.jsonl nor kernel.jsonl",
-                dir.display()
-            );
+    if !dir.join(rundir::KERNEL).is_file() {
+        if !dir.join(rundir::RUN_JSON).is_file() && !dir.join(rundir::REQUESTS).is_file() {
+            return Err(rundir::RunDirError::NotARun(dir.into()).into());
         }
         bail!(
             "run {} has no kernel.jsonl: it was profiled without tbd; profile again with tbd running",
             dir.display()
         );
     }
-    let text = std::fs::read_to_string(&kernel)
-        .with_context(|| format!("cannot read {}", kernel.display()))?;
-    let lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| {
-                format!("{} line {}: not a kernel exchange", kernel.display(), i + 1)
-            })
-        })
-        .collect::<anyhow::Result<Vec<KernelLine>>>()?;
+    let run = RunData::open(dir)?;
+    let lines = run.kernel.unwrap_or_default();
     let mut loaded = Loaded {
         lines,
+        records: run.records,
         source: "kernel.jsonl",
         ..Default::default()
     };
-    if requests.is_file() {
-        loaded.records = writer::read(&requests)
-            .with_context(|| format!("cannot read {}", requests.display()))?
-            .1;
-    } else {
+    if loaded.records.is_empty() {
         loaded.notes.push(format!(
             "{} is missing: per-token figures and first-token positions are unknown",
-            requests.display()
+            dir.join(rundir::REQUESTS).display()
         ));
     }
     Ok(loaded)

@@ -1,12 +1,16 @@
 //! Joining tbd's kernel exchanges to the client's records: kernel.jsonl lines, and the split
 //! of TTFT into client, network and server time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use tb_proto::v1::{Connection, DnsLookup, Exchange, Run};
 
-use crate::{record::RequestRecord, stats::Distribution};
+use crate::{
+    catalogue::{self, Scope},
+    record::RequestRecord,
+    stats::Distribution,
+};
 
 /// Everything tbd recorded for a run.
 #[derive(Clone, Debug, Default)]
@@ -89,36 +93,51 @@ fn endpoint(e: &Option<tb_proto::v1::Endpoint>) -> String {
         .unwrap_or_default()
 }
 
-/// The byte offset (in the response stream) where a read at or before `t_ns` ended.
-fn bytes_through(chunks: &[tb_proto::v1::Chunk], t_ns: u64) -> Option<(u64, u64)> {
-    let mut total = 0;
+/// Index of the client read that carried the first token, and the response bytes read
+/// through it: the last read at or before the client's first-token stamp (the client stamps
+/// after the read returns).
+pub fn first_token_read(chunks: &[[u64; 2]], stamp: u64) -> Option<(usize, u64)> {
+    let mut through = 0;
     let mut found = None;
-    for c in chunks {
-        if c.t_ns > t_ns {
+    for (i, [t, bytes]) in chunks.iter().enumerate() {
+        if *t > stamp {
             break;
         }
-        total += c.bytes;
-        found = Some((c.t_ns, total));
+        through += bytes;
+        found = Some((i, through));
     }
     found
 }
 
-/// The time of the server write that carried response byte `offset` (0-based).
-fn write_carrying(chunks: &[tb_proto::v1::Chunk], offset: u64) -> Option<u64> {
+/// Index of the server write that carried response byte `offset` (0-based).
+pub fn write_carrying(chunks: &[[u64; 2]], offset: u64) -> Option<usize> {
     let mut end = 0;
-    for c in chunks {
-        end += c.bytes;
-        if offset < end {
-            return Some(c.t_ns);
-        }
-    }
-    None
+    chunks.iter().position(|[_, bytes]| {
+        end += bytes;
+        offset < end
+    })
+}
+
+/// What the capture saw beyond the joined lines, kept in run.json so the kernel summary is a
+/// function of the run directory.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CaptureFacts {
+    /// Exchanges of tracked processes that no request of this run claims.
+    pub unmatched_exchanges: u64,
+    /// Connections the kernel saw.
+    pub connections: u64,
+    /// DNS lookups the kernel saw.
+    pub dns_lookups: u64,
+    /// Events lost in the kernel, by reason.
+    pub lost_events: BTreeMap<String, u64>,
 }
 
 /// The joined result.
 pub struct Joined {
+    /// kernel.jsonl: the measured requests' exchanges, both sides, annotated.
     pub lines: Vec<KernelLine>,
-    pub summary: KernelSummary,
+    /// Counts for run.json.
+    pub facts: CaptureFacts,
 }
 
 /// Kernel figures for summary.json.
@@ -134,8 +153,8 @@ pub struct KernelSummary {
     pub unmatched_exchanges: u64,
     pub connections: u64,
     pub dns_lookups: u64,
-    pub lost_events: HashMap<String, u64>,
-    pub metrics: std::collections::BTreeMap<String, KernelMetric>,
+    pub lost_events: BTreeMap<String, u64>,
+    pub metrics: BTreeMap<String, KernelMetric>,
 }
 
 /// A kernel-derived metric with its formula.
@@ -146,43 +165,16 @@ pub struct KernelMetric {
     pub dist: Distribution,
 }
 
-const KMETRICS: &[(&str, &str)] = &[
-    (
-        "client_send_lag_ms",
-        "kernel client first request write - client t_sent",
-    ),
-    (
-        "client_read_lag_ms",
-        "client first-token stamp - kernel client read that carried it",
-    ),
-    (
-        "network_ms",
-        "kernel client first response read - kernel server first response write",
-    ),
-    (
-        "server_ttft_ms",
-        "kernel server write carrying the first token - kernel server last request read",
-    ),
-    (
-        "kernel_ttfb_ms",
-        "kernel client first response read - kernel client first request write",
-    ),
-    (
-        "server_chunk_gap_ms",
-        "gaps between the server's response writes (as it emitted them)",
-    ),
-];
-
 /// Joins kernel exchanges to client records by request id (the x-tb-rid header).
 pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
-    let conns: HashMap<(String, u64), &Connection> = data
+    let conns: HashMap<(&str, u64), &Connection> = data
         .connections
         .iter()
-        .map(|c| ((c.side.clone(), c.conn_id), c))
+        .map(|c| ((c.side.as_str(), c.conn_id), c))
         .collect();
+    let rids: HashSet<u64> = records.iter().map(|r| r.request_id).collect();
     let mut by_rid: HashMap<(u64, &str), &Exchange> = HashMap::new();
     let mut unmatched = 0;
-    let rids: std::collections::HashSet<u64> = records.iter().map(|r| r.request_id).collect();
     for e in &data.exchanges {
         match e.request_id.parse::<u64>() {
             Ok(id) if rids.contains(&id) => {
@@ -192,104 +184,20 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
         }
     }
     let mut lines = Vec::new();
-    let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
-    let mut seen = [0u64; 2];
     for r in records {
-        let client = by_rid.get(&(r.request_id, "client")).copied();
-        let server = by_rid.get(&(r.request_id, "server")).copied();
-        seen[0] += client.is_some() as u64;
-        seen[1] += server.is_some() as u64;
-        let first_token_read = match (client, r.t_first_token_ns) {
-            (Some(c), Some(t)) => bytes_through(&c.chunks, t),
-            _ => None,
-        };
-        let mut mine: Vec<KernelLine> = Vec::with_capacity(2);
-        for (side, ex) in [("client", client), ("server", server)] {
-            let Some(ex) = ex else { continue };
-            let mut line = line_for(
-                ex,
-                conns.get(&(side.to_string(), ex.conn_id)).copied(),
-                &data.dns,
-            );
-            line.request_id = Some(r.request_id);
-            if side == "client" {
-                line.client_send_lag_ms = r
-                    .t_sent_ns
-                    .zip(nz(ex.t_request_first_ns))
-                    .map(|(sent, k)| ms(k, sent));
-                line.client_read_lag_ms = r
-                    .t_first_token_ns
-                    .zip(first_token_read)
-                    .map(|(t, (k, _))| ms(t, k));
-                if let Some(s) = server {
-                    line.network_ms = nz(ex.t_response_first_ns)
-                        .zip(nz(s.t_response_first_ns))
-                        .map(|(c, s)| ms(c, s));
-                }
-                if let (Some(k1), Some(k0)) =
-                    (nz(ex.t_response_first_ns), nz(ex.t_request_first_ns))
-                {
-                    samples
-                        .entry("kernel_ttfb_ms")
-                        .or_default()
-                        .push(ms(k1, k0));
-                }
-            } else {
-                let carried = first_token_read
-                    .and_then(|(_, through)| write_carrying(&ex.chunks, through.saturating_sub(1)));
-                line.server_ttft_ms = carried
-                    .zip(nz(ex.t_request_last_ns))
-                    .map(|(w, req)| ms(w, req));
-                for w in ex.chunks.windows(2) {
-                    samples
-                        .entry("server_chunk_gap_ms")
-                        .or_default()
-                        .push(ms(w[1].t_ns, w[0].t_ns));
-                }
-            }
-            mine.push(line);
-        }
-        let server_ttft = mine.iter().find_map(|l| l.server_ttft_ms);
-        let client_line = mine.iter().find(|l| l.side == "client");
-        for (k, v) in [
-            (
-                "client_send_lag_ms",
-                client_line.and_then(|l| l.client_send_lag_ms),
-            ),
-            (
-                "client_read_lag_ms",
-                client_line.and_then(|l| l.client_read_lag_ms),
-            ),
-            ("network_ms", client_line.and_then(|l| l.network_ms)),
-            ("server_ttft_ms", server_ttft),
-        ] {
-            if let Some(v) = v {
-                samples.entry(k).or_default().push(v);
+        for side in ["client", "server"] {
+            if let Some(ex) = by_rid.get(&(r.request_id, side)) {
+                let conn = conns.get(&(side, ex.conn_id)).copied();
+                let mut line = line_for(ex, conn, &data.dns);
+                line.request_id = Some(r.request_id);
+                lines.push(line);
             }
         }
-        lines.extend(mine);
     }
-    let n = records.len() as u64;
-    let metrics = KMETRICS
-        .iter()
-        .filter_map(|(k, f)| {
-            Some((
-                k.to_string(),
-                KernelMetric {
-                    formula: f.to_string(),
-                    dist: Distribution::of(samples.get_mut(k)?)?,
-                },
-            ))
-        })
-        .collect();
+    annotate(&mut lines, records);
     Joined {
         lines,
-        summary: KernelSummary {
-            requests: n,
-            seen_client_side: seen[0],
-            seen_server_side: seen[1],
-            unseen_client_side: n - seen[0],
-            unseen_server_side: n - seen[1],
+        facts: CaptureFacts {
             unmatched_exchanges: unmatched,
             connections: data.connections.len() as u64,
             dns_lookups: data.dns.len() as u64,
@@ -299,8 +207,117 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
                 .iter()
                 .map(|l| (l.reason.clone(), l.count))
                 .collect(),
-            metrics,
         },
+    }
+}
+
+/// Sets the joined differences of each line from its client record and the other side's
+/// line: the one place they are computed.
+pub fn annotate(lines: &mut [KernelLine], records: &[RequestRecord]) {
+    let recs: HashMap<u64, &RequestRecord> = records.iter().map(|r| (r.request_id, r)).collect();
+    // Per request: the client's first response read, and the bytes read through the read
+    // that carried the first token.
+    let mut client_side: HashMap<u64, (Option<u64>, Option<u64>)> = HashMap::new();
+    let mut server_first_write: HashMap<u64, u64> = HashMap::new();
+    for l in lines.iter() {
+        let Some(id) = l.request_id else { continue };
+        if l.side == "client" {
+            let through = recs
+                .get(&id)
+                .and_then(|r| r.t_first_token_ns)
+                .and_then(|t| first_token_read(&l.chunks, t))
+                .map(|(_, b)| b);
+            client_side.insert(id, (l.t_response_first_ns, through));
+        } else if let Some(w) = l.t_response_first_ns {
+            server_first_write.insert(id, w);
+        }
+    }
+    for l in lines.iter_mut() {
+        let Some(id) = l.request_id else { continue };
+        let rec = recs.get(&id).copied();
+        if l.side == "client" {
+            l.client_send_lag_ms = rec
+                .and_then(|r| r.t_sent_ns)
+                .zip(l.t_request_first_ns)
+                .map(|(sent, k)| ms(k, sent));
+            l.client_read_lag_ms = rec
+                .and_then(|r| r.t_first_token_ns)
+                .and_then(|t| Some((t, first_token_read(&l.chunks, t)?)))
+                .map(|(t, (i, _))| ms(t, l.chunks[i][0]));
+            l.network_ms = l
+                .t_response_first_ns
+                .zip(server_first_write.get(&id))
+                .map(|(c, s)| ms(c, *s));
+        } else {
+            let through = client_side.get(&id).and_then(|c| c.1);
+            l.server_ttft_ms = through
+                .and_then(|b| write_carrying(&l.chunks, b.saturating_sub(1)))
+                .zip(l.t_request_last_ns)
+                .map(|(i, req)| ms(l.chunks[i][0], req));
+        }
+    }
+}
+
+impl KernelSummary {
+    /// The kernel section of summary.json, from a run's kernel.jsonl lines, its measured
+    /// records and the capture's counts.
+    pub fn of(lines: &[KernelLine], records: &[RequestRecord], facts: &CaptureFacts) -> Self {
+        let rids: HashSet<u64> = records.iter().map(|r| r.request_id).collect();
+        let mut seen: [HashSet<u64>; 2] = Default::default();
+        let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
+        let mut push = |k: &'static str, v: Option<f64>| {
+            if let Some(v) = v {
+                samples.entry(k).or_default().push(v);
+            }
+        };
+        for l in lines {
+            let Some(id) = l.request_id.filter(|id| rids.contains(id)) else {
+                continue;
+            };
+            if l.side == "client" {
+                seen[0].insert(id);
+                push("client_send_lag_ms", l.client_send_lag_ms);
+                push("client_read_lag_ms", l.client_read_lag_ms);
+                push("network_ms", l.network_ms);
+                push(
+                    "kernel_ttfb_ms",
+                    l.t_response_first_ns
+                        .zip(l.t_request_first_ns)
+                        .map(|(a, b)| ms(a, b)),
+                );
+            } else {
+                seen[1].insert(id);
+                push("server_ttft_ms", l.server_ttft_ms);
+                for w in l.chunks.windows(2) {
+                    push("server_chunk_gap_ms", Some(ms(w[1][0], w[0][0])));
+                }
+            }
+        }
+        let metrics = catalogue::of(Scope::Kernel)
+            .filter_map(|d| {
+                Some((
+                    d.name.to_string(),
+                    KernelMetric {
+                        formula: d.formula.to_string(),
+                        dist: Distribution::of(samples.get_mut(d.name)?)?,
+                    },
+                ))
+            })
+            .collect();
+        let n = records.len() as u64;
+        let (c, s) = (seen[0].len() as u64, seen[1].len() as u64);
+        KernelSummary {
+            requests: n,
+            seen_client_side: c,
+            seen_server_side: s,
+            unseen_client_side: n - c,
+            unseen_server_side: n - s,
+            unmatched_exchanges: facts.unmatched_exchanges,
+            connections: facts.connections,
+            dns_lookups: facts.dns_lookups,
+            lost_events: facts.lost_events.clone(),
+            metrics,
+        }
     }
 }
 
@@ -406,7 +423,9 @@ mod tests {
             ],
             ..Default::default()
         };
-        let j = join(&[rec], &data);
+        let recs = [rec];
+        let j = join(&recs, &data);
+        let summary = KernelSummary::of(&j.lines, &recs, &j.facts);
         assert_eq!(j.lines.len(), 2);
         let c = &j.lines[0];
         assert!((c.client_send_lag_ms.unwrap() - 0.01).abs() < 1e-9);
@@ -414,12 +433,12 @@ mod tests {
         assert!((c.network_ms.unwrap() - 0.1).abs() < 1e-9);
         // The first token rode the third server write, 7.94 ms after the request was read.
         assert!((j.lines[1].server_ttft_ms.unwrap() - 7.94).abs() < 1e-9);
-        assert_eq!(
-            (j.summary.seen_client_side, j.summary.seen_server_side),
-            (1, 1)
-        );
-        assert_eq!(j.summary.unmatched_exchanges, 1);
-        assert_eq!(j.summary.metrics["server_ttft_ms"].dist.count, 1);
+        assert_eq!((summary.seen_client_side, summary.seen_server_side), (1, 1));
+        assert_eq!(summary.unmatched_exchanges, 1);
+        assert_eq!(summary.metrics["server_ttft_ms"].dist.count, 1);
+        // Two server write gaps from three writes; kernel TTFB 5.1 - 1.01 ms.
+        assert_eq!(summary.metrics["server_chunk_gap_ms"].dist.count, 2);
+        assert!((summary.metrics["kernel_ttfb_ms"].dist.p50 - 4.09).abs() < 1e-9);
     }
 
     #[test]
@@ -439,8 +458,9 @@ mod tests {
             ..Default::default()
         };
         let j = join(&recs, &data);
+        let summary = KernelSummary::of(&j.lines, &recs, &j.facts);
         assert_eq!(
-            (j.summary.unseen_client_side, j.summary.unseen_server_side),
+            (summary.unseen_client_side, summary.unseen_server_side),
             (2, 3)
         );
     }

@@ -6,7 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::{kernel::join::KernelLine, record::RequestRecord, stats::Distribution};
+use crate::{
+    catalogue::{self, Scope},
+    kernel::join::{first_token_read, write_carrying, KernelLine},
+    record::RequestRecord,
+    stats::Distribution,
+};
 
 const CLIENT: &str = "client";
 const SERVER: &str = "server";
@@ -18,140 +23,10 @@ pub const REUSE_HEALTHY_RATE: f64 = 0.5;
 /// Inter-chunk latency with a coefficient of variation below this is stable.
 pub const ICL_STABLE_CV: f64 = 0.5;
 
-/// What a figure is: its key in the report, unit, side of the exchange and formula.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FigureDef {
-    /// Key in the report.
-    pub name: &'static str,
-    /// Unit of every sample.
-    pub unit: &'static str,
-    /// "client" or "server": whose kernel lines it is computed from.
-    pub side: &'static str,
-    /// How one sample is computed.
-    pub formula: &'static str,
-}
-
-const fn def(
-    name: &'static str,
-    unit: &'static str,
-    side: &'static str,
-    formula: &'static str,
-) -> FigureDef {
-    FigureDef {
-        name,
-        unit,
-        side,
-        formula,
-    }
-}
-
-/// Every figure `tbctl trace` can report, in report order.
-pub const FIGURES: &[FigureDef] = &[
-    def(
-        "connect_ms",
-        "ms",
-        CLIENT,
-        "conn.connect_ns: connect() to established, per new connection",
-    ),
-    def(
-        "exchanges_per_conn",
-        "exchanges",
-        CLIENT,
-        "client exchanges per connection id",
-    ),
-    def(
-        "dns_ms",
-        "ms",
-        CLIENT,
-        "dns.t_end_ns - dns.t_start_ns, per lookup before a new connection",
-    ),
-    def(
-        "request_send_ms",
-        "ms",
-        CLIENT,
-        "t_request_last - t_request_first",
-    ),
-    def(
-        "ttfb_ms",
-        "ms",
-        CLIENT,
-        "t_response_first - t_request_first",
-    ),
-    def("ttlb_ms", "ms", CLIENT, "t_response_last - t_request_first"),
-    def(
-        "transfer_ratio",
-        "ratio",
-        CLIENT,
-        "(TTLB - TTFB) / TTFB: streaming time over waiting time",
-    ),
-    def(
-        "chunks_per_request",
-        "reads",
-        CLIENT,
-        "len(chunks): response reads that moved data",
-    ),
-    def(
-        "icl_ms",
-        "ms",
-        CLIENT,
-        "gaps between consecutive response reads, from the read carrying the first token \
-         (from the first read without a client record)",
-    ),
-    def(
-        "chunk_bytes",
-        "bytes",
-        CLIENT,
-        "bytes moved by each response read",
-    ),
-    def(
-        "request_bytes",
-        "bytes",
-        CLIENT,
-        "request_bytes per exchange",
-    ),
-    def(
-        "response_bytes",
-        "bytes",
-        CLIENT,
-        "response_bytes per exchange",
-    ),
-    def(
-        "bytes_per_token",
-        "bytes/token",
-        CLIENT,
-        "response_bytes / output_tokens of the client record",
-    ),
-    def(
-        "tokens_per_chunk",
-        "tokens/read",
-        CLIENT,
-        "output_tokens of the client record / len(chunks)",
-    ),
-    def(
-        "server_first_write_ms",
-        "ms",
-        SERVER,
-        "server t_response_first - t_request_last",
-    ),
-    def(
-        "server_ttft_ms",
-        "ms",
-        SERVER,
-        "server write carrying the first token - server t_request_last",
-    ),
-    def(
-        "server_write_gap_ms",
-        "ms",
-        SERVER,
-        "gaps between consecutive server response writes, from the write carrying the first \
-         token (from the first write without a client record)",
-    ),
-];
-
 /// One figure: its distribution, unit and formula.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Figure {
-    /// Key, one of [`FIGURES`].
+    /// Key, one of the trace figures of the catalogue.
     pub name: &'static str,
     /// Unit of every sample.
     pub unit: &'static str,
@@ -277,7 +152,7 @@ pub struct TraceReport {
     pub retransmits: Retransmits,
     /// TTFB split, when the server side was seen.
     pub ttfb_split: Option<TtfbSplit>,
-    /// Every figure with samples, in [`FIGURES`] order.
+    /// Every figure with samples, in catalogue order.
     pub figures: Vec<Figure>,
     /// Sentences drawn from the figures.
     pub insights: Vec<Insight>,
@@ -298,32 +173,6 @@ fn ms(later: u64, earlier: u64) -> f64 {
 
 fn gap_ms(a: Option<u64>, b: Option<u64>) -> Option<f64> {
     Some(ms(a?, b?))
-}
-
-/// Index of the client read that carried the first token, and the response bytes read
-/// through it: the last read at or before the client's first-token stamp (the client stamps
-/// after the read returns).
-fn first_token_read(client: &KernelLine, rec: &RequestRecord) -> Option<(usize, u64)> {
-    let stamp = rec.t_first_token_ns?;
-    let mut through = 0;
-    let mut found = None;
-    for (i, [t, bytes]) in client.chunks.iter().enumerate() {
-        if *t > stamp {
-            break;
-        }
-        through += bytes;
-        found = Some((i, through));
-    }
-    found
-}
-
-/// Index of the server write that carried response byte `offset` (0-based).
-fn write_carrying(server: &KernelLine, offset: u64) -> Option<usize> {
-    let mut end = 0;
-    server.chunks.iter().position(|[_, bytes]| {
-        end += bytes;
-        offset < end
-    })
 }
 
 fn chunk_gaps_ms(chunks: &[[u64; 2]]) -> impl Iterator<Item = f64> + '_ {
@@ -349,15 +198,14 @@ struct Samples(HashMap<&'static str, Vec<f64>>);
 impl Samples {
     fn push(&mut self, name: &'static str, v: f64) {
         debug_assert!(
-            FIGURES.iter().any(|d| d.name == name),
-            "{name} is not in FIGURES"
+            catalogue::get(Scope::Trace, name).is_some(),
+            "{name} is not in the trace catalogue"
         );
         self.0.entry(name).or_default().push(v);
     }
 
     fn figures(mut self) -> Vec<Figure> {
-        FIGURES
-            .iter()
+        catalogue::of(Scope::Trace)
             .filter_map(|d| {
                 Some(Figure {
                     name: d.name,
@@ -438,7 +286,9 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
 
         let rec = l.request_id.and_then(|id| recs.get(&id).copied());
         r.joined_records += rec.is_some() as u64;
-        let first = rec.and_then(|rec| first_token_read(l, rec));
+        let first = rec
+            .and_then(|rec| rec.t_first_token_ns)
+            .and_then(|t| first_token_read(&l.chunks, t));
         if let (Some(id), Some((_, through))) = (l.request_id, first) {
             first_token_offset.entry(id).or_insert(through);
         }
@@ -472,9 +322,10 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
         let carrying = l
             .request_id
             .and_then(|id| first_token_offset.get(&id))
-            .and_then(|through| write_carrying(l, through.saturating_sub(1)));
-        if let (Some(i), Some(req)) = (carrying, l.t_request_last_ns) {
-            s.push("server_ttft_ms", ms(l.chunks[i][0], req));
+            .and_then(|through| write_carrying(&l.chunks, through.saturating_sub(1)));
+        // Joined once, by `join::annotate`, into kernel.jsonl.
+        if let Some(v) = l.server_ttft_ms {
+            s.push("server_ttft_ms", v);
         }
         for g in chunk_gaps_ms(&l.chunks[carrying.unwrap_or(0)..]) {
             s.push("server_write_gap_ms", g);
@@ -1030,7 +881,9 @@ mod tests {
             cached: true,
         });
         c.conn.retransmits = 2;
-        let r = analyze(&[c, s], &[r1]);
+        let mut lines = [c, s];
+        crate::kernel::join::annotate(&mut lines, std::slice::from_ref(&r1));
+        let r = analyze(&lines, &[r1]);
         // Server wrote byte 199 in its second write: 18 + 10 ms after reading the request.
         assert!(close(r.figure("server_ttft_ms").unwrap().dist.p50, 28.0));
         assert_eq!(r.figure("server_write_gap_ms").unwrap().dist.count, 1);

@@ -2,7 +2,6 @@
 
 pub mod dispatch;
 pub mod job;
-pub mod rundir;
 pub mod worker;
 pub mod writer;
 

@@ -64,16 +64,3 @@ impl RecordWriter {
             .unwrap_or_else(|_| Err(std::io::Error::other("record writer panicked")))
     }
 }
-
-/// Reads a requests.jsonl back: its metadata and records.
-pub fn read(path: &Path) -> std::io::Result<(RunMeta, Vec<RequestRecord>)> {
-    let text = std::fs::read_to_string(path)?;
-    let mut lines = text.lines();
-    let bad = |e: serde_json::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let meta: RunMeta = serde_json::from_str(lines.next().unwrap_or("")).map_err(bad)?;
-    let recs = lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(bad))
-        .collect::<Result<_, _>>()?;
-    Ok((meta, recs))
-}
