@@ -526,71 +526,22 @@ fn duration_ns(d: Duration) -> u64 {
 /// Parses `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`, optional trailing `Z`) as ns since the
 /// Unix epoch, treating it as UTC; only differences matter, so the time zone does not.
 fn parse_datetime_ns(s: &str) -> Option<i128> {
-    let (date, time) = s.trim().split_once([' ', 'T'])?;
-    let time = time.strip_suffix('Z').unwrap_or(time);
-    let mut date_parts = date.split('-');
-    let year: i64 = digits(date_parts.next()?)?;
-    let month: u32 = digits(date_parts.next()?)?;
-    let day: u32 = digits(date_parts.next()?)?;
-    let (hms, fraction) = match time.split_once('.') {
-        Some((hms, fraction)) => (hms, Some(fraction)),
-        None => (time, None),
-    };
-    let mut time_parts = hms.split(':');
-    let hour: i64 = digits(time_parts.next()?)?;
-    let minute: i64 = digits(time_parts.next()?)?;
-    let second: i64 = digits(time_parts.next()?)?;
-    if date_parts.next().is_some() || time_parts.next().is_some() {
-        return None;
-    }
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let fraction_ns = match fraction {
-        None => 0,
-        Some(f) => {
-            digits::<u64>(f)?;
-            // Up to ns precision; further digits cannot matter to a replay.
-            let f = &f[..f.len().min(9)];
-            f.parse::<i128>().ok()? * 10i128.pow(9 - f.len() as u32)
+    let s = s.trim();
+    let s = s.strip_suffix('Z').unwrap_or(s).replacen('T', " ", 1);
+    // Fractions past ns precision cannot matter to a replay.
+    let s = match s.split_once('.') {
+        Some((whole, f)) if f.len() > 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{whole}.{}", &f[..9])
         }
+        _ => s,
     };
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(seconds as i128 * 1_000_000_000 + fraction_ns)
-}
-
-/// A non-empty run of ASCII digits as a number (no signs, spaces or empty parts).
-fn digits<T: FromStr>(s: &str) -> Option<T> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to the given proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let t = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S%.f", &s).ok()?;
+    Some(
+        t.to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp()
+            .as_nanosecond(),
+    )
 }
 
 #[cfg(test)]
@@ -610,14 +561,6 @@ mod tests {
 
     fn offsets(entries: &[TraceEntry]) -> Vec<u64> {
         entries.iter().map(|e| e.offset_ns).collect()
-    }
-
-    #[test]
-    fn civil_days_match_known_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2023, 11, 16), 19_677);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
     }
 
     #[test]
