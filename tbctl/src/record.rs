@@ -111,10 +111,16 @@ impl RequestRecord {
     /// interval from the previous content chunk evenly. The first chunk has no predecessor, so
     /// its tokens beyond the first are not gaps with a known start and are skipped.
     pub fn token_gaps_ns(&self) -> impl Iterator<Item = f64> + '_ {
+        self.token_gaps_at_ns().map(|(_, g)| g)
+    }
+
+    /// The ITL gaps of [`Self::token_gaps_ns`], each with the arrival time of the chunk that
+    /// ended it (for plots over time).
+    pub fn token_gaps_at_ns(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
         self.chunks.windows(2).flat_map(|w| {
             let dt = w[1][0].saturating_sub(w[0][0]) as f64;
             let k = w[1][1].max(1);
-            std::iter::repeat_n(dt / k as f64, k as usize)
+            std::iter::repeat_n((w[1][0], dt / k as f64), k as usize)
         })
     }
 

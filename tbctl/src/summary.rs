@@ -103,20 +103,21 @@ fn rate(name: &str, value: f64) -> Rate {
     }
 }
 
-/// Builds the summary from the run's records (warm-up records are counted, not measured).
-pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>) -> Summary {
-    let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
-    let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.success).collect();
-    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+/// Every sample of each client metric of the catalogue, from measured records: dispatch lag
+/// from every request sent, the rest from successful requests. Plots and the summary both
+/// read their figures from here.
+pub fn samples(measured: &[&RequestRecord]) -> BTreeMap<&'static str, Vec<f64>> {
+    let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut push = |k: &'static str, v: Option<f64>| {
         if let Some(v) = v {
             samples.entry(k).or_default().push(v);
         }
     };
-    for r in &measured {
+    for r in measured {
         push("dispatch_lag_ms", r.dispatch_lag_ms);
-    }
-    for r in &ok {
+        if !r.success {
+            continue;
+        }
         push("ttft_ms", r.ttft_ms);
         push("e2e_ms", r.e2e_ms);
         push(
@@ -134,6 +135,14 @@ pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>
             push("icl_ms", Some(g as f64 / 1e6));
         }
     }
+    samples
+}
+
+/// Builds the summary from the run's records (warm-up records are counted, not measured).
+pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>) -> Summary {
+    let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
+    let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.success).collect();
+    let mut samples = samples(&measured);
     let metrics = catalogue::of(Scope::Client)
         .filter_map(|d| {
             let dist = Distribution::of(samples.get_mut(d.name)?)?;
