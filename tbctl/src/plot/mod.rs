@@ -1,0 +1,166 @@
+//! Plots of a run, drawn with plotters to PNG and SVG. Each kind is one file with `NAME`,
+//! `TITLE`, `needs` (why it cannot be drawn for a run, if it cannot) and a `draw` generic over
+//! the backend; [`KINDS`] registers it in one line.
+
+mod cdf;
+mod dispatch_lag;
+mod errors;
+mod histogram;
+mod latency_time;
+mod percentiles;
+mod style;
+mod throughput;
+mod ttft_split;
+
+use std::{collections::BTreeMap, path::Path};
+
+use plotters::prelude::*;
+
+use crate::{
+    record::RequestRecord,
+    rundir::RunData,
+    summary::{self, Summary},
+};
+
+/// Pixel size of every plot.
+pub const SIZE: (u32, u32) = (1000, 600);
+
+/// What a plot is drawn from: the run, its summary and every client sample.
+pub struct PlotInput<'a> {
+    pub run: &'a RunData,
+    pub summary: &'a Summary,
+    pub measured: Vec<&'a RequestRecord>,
+    /// Every sample of each client metric (summary::samples).
+    pub samples: BTreeMap<&'static str, Vec<f64>>,
+    /// The first send of a measured request: time zero of the time axes.
+    pub t0_ns: u64,
+}
+
+impl<'a> PlotInput<'a> {
+    /// Prepares the input once for all plots of a run.
+    pub fn new(run: &'a RunData, summary: &'a Summary) -> Self {
+        let measured: Vec<&RequestRecord> = run.measured().collect();
+        let samples = summary::samples(&measured);
+        let t0_ns = measured
+            .iter()
+            .filter_map(|r| r.t_sent_ns)
+            .min()
+            .unwrap_or(0);
+        Self {
+            run,
+            summary,
+            measured,
+            samples,
+            t0_ns,
+        }
+    }
+
+    /// Seconds since the first send.
+    pub fn rel_s(&self, t_ns: u64) -> f64 {
+        (t_ns as f64 - self.t0_ns as f64) / 1e9
+    }
+
+    /// The samples of a client metric, empty when it has none.
+    pub fn sample(&self, name: &str) -> &[f64] {
+        self.samples.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// A drawing failure, as text.
+pub type DrawResult = Result<(), String>;
+
+/// Turns a plotters error into text.
+pub(crate) fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// One registered kind of plot.
+pub struct PlotKind {
+    /// Name on the command line and file stem under plots/.
+    pub name: &'static str,
+    /// What it shows.
+    pub title: &'static str,
+    /// Why this run has nothing to draw, if it has not.
+    pub needs: fn(&PlotInput) -> Result<(), String>,
+    /// Draws it as an SVG document.
+    pub svg: fn(&PlotInput) -> Result<String, String>,
+    /// Draws it as a PNG file.
+    pub png: fn(&PlotInput, &Path) -> DrawResult,
+}
+
+macro_rules! kind {
+    ($m:ident) => {
+        PlotKind {
+            name: $m::NAME,
+            title: $m::TITLE,
+            needs: $m::needs,
+            svg: |input| {
+                let mut buf = String::new();
+                {
+                    let root = SVGBackend::with_string(&mut buf, SIZE).into_drawing_area();
+                    root.fill(&WHITE).map_err(err)?;
+                    $m::draw(input, &root)?;
+                    root.present().map_err(err)?;
+                }
+                Ok(buf)
+            },
+            png: |input, path| {
+                let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+                root.fill(&WHITE).map_err(err)?;
+                $m::draw(input, &root)?;
+                root.present().map_err(err)
+            },
+        }
+    };
+}
+
+/// Every plot kind, in report order.
+pub const KINDS: &[PlotKind] = &[
+    kind!(percentiles),
+    kind!(throughput),
+    kind!(latency_time),
+    kind!(histogram),
+    kind!(cdf),
+    kind!(dispatch_lag),
+    kind!(errors),
+    kind!(ttft_split),
+];
+
+/// The kind named `name`, or one line listing the known ones.
+pub fn kind(name: &str) -> Result<&'static PlotKind, String> {
+    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
+        format!(
+            "unknown plot kind '{name}': known kinds are {}",
+            KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// The files one plot was written to.
+#[derive(Clone, Debug, serde::Serialize, PartialEq)]
+pub struct Drawn {
+    pub kind: &'static str,
+    pub title: &'static str,
+    /// Relative to the run directory.
+    pub png: String,
+    pub svg: String,
+}
+
+/// Draws `kind` into `<run>/plots/<name>.png` and `.svg`; Err says why it was not drawn.
+pub fn render(input: &PlotInput, kind: &PlotKind) -> Result<Drawn, String> {
+    style::register_font();
+    (kind.needs)(input)?;
+    let dir = input.run.dir.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let svg = (kind.svg)(input)?;
+    let svg_path = dir.join(format!("{}.svg", kind.name));
+    std::fs::write(&svg_path, svg)
+        .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+    (kind.png)(input, &dir.join(format!("{}.png", kind.name)))?;
+    Ok(Drawn {
+        kind: kind.name,
+        title: kind.title,
+        png: format!("plots/{}.png", kind.name),
+        svg: format!("plots/{}.svg", kind.name),
+    })
+}
