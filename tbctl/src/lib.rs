@@ -1,6 +1,7 @@
 //! tbctl: drives realistic load against inference endpoints and measures every request, from
 //! the client and (through tbd) from the kernel.
 
+pub mod analysis;
 pub mod api;
 pub mod catalogue;
 pub mod cli;
@@ -8,8 +9,10 @@ pub mod client;
 pub mod clock;
 pub mod daemon;
 pub mod kernel;
+pub mod plot;
 pub mod profile;
 pub mod record;
+pub mod report;
 pub mod rundir;
 pub mod sim;
 pub mod slo;

@@ -5,6 +5,7 @@ pub mod daemon_cmds;
 pub mod output;
 pub mod profile;
 pub mod progress;
+pub mod report_cmd;
 pub mod trace_cmd;
 
 use std::process::ExitCode;
@@ -63,6 +64,11 @@ pub enum Cmd {
     /// Network analysis of a run from kernel data: connections, DNS, TTFB/TTLB, reads, insights.
     #[command(after_long_help = trace_cmd::formulas_help(), after_help = trace_cmd::formulas_help())]
     Trace(trace_cmd::TraceArgs),
+    /// A run's report: report.md, report.html and report.json with plots, SLO checks and
+    /// recommendations.
+    Report(report_cmd::ReportArgs),
+    /// One plot of a run into its plots/ directory (PNG and SVG).
+    Plot(report_cmd::PlotArgs),
 }
 
 /// `tbctl daemon ...`.
@@ -125,6 +131,8 @@ pub fn main() -> ExitCode {
             }
             .map(|_| ExitCode::SUCCESS),
             Cmd::Trace(a) => trace_cmd::run(a).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Report(a) => report_cmd::run_report(a).map(|_| ExitCode::SUCCESS),
+            Cmd::Plot(a) => report_cmd::run_plot(a).map(|_| ExitCode::SUCCESS),
         }
     });
     match result {
