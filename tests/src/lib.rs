@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::Value;
 pub use xtask::{
-    llama::LlamaServer,
+    llama::{LlamaServer, MODEL_ALIAS},
     procs::{start_sim, start_tbd, start_tbd_with, wait_for_file, Bg},
 };
 

@@ -92,6 +92,23 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
         assert!(l["client_send_lag_ms"].as_f64().unwrap() >= 0.0);
         assert!(l["conn"]["src"].as_str().unwrap().starts_with("127.0.0.1:"));
     }
+    // The report re-reads the run directory to the same summary, kernel section included,
+    // and draws the TTFT split from both sides.
+    let o = tbctl(&["report", dir.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "tbctl report: {}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["summary"], summary);
+    assert!(report["plots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["kind"] == "ttft-split"));
+    assert!(dir.join("plots/ttft-split.png").exists());
+    assert!(report["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["topic"] == "server_time"));
     // The daemon keeps the run: list, show, status with probe run counts, delete.
     let run_id = summary["run_id"].as_str().unwrap();
     let o = tbctl(&["runs", "--daemon", &daemon, "--json"]);

@@ -44,6 +44,10 @@ fn profiles_llama_cpp_with_usage_tokens_and_kernel_timing() {
     );
     tbd.stop();
     assert_eq!(summary["api"], "openai-chat");
+    assert_eq!(
+        summary["model"], MODEL_ALIAS,
+        "the model by its alias, not its file path"
+    );
     assert_eq!(summary["requests"]["succeeded"], 6, "{summary}");
     for r in records(&dir) {
         assert_eq!(r["token_source"], "usage", "{r}");

@@ -41,7 +41,7 @@ pub fn run(env: &Env) -> anyhow::Result<()> {
             ])
             .args([
                 "--slo",
-                "ttft=500ms,tpot=100ms",
+                "ttft=1500ms,tpot=80ms",
                 "--label",
                 "demo",
                 "--daemon",
@@ -67,6 +67,15 @@ pub fn run(env: &Env) -> anyhow::Result<()> {
     sh::run(Command::new(procs::bin("release", "tbctl")).args(["runs", "--daemon", &daemon]))?;
     drop(llama);
     tbd.stop();
-    eprintln!("demo: done; the run directory is {}", last.display());
+    eprintln!("demo: the report: configuration, SLO checks, recommendations and plots");
+    sh::run(
+        Command::new(procs::bin("release", "tbctl"))
+            .args(["report"])
+            .arg(&last),
+    )?;
+    eprintln!(
+        "demo: done; open {} in a browser (it needs no network)",
+        last.join("report.html").display()
+    );
     Ok(())
 }

@@ -10,6 +10,9 @@ use std::{
 
 use anyhow::{bail, Context};
 
+/// The name the server gives its model in `/v1/models` (instead of the GGUF file's path).
+pub const MODEL_ALIAS: &str = "smollm2-135m";
+
 /// A running llama-server, stopped when dropped.
 pub struct LlamaServer {
     child: Child,
@@ -27,6 +30,7 @@ impl LlamaServer {
         let child = Command::new(server)
             .args(["-m"])
             .arg(model)
+            .args(["--alias", MODEL_ALIAS])
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["-t", "2", "-c", "8192", "-np", "4", "-n", "256"])
             .stdout(log.try_clone()?)

@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 use crate::sh;
 
 /// Debian packages: LLVM 22 for bpf-linker, nginx and wrk for the capacity baseline, nftables
-/// for the packet-loss test (real TCP retransmits inside a network namespace).
+/// for the packet-loss test (real TCP retransmits inside a network namespace), chromium to
+/// check the HTML report in a real headless browser.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "zlib1g-dev",
@@ -17,6 +18,7 @@ const APT_PACKAGES: &[&str] = &[
     "wrk",
     "python3-venv",
     "nftables",
+    "chromium",
 ];
 /// bpf-linker must link with the same LLVM major as the nightly's rustc (TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
