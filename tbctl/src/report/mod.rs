@@ -4,13 +4,12 @@
 
 pub mod advice;
 pub mod assess;
-mod html;
-mod markdown;
 
 use serde::Serialize;
 
 use crate::{
     catalogue::{self, Scope},
+    doc::{Block, Document, Section, Table},
     kernel::trace::{self, Insight, TraceReport},
     plot::{self, Drawn, PlotInput},
     record::RequestRecord,
@@ -111,35 +110,7 @@ pub fn build(run: &RunData, slo: Option<Slo>) -> Report {
 /// Writes report.json, report.md and report.html into the run directory.
 pub fn write(run: &RunData, report: &Report) -> std::io::Result<()> {
     rundir::write_json(&run.dir, "report.json", report)?;
-    let doc = document(report);
-    std::fs::write(run.dir.join("report.md"), markdown::render(&doc))?;
-    std::fs::write(run.dir.join("report.html"), html::render(&doc, &run.dir))
-}
-
-/// A table: header and rows of text.
-pub struct Table {
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
-
-/// One piece of a section.
-pub enum Block {
-    Para(String),
-    Table(Table),
-    Bullets(Vec<String>),
-    Plot(Drawn),
-}
-
-/// A titled section of the report.
-pub struct Section {
-    pub title: String,
-    pub blocks: Vec<Block>,
-}
-
-/// The report as sections, rendered as markdown and HTML alike.
-pub struct Document {
-    pub title: String,
-    pub sections: Vec<Section>,
+    document(report).write(&run.dir, "report")
 }
 
 fn num(v: f64) -> String {

@@ -1,4 +1,4 @@
-//! report.html: one self-contained file (inline CSS and SVG, no network), readable offline.
+//! A document as one self-contained HTML page (inline CSS and SVG, no network), readable offline.
 //! A small inline script counts the plots the browser rendered, so a headless browser can
 //! check the page (body data-plots-rendered / data-plots-expected).
 

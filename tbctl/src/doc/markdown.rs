@@ -1,4 +1,4 @@
-//! report.md from the report's document.
+//! A document as markdown.
 
 use super::{Block, Document, Table};
 

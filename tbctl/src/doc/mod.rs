@@ -1,0 +1,43 @@
+//! A document of titled sections (paragraphs, tables, bullet lists, plots), written as
+//! markdown and as one self-contained HTML page: what `tbctl report` and `tbctl compare` print.
+
+mod html;
+mod markdown;
+
+use std::path::Path;
+
+use crate::plot::Drawn;
+
+/// A table: header and rows of text.
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// One piece of a section.
+pub enum Block {
+    Para(String),
+    Table(Table),
+    Bullets(Vec<String>),
+    Plot(Drawn),
+}
+
+/// A titled section of the report.
+pub struct Section {
+    pub title: String,
+    pub blocks: Vec<Block>,
+}
+
+/// The report as sections, rendered as markdown and HTML alike.
+pub struct Document {
+    pub title: String,
+    pub sections: Vec<Section>,
+}
+
+impl Document {
+    /// Writes `<dir>/<stem>.md` and `<dir>/<stem>.html` (plots are read from `dir` and inlined).
+    pub fn write(&self, dir: &Path, stem: &str) -> std::io::Result<()> {
+        std::fs::write(dir.join(format!("{stem}.md")), markdown::render(self))?;
+        std::fs::write(dir.join(format!("{stem}.html")), html::render(self, dir))
+    }
+}
