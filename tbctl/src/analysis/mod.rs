@@ -2,4 +2,5 @@
 
 pub mod kde;
 pub mod regression;
+pub mod significance;
 pub mod timeline;

@@ -1,6 +1,7 @@
 //! tbctl's command line: the edge where errors become one line and an exit code.
 
 pub mod capture_cmd;
+pub mod compare_cmd;
 pub mod daemon_cmds;
 pub mod output;
 pub mod profile;
@@ -69,6 +70,9 @@ pub enum Cmd {
     Report(report_cmd::ReportArgs),
     /// One plot of a run into its plots/ directory (PNG and SVG).
     Plot(report_cmd::PlotArgs),
+    /// Runs side by side: changes with bootstrap intervals, Mann-Whitney U, comparability,
+    /// and `--gate` bounds that exit 1 when broken.
+    Compare(compare_cmd::CompareArgs),
 }
 
 /// `tbctl daemon ...`.
@@ -133,6 +137,7 @@ pub fn main() -> ExitCode {
             Cmd::Trace(a) => trace_cmd::run(a).await.map(|_| ExitCode::SUCCESS),
             Cmd::Report(a) => report_cmd::run_report(a).map(|_| ExitCode::SUCCESS),
             Cmd::Plot(a) => report_cmd::run_plot(a).map(|_| ExitCode::SUCCESS),
+            Cmd::Compare(a) => compare_cmd::run(a),
         }
     });
     match result {

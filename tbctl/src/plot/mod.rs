@@ -7,6 +7,7 @@ mod dispatch_lag;
 mod errors;
 mod histogram;
 mod latency_time;
+pub mod overlay;
 mod percentiles;
 mod style;
 mod throughput;
