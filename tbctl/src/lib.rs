@@ -2,6 +2,7 @@
 //! the client and (through tbd) from the kernel.
 
 pub mod analysis;
+pub mod analyze;
 pub mod api;
 pub mod catalogue;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod kernel;
 pub mod plot;
 pub mod profile;
 pub mod record;
+pub mod registry;
 pub mod report;
 pub mod rundir;
 pub mod sim;

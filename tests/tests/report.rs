@@ -161,6 +161,55 @@ fn a_report_of_a_run_has_every_plot_its_data_allows_and_renders_in_a_browser() {
     );
     assert!(std::fs::metadata(&shot).unwrap().len() > 50_000);
 
+    // Analyses of the same run, each kept in analysis/<name>.json.
+    let o = tbctl(&[
+        "analyze",
+        dir.to_str().unwrap(),
+        "--analysis",
+        "regression",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reg: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fit = &reg["data"]["regression-ttft-input"];
+    assert_eq!(fit["n"], 60 - failed, "{fit}");
+    let (lo, hi) = (
+        fit["slope_ci95"][0].as_f64().unwrap(),
+        fit["slope_ci95"][1].as_f64().unwrap(),
+    );
+    assert!(lo <= fit["slope"].as_f64().unwrap() && fit["slope"].as_f64().unwrap() <= hi);
+    // serve-sim's TTFT does not depend on the prompt: the interval holds 0.
+    assert!(lo < 0.0 && hi > 0.0, "{fit}");
+    assert!(dir.join("plots/regression-ttft-input.png").exists());
+    assert!(dir.join("analysis/regression.json").exists());
+    let o = tbctl(&[
+        "analyze",
+        dir.to_str().unwrap(),
+        "--analysis",
+        "steady-state",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        st["data"]["window"]["typical_in_flight"], 4,
+        "closed loop of 4: {st}"
+    );
+    let inside = st["data"]["summary"]["requests"]["total"].as_u64().unwrap();
+    assert!(
+        inside > 40 && inside < 60,
+        "ramp and drain left out: {inside}"
+    );
+    let o = tbctl(&["analyze", dir.to_str().unwrap(), "--analysis", "network"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no kernel.jsonl"), "{}", stderr(&o));
+    let o = tbctl(&["list", "analyses"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("steady-state") && text.contains("regression"),
+        "{text}"
+    );
+
     // One plot alone, and bad input.
     std::fs::remove_file(dir.join("plots/throughput.png")).unwrap();
     let o = tbctl(&["plot", dir.to_str().unwrap(), "--kind", "throughput"]);

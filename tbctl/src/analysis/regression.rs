@@ -1,7 +1,9 @@
-//! Ordinary least squares of y on x: slope, intercept and R², for "TTFT grows with input
-//! length" and the fits drawn over scatter plots.
+//! Ordinary least squares of y on x: slope, intercept, R² and 95% confidence intervals
+//! (Student t, n − 2 degrees of freedom), for "TTFT grows with input length" and the fits
+//! drawn over scatter plots.
 
 use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// y = intercept + slope · x, fitted to n points.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -11,6 +13,10 @@ pub struct Fit {
     /// Share of y's variance the line explains.
     pub r2: f64,
     pub n: usize,
+    /// 95% confidence interval of the slope; None below three points of freedom.
+    pub slope_ci95: Option<(f64, f64)>,
+    /// 95% confidence interval of the intercept.
+    pub intercept_ci95: Option<(f64, f64)>,
 }
 
 /// The least-squares line through `points`; None for fewer than three points or no spread in x.
@@ -34,11 +40,24 @@ pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
     } else {
         1.0
     };
+    let intercept = my - slope * mx;
+    // Residual variance with n − 2 degrees of freedom.
+    let sse: f64 = points
+        .iter()
+        .map(|p| (p.1 - intercept - slope * p.0).powi(2))
+        .sum();
+    let s2 = sse / (nf - 2.0);
+    let t = StudentsT::new(0.0, 1.0, nf - 2.0)
+        .ok()
+        .map(|d| d.inverse_cdf(0.975));
+    let ci = |est: f64, se: f64| t.map(|t| (est - t * se, est + t * se));
     Some(Fit {
         slope,
-        intercept: my - slope * mx,
+        intercept,
         r2,
         n,
+        slope_ci95: ci(slope, (s2 / sxx).sqrt()),
+        intercept_ci95: ci(intercept, (s2 * (1.0 / nf + mx * mx / sxx)).sqrt()),
     })
 }
 
@@ -54,6 +73,18 @@ mod tests {
         assert!((f.slope - 0.6).abs() < 1e-12);
         assert!((f.intercept - 2.2).abs() < 1e-12);
         assert!((f.r2 - 0.6).abs() < 1e-12);
+        // SSE 2.4, s² = 0.8, se(slope) = √(0.8 / 10), t(0.975, 3) = 3.182446:
+        // 0.6 ± 0.900132; se(intercept) = √(0.8 · (1/5 + 9/10)) = 0.938083: 2.2 ± 2.985399.
+        let (lo, hi) = f.slope_ci95.unwrap();
+        assert!(
+            (lo + 0.300_132).abs() < 1e-5 && (hi - 1.500_132).abs() < 1e-5,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = f.intercept_ci95.unwrap();
+        assert!(
+            (lo + 0.785_399).abs() < 1e-5 && (hi - 5.185_399).abs() < 1e-5,
+            "{lo} {hi}"
+        );
         assert!(fit(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]).is_none());
     }
 }

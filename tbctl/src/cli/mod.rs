@@ -1,5 +1,6 @@
 //! tbctl's command line: the edge where errors become one line and an exit code.
 
+pub mod analyze_cmd;
 pub mod capture_cmd;
 pub mod compare_cmd;
 pub mod daemon_cmds;
@@ -73,6 +74,10 @@ pub enum Cmd {
     /// Runs side by side: changes with bootstrap intervals, Mann-Whitney U, comparability,
     /// and `--gate` bounds that exit 1 when broken.
     Compare(compare_cmd::CompareArgs),
+    /// An analysis of a run: regression (with confidence intervals), steady-state, network.
+    Analyze(analyze_cmd::AnalyzeArgs),
+    /// Every kind this build knows: APIs, datasets, traces, patterns, analyses, plots, metrics.
+    List(analyze_cmd::ListArgs),
 }
 
 /// `tbctl daemon ...`.
@@ -138,6 +143,8 @@ pub fn main() -> ExitCode {
             Cmd::Report(a) => report_cmd::run_report(a).map(|_| ExitCode::SUCCESS),
             Cmd::Plot(a) => report_cmd::run_plot(a).map(|_| ExitCode::SUCCESS),
             Cmd::Compare(a) => compare_cmd::run(a),
+            Cmd::Analyze(a) => analyze_cmd::run_analyze(a).map(|_| ExitCode::SUCCESS),
+            Cmd::List(a) => analyze_cmd::run_list(a).map(|_| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -9,11 +9,12 @@ mod histogram;
 mod latency_time;
 pub mod overlay;
 mod percentiles;
-mod style;
+pub mod scatter_fit;
+pub(crate) mod style;
 mod throughput;
 mod ttft_split;
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
 use plotters::prelude::*;
 
@@ -75,6 +76,42 @@ pub(crate) fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// Draws one figure as `<dir>/plots/<name>.svg` and `.png` and returns its [`Drawn`]: `$body`
+/// runs once per backend with `$root` bound to its drawing area (a macro, as the body is
+/// generic over the backend).
+macro_rules! draw_files {
+    ($dir:expr, $name:expr, $title:expr, $root:ident => $body:expr) => {{
+        $crate::plot::style::register_font();
+        let plots = $dir.join("plots");
+        std::fs::create_dir_all(&plots)
+            .map_err(|e| format!("cannot create {}: {e}", plots.display()))?;
+        let mut svg = String::new();
+        {
+            let $root = SVGBackend::with_string(&mut svg, $crate::plot::SIZE).into_drawing_area();
+            $root.fill(&WHITE).map_err($crate::plot::err)?;
+            $body?;
+            $root.present().map_err($crate::plot::err)?;
+        }
+        let svg_path = plots.join(format!("{}.svg", $name));
+        std::fs::write(&svg_path, svg)
+            .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+        {
+            let png = plots.join(format!("{}.png", $name));
+            let $root = BitMapBackend::new(&png, $crate::plot::SIZE).into_drawing_area();
+            $root.fill(&WHITE).map_err($crate::plot::err)?;
+            $body?;
+            $root.present().map_err($crate::plot::err)?;
+        }
+        Ok::<$crate::plot::Drawn, String>($crate::plot::Drawn {
+            kind: $name,
+            title: $title,
+            png: format!("plots/{}.png", $name),
+            svg: format!("plots/{}.svg", $name),
+        })
+    }};
+}
+pub(crate) use draw_files;
+
 /// One registered kind of plot.
 pub struct PlotKind {
     /// Name on the command line and file stem under plots/.
@@ -83,10 +120,8 @@ pub struct PlotKind {
     pub title: &'static str,
     /// Why this run has nothing to draw, if it has not.
     pub needs: fn(&PlotInput) -> Result<(), String>,
-    /// Draws it as an SVG document.
-    pub svg: fn(&PlotInput) -> Result<String, String>,
-    /// Draws it as a PNG file.
-    pub png: fn(&PlotInput, &Path) -> DrawResult,
+    /// Draws it into the run's plots/ as SVG and PNG.
+    pub render: fn(&PlotInput) -> Result<Drawn, String>,
 }
 
 macro_rules! kind {
@@ -95,22 +130,7 @@ macro_rules! kind {
             name: $m::NAME,
             title: $m::TITLE,
             needs: $m::needs,
-            svg: |input| {
-                let mut buf = String::new();
-                {
-                    let root = SVGBackend::with_string(&mut buf, SIZE).into_drawing_area();
-                    root.fill(&WHITE).map_err(err)?;
-                    $m::draw(input, &root)?;
-                    root.present().map_err(err)?;
-                }
-                Ok(buf)
-            },
-            png: |input, path| {
-                let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-                root.fill(&WHITE).map_err(err)?;
-                $m::draw(input, &root)?;
-                root.present().map_err(err)
-            },
+            render: |input| draw_files!(input.run.dir, $m::NAME, $m::TITLE, root => $m::draw(input, &root)),
         }
     };
 }
@@ -149,19 +169,6 @@ pub struct Drawn {
 
 /// Draws `kind` into `<run>/plots/<name>.png` and `.svg`; Err says why it was not drawn.
 pub fn render(input: &PlotInput, kind: &PlotKind) -> Result<Drawn, String> {
-    style::register_font();
     (kind.needs)(input)?;
-    let dir = input.run.dir.join("plots");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let svg = (kind.svg)(input)?;
-    let svg_path = dir.join(format!("{}.svg", kind.name));
-    std::fs::write(&svg_path, svg)
-        .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
-    (kind.png)(input, &dir.join(format!("{}.png", kind.name)))?;
-    Ok(Drawn {
-        kind: kind.name,
-        title: kind.title,
-        png: format!("plots/{}.png", kind.name),
-        svg: format!("plots/{}.svg", kind.name),
-    })
+    (kind.render)(input)
 }

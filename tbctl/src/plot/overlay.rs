@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::{coord::Shift, prelude::*};
 
-use super::{err, style, DrawResult, Drawn, SIZE};
+use super::{draw_files, err, style, DrawResult, Drawn};
 
 /// One run's samples per metric, with its legend label.
 pub struct RunSamples<'a> {
@@ -74,29 +74,5 @@ fn draw<DB: DrawingBackend>(runs: &[RunSamples], root: &DrawingArea<DB, Shift>) 
 
 /// Draws the overlay into `<dir>/plots/cdf-overlay.{png,svg}`.
 pub fn render(runs: &[RunSamples], dir: &Path) -> Result<Drawn, String> {
-    style::register_font();
-    let plots = dir.join("plots");
-    std::fs::create_dir_all(&plots)
-        .map_err(|e| format!("cannot create {}: {e}", plots.display()))?;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        draw(runs, &root)?;
-        root.present().map_err(err)?;
-    }
-    std::fs::write(plots.join(format!("{NAME}.svg")), svg).map_err(err)?;
-    let png = plots.join(format!("{NAME}.png"));
-    {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        draw(runs, &root)?;
-        root.present().map_err(err)?;
-    }
-    Ok(Drawn {
-        kind: NAME,
-        title: TITLE,
-        png: format!("plots/{NAME}.png"),
-        svg: format!("plots/{NAME}.svg"),
-    })
+    draw_files!(dir, NAME, TITLE, root => draw(runs, &root))
 }

@@ -28,6 +28,26 @@ pub enum SpanSize {
 }
 
 impl SpanSize {
+    /// Every size with its `--span-size` name and what it draws, for `tbctl list`.
+    pub const KINDS: [(&'static str, &'static str); 4] = [
+        (
+            "small",
+            "built-in dataset, prompts of 50-200 tokens (chat questions)",
+        ),
+        (
+            "medium",
+            "built-in dataset, prompts of 200-500 tokens (some background)",
+        ),
+        (
+            "large",
+            "built-in dataset, prompts of 500-1000 tokens (long context)",
+        ),
+        (
+            "mixed",
+            "built-in dataset, small, medium or large drawn 40/40/20 (default)",
+        ),
+    ];
+
     /// The inclusive range of prompt tokens this size draws from (Mixed: the union of all three).
     pub fn range(self) -> (u32, u32) {
         match self {

@@ -26,6 +26,34 @@ pub enum Pattern {
     },
 }
 
+impl Pattern {
+    /// Every arrival pattern with what it does, for `tbctl list` (`--pattern`, and the load
+    /// shapes other flags give).
+    pub const KINDS: [(&'static str, &'static str); 6] = [
+        (
+            "uniform",
+            "--rate R --pattern uniform: constant gaps of 1/R",
+        ),
+        (
+            "poisson",
+            "--rate R: exponential gaps, independent arrivals (default)",
+        ),
+        (
+            "gamma",
+            "--rate R --pattern gamma --burstiness B: gamma gaps, B < 1 bursty",
+        ),
+        (
+            "concurrency",
+            "--concurrency N without --rate: closed loop, N in flight",
+        ),
+        (
+            "ramp",
+            "--ramp FROM..TO over --duration: a linearly rising rate",
+        ),
+        ("trace", "--trace T: the trace's own arrival times"),
+    ];
+}
+
 impl FromStr for Pattern {
     type Err = String;
 

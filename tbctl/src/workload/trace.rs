@@ -52,6 +52,28 @@ pub enum TraceFormat {
     Jsonl,
 }
 
+impl TraceFormat {
+    /// Every format with its `--trace-format` name and what it reads, for `tbctl list`.
+    pub const KINDS: [(&'static str, &'static str); 4] = [
+        (
+            "azure",
+            "Azure LLM inference trace CSV: TIMESTAMP,ContextTokens,GeneratedTokens",
+        ),
+        (
+            "mooncake",
+            "Mooncake JSONL: timestamp (ms), input_length, output_length, hash_ids",
+        ),
+        (
+            "burstgpt",
+            "BurstGPT CSV: Timestamp (s), Model, Request tokens, Response tokens",
+        ),
+        (
+            "jsonl",
+            "TrafficBench JSONL: t_ms, input_tokens, output_tokens, optional prompt",
+        ),
+    ];
+}
+
 impl FromStr for TraceFormat {
     type Err = String;
 

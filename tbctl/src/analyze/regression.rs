@@ -1,0 +1,103 @@
+//! Least squares with 95% intervals and R²: TTFT against input tokens (prefill cost), E2E
+//! against output tokens (decode cost), each drawn with its fit.
+
+use serde_json::json;
+
+use super::Outcome;
+use crate::{
+    analysis::regression::{self, Fit},
+    plot::scatter_fit::{self, ScatterFit},
+    rundir::RunData,
+};
+
+pub const NAME: &str = "regression";
+pub const ABOUT: &str =
+    "least squares with 95% CIs and R²: TTFT vs input tokens, E2E vs output tokens";
+
+/// (name, title, x axis, y axis, x of a record, y of a record)
+type Pair = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::record::RequestRecord) -> Option<f64>,
+    fn(&crate::record::RequestRecord) -> Option<f64>,
+);
+
+const PAIRS: [Pair; 2] = [
+    (
+        "regression-ttft-input",
+        "TTFT against input tokens",
+        "input tokens",
+        "TTFT (ms)",
+        |r| r.input_tokens.map(|n| n as f64),
+        |r| r.ttft_ms,
+    ),
+    (
+        "regression-e2e-output",
+        "E2E latency against output tokens",
+        "output tokens",
+        "E2E (ms)",
+        |r| r.output_tokens.map(|n| n as f64),
+        |r| r.e2e_ms,
+    ),
+];
+
+fn ci(v: Option<(f64, f64)>) -> String {
+    v.map(|(a, b)| format!("[{a:.4}, {b:.4}]"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+pub fn run(run: &RunData) -> Result<Outcome, String> {
+    let mut lines = Vec::new();
+    let mut data = serde_json::Map::new();
+    let mut plots = Vec::new();
+    for (name, title, x_desc, y_desc, fx, fy) in PAIRS {
+        let points: Vec<(f64, f64)> = run
+            .measured()
+            .filter(|r| r.success)
+            .filter_map(|r| Some((fx(r)?, fy(r)?)))
+            .collect();
+        let Some(fit): Option<Fit> = regression::fit(&points) else {
+            lines.push(format!(
+                "{title}: no fit ({} points; needs 3 or more with different {x_desc})",
+                points.len()
+            ));
+            data.insert(name.into(), serde_json::Value::Null);
+            continue;
+        };
+        lines.push(format!(
+            "{title}: {y_desc} = {:.4} + {:.4} × {x_desc} (slope 95% CI {}, intercept 95% CI \
+             {}), R² {:.3}, {} requests",
+            fit.intercept,
+            fit.slope,
+            ci(fit.slope_ci95),
+            ci(fit.intercept_ci95),
+            fit.r2,
+            fit.n
+        ));
+        data.insert(name.into(), json!(fit));
+        let s = ScatterFit {
+            name,
+            title,
+            x_desc,
+            y_desc,
+            points: &points,
+            fit,
+        };
+        match scatter_fit::render(&s, &run.dir) {
+            Ok(d) => plots.push(d),
+            Err(e) => lines.push(format!("{title}: plot not drawn: {e}")),
+        }
+    }
+    lines.push(
+        "energy against tokens: absent (the run has no energy.jsonl: tbd recorded no power sensor)"
+            .into(),
+    );
+    Ok(Outcome {
+        analysis: NAME,
+        lines,
+        data: serde_json::Value::Object(data),
+        plots,
+    })
+}
