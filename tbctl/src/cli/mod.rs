@@ -6,7 +6,9 @@ pub mod compare_cmd;
 pub mod daemon_cmds;
 pub mod output;
 pub mod profile;
+pub mod profile_from;
 pub mod progress;
+pub mod repeat;
 pub mod report_cmd;
 pub mod trace_cmd;
 

@@ -34,11 +34,22 @@ fn dur(s: &str) -> Result<Duration, String> {
 }
 
 /// Arguments of `tbctl profile`.
-#[derive(Args, Debug, Clone, serde::Serialize)]
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProfileArgs {
     /// The endpoint, e.g. http://127.0.0.1:8080 (OpenAI-compatible or Ollama).
-    #[arg(long)]
-    pub url: String,
+    #[arg(long, required_unless_present = "from")]
+    pub url: Option<String>,
+    /// Repeat the run in this run directory: every argument it was profiled with, except
+    /// --url (give one to send the same workload elsewhere), --out, --json, --label and the
+    /// daemon flags, which come from this command line.
+    #[arg(long, value_name = "RUN")]
+    #[serde(skip)]
+    pub from: Option<PathBuf>,
+    /// Run the same workload N times, each its own run directory, and report every metric's
+    /// 95% confidence interval across the runs.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[serde(skip, default = "one")]
+    pub repeat: u32,
     /// openai-chat | openai-completions | ollama-chat | ollama-generate (detected when absent).
     #[arg(long)]
     pub api: Option<String>,
@@ -69,7 +80,6 @@ pub struct ProfileArgs {
     pub requests: Option<u64>,
     /// Stop dispatching after this long (e.g. 30s, 5m).
     #[arg(long, value_parser = dur)]
-    #[serde(skip)]
     pub duration: Option<Duration>,
     /// Warm-up requests sent first and excluded from results.
     #[arg(long, default_value_t = 0)]
@@ -106,7 +116,6 @@ pub struct ProfileArgs {
     pub no_stream: bool,
     /// Per-request timeout.
     #[arg(long, default_value = "10m", value_parser = dur)]
-    #[serde(skip)]
     pub timeout: Duration,
     /// Service-level objectives for goodput, e.g. ttft=200ms,tpot=50ms,e2e=5s.
     #[arg(long)]
@@ -252,16 +261,71 @@ fn plan(a: &ProfileArgs) -> anyhow::Result<(Plan, String)> {
     ))
 }
 
-/// Runs `tbctl profile`.
+fn one() -> u32 {
+    1
+}
+
+/// One finished run: its summary, and whether every request failed (with the line saying so).
+pub struct Finished {
+    pub dir: PathBuf,
+    pub summary: crate::summary::Summary,
+    pub all_failed: Option<String>,
+}
+
+/// Runs `tbctl profile`: once, `--repeat N` times, or as a repeat of `--from RUN`.
 pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::parse(&a.url)?;
+    let a = match &a.from {
+        Some(dir) => super::profile_from::merge(super::profile_from::load(dir)?, a),
+        None => a,
+    };
+    if a.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    let mut runs = Vec::new();
+    for i in 0..a.repeat {
+        if a.repeat > 1 && !a.json {
+            eprintln!("tbctl profile: run {} of {}", i + 1, a.repeat);
+        }
+        let f = run_once(&a).await?;
+        if a.repeat == 1 && a.json {
+            println!("{}", serde_json::to_string_pretty(&f.summary)?);
+        } else if !a.json {
+            output::print_summary(&f.summary);
+        }
+        if let Some(line) = &f.all_failed {
+            eprintln!("tbctl: {line}");
+            return Ok(ExitCode::from(1));
+        }
+        runs.push(f);
+    }
+    if a.repeat > 1 {
+        let r = super::repeat::aggregate(&runs);
+        let path = a.out.join(format!("repeat-{}.json", r.runs[0]));
+        rundir::write_json(&a.out, &format!("repeat-{}.json", r.runs[0]), &r)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            super::repeat::print(&r);
+            println!("{}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One run of the workload `a` describes.
+async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
+    let url = a
+        .url
+        .as_deref()
+        .context("no --url: give the endpoint, or --from RUN")?;
+    let target = Target::parse(url)?;
     let slo: Option<Slo> = a
         .slo
         .as_deref()
         .map(str::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let (plan, describe) = plan(&a)?;
+    let (plan, describe) = plan(a)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -346,7 +410,7 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         api: flavour.name().into(),
         model: model.clone(),
         workload: describe.clone(),
-        config: serde_json::to_value(&a)?,
+        config: serde_json::to_value(a)?,
         label: a.label.clone(),
         slo: slo.clone().filter(Slo::is_set),
         timeout_s: a.timeout.as_secs_f64(),
@@ -442,12 +506,7 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = run.summary();
     rundir::write_json(&dir, rundir::SUMMARY, &summary)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        output::print_summary(&summary);
-    }
-    if summary.requests.total > 0 && summary.requests.succeeded == 0 {
+    let all_failed = (summary.requests.total > 0 && summary.requests.succeeded == 0).then(|| {
         let top = summary
             .errors_by_class
             .iter()
@@ -459,8 +518,11 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .find_map(|r| r.error.clone())
             .unwrap_or_default();
-        eprintln!("tbctl: every request failed ({top}): {example}");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+        format!("every request failed ({top}): {example}")
+    });
+    Ok(Finished {
+        dir,
+        summary,
+        all_failed,
+    })
 }
