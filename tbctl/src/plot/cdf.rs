@@ -19,38 +19,19 @@ pub fn needs(input: &PlotInput) -> Result<(), String> {
     }
 }
 
-/// (value, share of samples <= value), thinned to at most [`MAX_STEPS`] points.
-fn ecdf(samples: &[f64]) -> Vec<(f64, f64)> {
-    let mut s = samples.to_vec();
-    s.sort_unstable_by(f64::total_cmp);
-    let n = s.len() as f64;
-    let pts: Vec<(f64, f64)> = s
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (*v, (i + 1) as f64 / n))
-        .collect();
-    let mut thinned = style::thin(&pts, MAX_STEPS);
-    if let Some(last) = pts.last() {
-        if thinned.last() != Some(last) {
-            thinned.push(*last);
-        }
-    }
-    thinned
-}
-
 pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>) -> DrawResult {
     let curves = [
-        ("ITL (per token gap)", ecdf(input.sample("itl_ms"))),
-        ("ICL (per chunk gap)", ecdf(input.sample("icl_ms"))),
+        (
+            "ITL (per token gap)",
+            style::ecdf(input.sample("itl_ms"), MAX_STEPS),
+        ),
+        (
+            "ICL (per chunk gap)",
+            style::ecdf(input.sample("icl_ms"), MAX_STEPS),
+        ),
     ];
     let x = style::from_zero(curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)));
-    let mut chart = ChartBuilder::on(root)
-        .caption(TITLE, style::title())
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x.0..x.1, 0.0f64..1.02f64)
-        .map_err(err)?;
+    let mut chart = style::chart(root, TITLE, x, (0.0f64, 1.02f64))?;
     style::mesh(&mut chart, "gap (ms)", "share of gaps at or below")?;
     for (i, (label, pts)) in curves.into_iter().enumerate() {
         if pts.is_empty() {
@@ -65,12 +46,5 @@ pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(w)));
     }
-    chart
-        .configure_series_labels()
-        .label_font(style::small())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(err)
+    style::legend_at(&mut chart, SeriesLabelPosition::LowerRight)
 }

@@ -30,13 +30,7 @@ pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>
         .unwrap_or(0.0);
     let x = style::padded(pts.iter().map(|p| p.0));
     let y = style::from_zero(pts.iter().map(|p| p.1).chain([p99]));
-    let mut chart = ChartBuilder::on(root)
-        .caption(TITLE, style::title())
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x.0..x.1, y.0..y.1)
-        .map_err(err)?;
+    let mut chart = style::chart(root, TITLE, x, y)?;
     style::mesh(
         &mut chart,
         "intended send time since first send (s)",

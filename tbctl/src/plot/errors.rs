@@ -29,13 +29,7 @@ pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>
             s.requests.failed, s.requests.total
         )
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, style::title())
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y.0..y.1)
-        .map_err(err)?;
+    let mut chart = style::chart(root, &title, (-0.5f64, n as f64 - 0.5), y)?;
     let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     chart
         .configure_mesh()

@@ -68,12 +68,7 @@ fn panel<DB: DrawingBackend>(
         None => Vec::new(),
     };
     let y = style::from_zero(bars.iter().map(|b| b.1).chain(curve.iter().map(|c| c.1)));
-    let mut chart = ChartBuilder::on(area)
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(lo..hi, y.0..y.1)
-        .map_err(err)?;
+    let mut chart = style::chart(area, "", (lo, hi), y)?;
     style::mesh(&mut chart, x_desc, "density (1/ms)")?;
     chart
         .draw_series(bars.iter().map(|(x0, d)| {

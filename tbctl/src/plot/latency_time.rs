@@ -63,16 +63,7 @@ fn panel<DB: DrawingBackend>(
     label: &str,
 ) -> DrawResult {
     let y = style::from_zero(points.iter().map(|p| p.1));
-    let mut b = ChartBuilder::on(area);
-    if !title.is_empty() {
-        b.caption(title, style::title());
-    }
-    let mut chart = b
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x.0..x.1, y.0..y.1)
-        .map_err(err)?;
+    let mut chart = style::chart(area, title, x, y)?;
     style::mesh(&mut chart, "time since first send (s)", y_desc)?;
     chart
         .draw_series(

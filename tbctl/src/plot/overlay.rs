@@ -23,32 +23,20 @@ const PANELS: [(&str, &str); 4] = [
 pub const NAME: &str = "cdf-overlay";
 pub const TITLE: &str = "Latency distributions of the compared runs (CDF)";
 
-fn ecdf(v: &[f64]) -> Vec<(f64, f64)> {
-    let mut s = v.to_vec();
-    s.sort_unstable_by(f64::total_cmp);
-    let n = s.len() as f64;
-    let pts: Vec<(f64, f64)> = s
-        .iter()
-        .enumerate()
-        .map(|(i, x)| (*x, (i + 1) as f64 / n))
-        .collect();
-    style::thin(&pts, 3_000)
-}
-
 fn draw<DB: DrawingBackend>(runs: &[RunSamples], root: &DrawingArea<DB, Shift>) -> DrawResult {
     let root = root.titled(TITLE, style::title()).map_err(err)?;
     for ((metric, desc), area) in PANELS.iter().zip(root.split_evenly((2, 2))) {
         let curves: Vec<Vec<(f64, f64)>> = runs
             .iter()
-            .map(|r| ecdf(r.samples.get(metric).map(Vec::as_slice).unwrap_or(&[])))
+            .map(|r| {
+                style::ecdf(
+                    r.samples.get(metric).map(Vec::as_slice).unwrap_or(&[]),
+                    3_000,
+                )
+            })
             .collect();
         let x = style::padded(curves.iter().flatten().map(|p| p.0));
-        let mut chart = ChartBuilder::on(&area)
-            .margin(8)
-            .x_label_area_size(35)
-            .y_label_area_size(45)
-            .build_cartesian_2d(x.0..x.1, 0.0f64..1.02f64)
-            .map_err(err)?;
+        let mut chart = style::chart(&area, "", x, (0.0f64, 1.02f64))?;
         style::mesh(&mut chart, desc, "share at or below")?;
         for (i, (run, pts)) in runs.iter().zip(curves).enumerate() {
             let c = style::COLORS[i % style::COLORS.len()];
@@ -60,14 +48,7 @@ fn draw<DB: DrawingBackend>(runs: &[RunSamples], root: &DrawingArea<DB, Shift>) 
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .label_font(style::small())
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        style::legend_at(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }

@@ -21,13 +21,7 @@ pub struct ScatterFit<'a> {
 fn draw<DB: DrawingBackend>(s: &ScatterFit, root: &DrawingArea<DB, Shift>) -> DrawResult {
     let x = style::padded(s.points.iter().map(|p| p.0));
     let y = style::from_zero(s.points.iter().map(|p| p.1));
-    let mut chart = ChartBuilder::on(root)
-        .caption(s.title, style::title())
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x.0..x.1, y.0..y.1)
-        .map_err(err)?;
+    let mut chart = style::chart(root, s.title, x, y)?;
     style::mesh(&mut chart, s.x_desc, s.y_desc)?;
     let c = style::COLORS[0];
     chart
@@ -52,14 +46,7 @@ fn draw<DB: DrawingBackend>(s: &ScatterFit, root: &DrawingArea<DB, Shift>) -> Dr
             f.intercept, f.slope, f.r2
         ))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .label_font(style::small())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)
+    style::legend_at(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// Draws it into `<dir>/plots/<name>.{png,svg}`.

@@ -2,6 +2,8 @@
 
 use std::sync::Once;
 
+use plotters::coord::Shift;
+
 use plotters::{
     coord::types::RangedCoordf64,
     prelude::*,
@@ -78,12 +80,20 @@ pub fn thin<T: Copy>(v: &[T], max: usize) -> Vec<T> {
 pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
 ) -> Result<(), String> {
+    legend_at(chart, SeriesLabelPosition::UpperRight)
+}
+
+/// The legend box at `pos`.
+pub fn legend_at<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
         .label_font(small())
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(pos)
         .draw()
         .map_err(super::err)
 }
@@ -103,4 +113,43 @@ pub fn mesh<'a, DB: DrawingBackend + 'a>(
         .axis_desc_style(axis())
         .draw()
         .map_err(super::err)
+}
+
+/// A chart on `area` over x and y ranges, with the title (none when empty) and the label areas
+/// every plot uses.
+pub fn chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: (f64, f64),
+    y: (f64, f64),
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let mut b = ChartBuilder::on(area);
+    if !title.is_empty() {
+        b.caption(title, self::title());
+    }
+    b.margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(75)
+        .build_cartesian_2d(x.0..x.1, y.0..y.1)
+        .map_err(super::err)
+}
+
+/// The empirical CDF of `samples`: (value, share at or below), at most `max` points, the last
+/// always kept.
+pub fn ecdf(samples: &[f64], max: usize) -> Vec<(f64, f64)> {
+    let mut s = samples.to_vec();
+    s.sort_unstable_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let pts: Vec<(f64, f64)> = s
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (*v, (i + 1) as f64 / n))
+        .collect();
+    let mut thinned = thin(&pts, max);
+    if let Some(last) = pts.last() {
+        if thinned.last() != Some(last) {
+            thinned.push(*last);
+        }
+    }
+    thinned
 }

@@ -69,13 +69,7 @@ pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>
     let rows = style::thin(&rows(input), MAX_BARS);
     let n = rows.len();
     let y = style::from_zero(rows.iter().map(|r| r.1.iter().sum::<f64>()));
-    let mut chart = ChartBuilder::on(root)
-        .caption(TITLE, style::title())
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..n as f64, y.0..y.1)
-        .map_err(err)?;
+    let mut chart = style::chart(root, TITLE, (0f64, n as f64), y)?;
     chart
         .configure_mesh()
         .max_light_lines(2)
@@ -100,12 +94,5 @@ pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>
             .label(*label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .label_font(style::small())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)
+    style::legend_at(&mut chart, SeriesLabelPosition::UpperLeft)
 }
