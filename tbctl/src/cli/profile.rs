@@ -313,7 +313,7 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One run of the workload `a` describes.
-async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
+pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
     let url = a
         .url
         .as_deref()

@@ -11,6 +11,7 @@ pub mod overlay;
 mod percentiles;
 pub mod scatter_fit;
 pub(crate) mod style;
+pub mod sweep_curves;
 mod throughput;
 mod ttft_split;
 

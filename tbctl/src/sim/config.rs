@@ -50,6 +50,10 @@ pub struct SimArgs {
     /// Write the bound port to this file once listening (for use with --port 0).
     #[arg(long)]
     pub port_file: Option<PathBuf>,
+    /// Generations served at once, like a server's batch slots: later requests wait in a queue
+    /// and their TTFT counts the wait, so load past capacity saturates it. Default: no limit.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub slots: Option<u32>,
 }
 
 impl SimArgs {
@@ -66,6 +70,7 @@ impl SimArgs {
             prelude: !self.no_prelude,
             seed: self.seed,
             truth: self.truth.clone(),
+            slots: self.slots,
         }
     }
 }
@@ -93,6 +98,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Ground-truth JSONL file, if wanted.
     pub truth: Option<PathBuf>,
+    /// Generations served at once; None for no limit.
+    pub slots: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -108,6 +115,7 @@ impl Default for SimConfig {
             prelude: true,
             seed: 0,
             truth: None,
+            slots: None,
         }
     }
 }

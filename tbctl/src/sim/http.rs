@@ -241,6 +241,8 @@ struct Shared {
     truth: Option<TruthSink>,
     /// Generation requests so far; a request's number seeds its error and jitter draws.
     generations: AtomicU64,
+    /// `--slots`: a generation holds a permit while it streams.
+    slots: Option<tokio::sync::Semaphore>,
 }
 
 /// A configured server not yet listening: the ground-truth file is open, so a bad path fails
@@ -262,8 +264,10 @@ impl Server {
             None => (None, None),
         };
         let model_json = serde_json::to_string(&cfg.model)?;
+        let slots = cfg.slots.map(|n| tokio::sync::Semaphore::new(n as usize));
         Ok(Server {
             shared: Arc::new(Shared {
+                slots,
                 cfg,
                 model_json,
                 truth,
@@ -592,8 +596,14 @@ async fn handle(
                     let body = respond::error_body("simulated server error", "server_error", 500);
                     (500, write_simple(stream, bufs, 500, &body, close).await)
                 } else {
+                    // A queued request's TTFT starts when it gets a slot; the wait stays in
+                    // the TTFT a client measures from its send.
+                    let (_slot, t_start_ns) = match &shared.slots {
+                        Some(s) => (s.acquire().await.ok(), mono_ns()),
+                        None => (None, t_read_ns),
+                    };
                     let texts = Texts::new(api, ordinal, &shared.model_json);
-                    let mut sched = Schedule::new(cfg, t_read_ns, rng.random());
+                    let mut sched = Schedule::new(cfg, t_start_ns, rng.random());
                     let req = respond::Request {
                         gen: &gen,
                         texts: &texts,
@@ -925,6 +935,34 @@ mod tests {
             "median lateness {} ns",
             late[12]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_one_slot_a_second_request_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SimConfig {
+            ttft: Duration::from_millis(30),
+            itl: Duration::from_millis(5),
+            jitter: 0.0,
+            slots: Some(1),
+            ..truth_cfg(&dir)
+        };
+        let (addr, sim) = SimHandle::start(cfg.clone()).await.unwrap();
+        let body = r#"{"prompt":"x","max_tokens":4,"stream":true}"#;
+        let (mut a, mut b) = (Client::connect(addr).await, Client::connect(addr).await);
+        a.send("POST", "/v1/completions", body, "").await;
+        b.send("POST", "/v1/completions", body, "").await;
+        let (ra, rb) = tokio::join!(a.response(), b.response());
+        assert_eq!((ra.frames.len(), rb.frames.len()), (6, 6));
+        sim.stop().await.unwrap();
+        let mut t = truth::read(cfg.truth.as_ref().unwrap()).unwrap();
+        t.sort_by_key(|r| r.chunks[0][0]);
+        // The second got its slot when the first ended (30 ms + 3 × 5 ms), then waited its
+        // own 30 ms: its first token is at least 75 ms after it was read.
+        let first_token = |r: &TruthRecord| r.chunks[0][0] - r.t_read_ns;
+        assert!(first_token(&t[0]) < 45 * MS, "{}", first_token(&t[0]));
+        assert!(first_token(&t[1]) >= 75 * MS, "{}", first_token(&t[1]));
+        assert!(t[1].chunks[0][0] >= t[0].t_end_ns + 30 * MS);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
