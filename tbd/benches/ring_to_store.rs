@@ -50,7 +50,13 @@ fn main() -> anyhow::Result<()> {
             r.join().ok();
         }
     });
-    let run = engine.start_capture(None, "bench".into(), vec![std::process::id()], vec![])?;
+    let run = engine.start_capture(
+        None,
+        "bench".into(),
+        vec![std::process::id()],
+        vec![],
+        std::time::Duration::from_secs(3600),
+    )?;
     let received0 = engine.counters.syscalls_received.load(Ordering::Relaxed);
     let mut conns = Vec::new();
     for i in 0..threads {

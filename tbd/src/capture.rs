@@ -6,7 +6,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         mpsc, Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -44,6 +44,16 @@ struct Active {
     lost_at_start: Vec<(&'static str, u64)>,
 }
 
+/// The lease of the running capture: its client renews it, or tbd ends the capture.
+struct Lease {
+    run_id: String,
+    period: Duration,
+    deadline: Instant,
+}
+
+/// The lease a client that names none gets.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
 enum Control {
     /// Drain everything, flush the tracker and answer with the finished outputs' count.
     Drain(mpsc::Sender<()>),
@@ -59,6 +69,7 @@ pub struct Engine {
     control: Mutex<mpsc::Sender<Control>>,
     /// When BPF run-time statistics are kept.
     pub stats_mode: StatsMode,
+    lease: Mutex<Option<Lease>>,
 }
 
 impl Engine {
@@ -81,6 +92,7 @@ impl Engine {
             tail,
             control: Mutex::new(ctl_tx),
             stats_mode,
+            lease: Mutex::new(None),
         });
         let reader = Reader {
             ring,
@@ -95,6 +107,20 @@ impl Engine {
         std::thread::Builder::new()
             .name("tbd-ring".into())
             .spawn(move || reader.run(ctl_rx))?;
+        {
+            // A client that died holding a capture stops renewing its lease: end the capture,
+            // so no probe stays attached for every process on the host to pay for.
+            let weak = Arc::downgrade(&engine);
+            std::thread::Builder::new()
+                .name("tbd-lease".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.end_lapsed_lease();
+                        drop(engine);
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                })?;
+        }
         if stats_mode == StatsMode::Sampled {
             let weak = Arc::downgrade(&engine);
             std::thread::Builder::new()
@@ -137,13 +163,53 @@ impl Engine {
             .map(|a| a.run.run_id.clone())
     }
 
-    /// Starts a capture of the given client pids and server ports.
+    /// Ends the running capture as abandoned when its lease has run out.
+    fn end_lapsed_lease(&self) {
+        let lapsed = {
+            let lease = self.lease.lock().expect("lease lock");
+            match lease.as_ref() {
+                Some(l) if Instant::now() >= l.deadline => Some((l.run_id.clone(), l.period)),
+                _ => None,
+            }
+        };
+        if let Some((run_id, period)) = lapsed {
+            let reason = format!(
+                "abandoned: its client renewed no lease for {:.1} s (it died or lost tbd)",
+                period.as_secs_f64()
+            );
+            tracing::warn!(run = %run_id, "{reason}");
+            if let Err(e) = self.stop_capture_as(&run_id, &reason) {
+                tracing::warn!(run = %run_id, "ending the abandoned capture: {e}");
+            }
+        }
+    }
+
+    /// Extends the running capture's lease by its period.
+    pub fn renew(&self, run_id: &str) -> Result<Run, TbdError> {
+        let mut lease = self.lease.lock().expect("lease lock");
+        match lease.as_mut() {
+            Some(l) if l.run_id == run_id => {
+                l.deadline = Instant::now() + l.period;
+            }
+            _ => return Err(TbdError::NoSuchRun(format!("{run_id} is not capturing"))),
+        }
+        drop(lease);
+        let active = self.active.lock().expect("active lock");
+        active
+            .as_ref()
+            .map(|a| a.run.clone())
+            .ok_or_else(|| TbdError::NoSuchRun(format!("{run_id} is not capturing")))
+    }
+
+    /// Starts a capture of the given client pids and server ports, held by a lease of
+    /// `lease` that its client renews.
     pub fn start_capture(
         &self,
         run_id: Option<String>,
         label: String,
         client_pids: Vec<u32>,
         server_ports: Vec<u32>,
+        lease: Duration,
     ) -> Result<Run, TbdError> {
         let mut active = self.active.lock().expect("active lock");
         if let Some(a) = active.as_ref() {
@@ -207,7 +273,12 @@ impl Engine {
             let _ = probes.clear_filters(mono_ns());
             return Err(e);
         }
-        tracing::info!(run = %run_id, "capture started");
+        tracing::info!(run = %run_id, lease_ms = lease.as_millis() as u64, "capture started");
+        *self.lease.lock().expect("lease lock") = Some(Lease {
+            run_id: run_id.clone(),
+            period: lease,
+            deadline: Instant::now() + lease,
+        });
         *active = Some(Active {
             tracker: ConnTracker::new(run_id),
             run: run.clone(),
@@ -216,9 +287,14 @@ impl Engine {
         Ok(run)
     }
 
-    /// Stops the capture: clears the filters, drains the ring buffer, flushes open
-    /// connections, and stores the finished run.
+    /// Stops the capture at its client's request.
     pub fn stop_capture(&self, run_id: &str) -> Result<Run, TbdError> {
+        self.stop_capture_as(run_id, "stopped")
+    }
+
+    /// Stops the capture: clears the filters, drains the ring buffer, flushes open
+    /// connections, and stores the finished run with `reason` as its end.
+    pub fn stop_capture_as(&self, run_id: &str, reason: &str) -> Result<Run, TbdError> {
         {
             let active = self.active.lock().expect("active lock");
             match active.as_ref() {
@@ -257,6 +333,8 @@ impl Engine {
         a.tracker.flush(mono_ns(), &mut |o| records.push(o));
         let tracker_stats = a.tracker.stats();
         let mut run = a.run;
+        run.end_reason = reason.into();
+        self.lease.lock().expect("lease lock").take();
         let recs = outputs_to_records(records, &mut run, &self.tail);
         self.store.append(&recs)?;
         self.counters

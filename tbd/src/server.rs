@@ -6,8 +6,8 @@ use futures_util::Stream;
 use tb_proto::v1::{
     tbd_server::Tbd, ClientRecord, Connection, DaemonInfo, DeleteRunRequest, DeleteRunResponse,
     DnsLookup, Exchange, GetInfoRequest, GetRunRequest, ListRunsRequest, ListRunsResponse,
-    LossCounter, ProbeInfo, QueryRequest, Run, SensorInfo, StartCaptureRequest, StopCaptureRequest,
-    TailRequest, UploadResponse,
+    LossCounter, ProbeInfo, QueryRequest, RenewCaptureRequest, Run, SensorInfo,
+    StartCaptureRequest, StopCaptureRequest, TailRequest, UploadResponse,
 };
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -66,7 +66,7 @@ fn status(e: TbdError) -> Status {
     match e {
         TbdError::NoSuchRun(m) => Status::not_found(m),
         TbdError::Busy(m) => Status::failed_precondition(format!(
-            "a capture is already running ({m}); stop it first"
+            "a capture is already running ({m}); stop it first (tbctl capture stop)"
         )),
         other => Status::internal(other.to_string()),
     }
@@ -146,8 +146,18 @@ impl Tbd for Service {
     ) -> Result<Response<Run>, Status> {
         let r = req.into_inner();
         let engine = self.engine.clone();
+        let lease = match r.lease_ms {
+            0 => crate::capture::DEFAULT_LEASE,
+            ms => std::time::Duration::from_millis(u64::from(ms)),
+        };
         let run = tokio::task::spawn_blocking(move || {
-            engine.start_capture(Some(r.run_id), r.label, r.client_pids, r.server_ports)
+            engine.start_capture(
+                Some(r.run_id),
+                r.label,
+                r.client_pids,
+                r.server_ports,
+                lease,
+            )
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -165,6 +175,15 @@ impl Tbd for Service {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status)?;
+        Ok(Response::new(run))
+    }
+
+    async fn renew_capture(
+        &self,
+        req: Request<RenewCaptureRequest>,
+    ) -> Result<Response<Run>, Status> {
+        let id = req.into_inner().run_id;
+        let run = self.engine.renew(&id).map_err(status)?;
         Ok(Response::new(run))
     }
 

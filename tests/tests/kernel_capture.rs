@@ -661,3 +661,136 @@ fn kill_9_mid_run_leaves_a_readable_store() {
     assert_eq!(run["end_ns"], 0, "killed mid-capture");
     tbd2.stop();
 }
+
+fn daemon_info(daemon: &str) -> serde_json::Value {
+    let o = tbctl(&["daemon", "status", "--daemon", daemon, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn stored_run(daemon: &str, id: &str) -> serde_json::Value {
+    let o = tbctl(&["runs", "show", id, "--daemon", daemon]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A client killed mid-capture stops renewing its lease: tbd ends the capture as abandoned
+/// within the lease (10 s), detaches every probe, and the next profile runs. A capture can
+/// also be stopped by hand.
+#[test]
+fn a_killed_client_leaves_no_capture_behind() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).unwrap();
+    let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "5ms", "--itl", "2ms"]).unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let url = format!("http://127.0.0.1:{port}");
+    let out = d.path().join("runs");
+    let mut child = std::process::Command::new(bin("tbctl"))
+        .args([
+            "profile",
+            "--url",
+            &url,
+            "--rate",
+            "20",
+            "--duration",
+            "60s",
+        ])
+        .args(["--daemon", &daemon, "--json", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let run_id = daemon_info(&daemon)["active_run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!run_id.is_empty(), "the profile is capturing");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while !daemon_info(&daemon)["active_run"]
+        .as_str()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            killed.elapsed() < Duration::from_secs(14),
+            "the capture outlived its 10 s lease by 4 s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let info = daemon_info(&daemon);
+    let attached: Vec<_> = info["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["attached"] == true)
+        .collect();
+    assert!(attached.is_empty(), "probes left attached: {attached:?}");
+    let run = stored_run(&daemon, &run_id);
+    assert!(
+        run["end_reason"].as_str().unwrap().starts_with("abandoned"),
+        "{run}"
+    );
+    assert!(run["end_ns"].as_u64().unwrap() > 0);
+    assert!(run["exchanges"].as_u64().unwrap() > 0, "{run}");
+
+    // The next profile is not refused.
+    let (summary, _) = profile(
+        d.path(),
+        &["--url", &url, "--requests", "5", "--daemon", &daemon],
+    );
+    assert_eq!(summary["kernel"]["seen_client_side"], 5, "{summary}");
+    sim.stop();
+
+    // By hand: a capture whose client is gone, stopped at once.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let mut cap = std::process::Command::new(bin("tbctl"))
+        .args([
+            "capture",
+            "--pid",
+            &sleeper.id().to_string(),
+            "--daemon",
+            &daemon,
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let id = loop {
+        let id = daemon_info(&daemon)["active_run"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "capture did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    cap.kill().unwrap();
+    cap.wait().unwrap();
+    let o = tbctl(&["capture", "stop", "--daemon", &daemon]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("stopped run {id}")));
+    assert_eq!(stored_run(&daemon, &id)["end_reason"], "stopped");
+    let o = tbctl(&["capture", "stop", "--daemon", &daemon]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no capture is running"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    tbd.stop();
+}

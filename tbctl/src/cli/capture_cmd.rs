@@ -15,16 +15,25 @@ use std::{
 use anyhow::{bail, Context};
 use tb_proto::v1::{StartCaptureRequest, StopCaptureRequest};
 
-use crate::{cli::daemon_cmds, daemon, workload::duration::parse_duration};
+use crate::{
+    cli::daemon_cmds,
+    daemon,
+    kernel::lease::{LeaseKeeper, LEASE},
+    workload::duration::parse_duration,
+};
 
-/// `tbctl capture [--pid PID]... [--port PORT]... [--duration D] [-- CMD ARGS...]`.
+/// `tbctl capture [--pid PID]... [--port PORT]... [--duration D] [-- CMD ARGS...]`, or
+/// `tbctl capture stop [ID]`.
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 #[command(after_help = "Examples:\n  \
     tbctl capture --port 8000 -- vllm bench serve --base-url http://127.0.0.1:8000 ...\n  \
     tbctl capture --pid 4242 --duration 60s\n\
     The processes named (and their children, even those forked before the capture) are the \
     client side; sockets accepted on --port are the server side. Then: tbctl trace RUN.")]
 pub struct CaptureArgs {
+    #[command(subcommand)]
+    pub action: Option<CaptureAction>,
     /// Client process to capture, with its child processes (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
@@ -49,8 +58,54 @@ pub struct CaptureArgs {
     pub command: Vec<String>,
 }
 
+/// `tbctl capture stop`.
+#[derive(clap::Subcommand, Debug)]
+pub enum CaptureAction {
+    /// Stop a running capture by hand (one whose client is gone; tbd also ends it when its
+    /// lease runs out): the given run, or whichever runs.
+    Stop {
+        /// The run id (`tbctl daemon status` shows the running one).
+        id: Option<String>,
+        /// tbd's socket (unix:PATH or PATH).
+        #[arg(long)]
+        daemon: Option<String>,
+    },
+}
+
+/// `tbctl capture stop [ID]`.
+async fn stop(id: Option<String>, addr: &Option<String>) -> anyhow::Result<ExitCode> {
+    let mut client = daemon::connect(&daemon_cmds::socket(addr)).await?;
+    let id = match id {
+        Some(id) => id,
+        None => {
+            let info = client
+                .get_info(tb_proto::v1::GetInfoRequest {})
+                .await
+                .map_err(daemon::DaemonError::from)?
+                .into_inner();
+            if info.active_run.is_empty() {
+                bail!("no capture is running: nothing to stop");
+            }
+            info.active_run
+        }
+    };
+    let run = client
+        .stop_capture(StopCaptureRequest { run_id: id })
+        .await
+        .map_err(daemon::DaemonError::from)?
+        .into_inner();
+    println!(
+        "stopped run {}: {} exchanges, {} connections",
+        run.run_id, run.exchanges, run.connections
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `tbctl capture`; the exit code is the command's when one ran and failed.
 pub async fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
+    if let Some(CaptureAction::Stop { id, daemon }) = a.action {
+        return stop(id, &daemon.or(a.daemon)).await;
+    }
     if a.pids.is_empty() && a.ports.is_empty() && a.command.is_empty() {
         bail!("nothing to capture: give --pid PID, --port PORT, or a command after --");
     }
@@ -82,6 +137,7 @@ pub async fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             label: a.label.clone(),
             sensors: vec![],
             run_id: String::new(),
+            lease_ms: LEASE.as_millis() as u32,
         })
         .await;
     let run_id = match started {
@@ -95,6 +151,7 @@ pub async fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         }
     };
     eprintln!("tbctl: capturing run {run_id}; Ctrl-C stops it");
+    let lease = LeaseKeeper::start(client.clone(), run_id.clone());
     let mut exit = ExitCode::SUCCESS;
     let mut child = child.map(Gated::release);
     let stop_reason = {
@@ -133,6 +190,7 @@ pub async fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(daemon::DaemonError::from)?
         .into_inner();
+    drop(lease);
     if a.json {
         println!(
             "{}",

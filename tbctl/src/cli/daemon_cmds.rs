@@ -106,6 +106,7 @@ pub fn run_json(r: &Run) -> serde_json::Value {
         "start_unix_ns": r.start_unix_ns, "client_pids": r.client_pids, "server_ports": r.server_ports,
         "server_listeners": r.server_listeners, "exchanges": r.exchanges, "connections": r.connections,
         "dns_lookups": r.dns_lookups, "client_records": r.client_records, "stored_bytes": r.stored_bytes,
+        "end_reason": r.end_reason,
         "lost": r.lost.iter().map(|l| (l.reason.clone(), l.count)).collect::<std::collections::BTreeMap<_, _>>(),
     })
 }
@@ -147,15 +148,22 @@ pub async fn list(addr: &Option<String>, json: bool) -> anyhow::Result<()> {
             r.connections.to_string(),
             r.client_records.to_string(),
             format!("{:.1}", r.stored_bytes as f64 / (1u64 << 20) as f64),
-            if r.end_ns > 0 {
-                "done".into()
-            } else {
-                "capturing".to_string()
-            },
+            run_state(r),
         ]);
     }
     println!("{t}");
     Ok(())
+}
+
+/// A run's state in a word or two: capturing, done, abandoned or interrupted.
+fn run_state(r: &Run) -> String {
+    if r.end_ns == 0 {
+        return "capturing".into();
+    }
+    match r.end_reason.split(':').next().unwrap_or("") {
+        "" | "stopped" => "done".into(),
+        other => other.to_string(),
+    }
 }
 
 /// `tbctl runs show ID`.

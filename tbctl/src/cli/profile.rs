@@ -477,6 +477,7 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
 
     let mut kernel = None;
     if let Some(c) = capture {
+        let lapse = c.lapse();
         match c.finish(&outcome.records).await {
             Ok(data) => {
                 let measured: Vec<_> = outcome
@@ -490,7 +491,18 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
                 config.capture = Some(joined.facts);
                 kernel = Some(joined.lines);
             }
-            Err(e) => notes.push(format!("kernel timing lost: {e}")),
+            Err(e) => notes.push(match lapse {
+                Some(l) => format!(
+                    "kernel timing lost: tbd stopped answering {:.1} s into the run ({}); the \
+                     client records in requests.jsonl are whole",
+                    l.after.as_secs_f64(),
+                    l.error
+                ),
+                None => format!(
+                    "kernel timing lost: tbd failed when the run ended ({e}); the client \
+                     records in requests.jsonl are whole"
+                ),
+            }),
         }
     }
     config.notes = notes;

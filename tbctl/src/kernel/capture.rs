@@ -11,14 +11,18 @@ use tonic::transport::Channel;
 
 use crate::{
     daemon::{self, DaemonError},
-    kernel::join::KernelData,
+    kernel::{
+        join::KernelData,
+        lease::{Lapse, LeaseKeeper, LEASE},
+    },
     record::RequestRecord,
 };
 
-/// A capture in progress.
+/// A capture in progress, its lease renewed until it is finished or dropped.
 pub struct Capture {
     client: TbdClient<Channel>,
     pub run_id: String,
+    lease: LeaseKeeper,
 }
 
 impl Capture {
@@ -38,13 +42,20 @@ impl Capture {
                 label: label.into(),
                 sensors: vec![],
                 run_id: run_id.into(),
+                lease_ms: LEASE.as_millis() as u32,
             })
             .await?
             .into_inner();
         Ok(Self {
+            lease: LeaseKeeper::start(client.clone(), run.run_id.clone()),
             client,
             run_id: run.run_id,
         })
+    }
+
+    /// When tbd stopped renewing the lease during the run, if it did (tbd died or restarted).
+    pub fn lapse(&self) -> Option<Lapse> {
+        self.lease.lapse()
     }
 
     /// Stops the capture, uploads the client's records, and fetches the kernel's view.

@@ -2,4 +2,5 @@
 
 pub mod capture;
 pub mod join;
+pub mod lease;
 pub mod trace;
