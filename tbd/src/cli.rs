@@ -128,6 +128,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.store_release_mib << 20,
         crate::store::RELEASE_WHEN_IDLE,
     ));
+    for run in crate::recover::close_interrupted(&store)? {
+        tracing::warn!(
+            "run {} was left capturing by a tbd that stopped: closed as interrupted with {} \
+             exchanges",
+            run.run_id,
+            run.exchanges
+        );
+    }
     let probes = Probes::load_with(&[], args.max_sockets)?;
     let engine = Engine::start(probes, store.clone(), args.bpf_stats)?;
     let listener = socket::bind(&args.socket, &args.socket_group)?;

@@ -13,6 +13,7 @@ pub mod http_prefix;
 pub mod listeners;
 pub mod memlock;
 pub mod probes;
+pub mod recover;
 pub mod server;
 pub mod socket;
 pub mod store;

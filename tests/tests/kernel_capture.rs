@@ -651,15 +651,57 @@ fn kill_9_mid_run_leaves_a_readable_store() {
     let _ = child.kill();
     let _ = child.wait();
     sim.stop();
-    // Restart on the same store: it opens, lists the interrupted run and serves its records.
-    let _ = std::fs::remove_file(&sock);
+    // Restart on the same store, the dead tbd's socket file still there (tbd replaces a
+    // stale one): the run is closed as interrupted and its counts are what a query returns.
+    assert!(sock.exists(), "the killed tbd left its socket behind");
     let (mut tbd2, _) = start_tbd("debug", d.path()).unwrap();
+    let t0 = std::time::Instant::now();
+    while !tbctl(&["daemon", "status", "--daemon", &daemon])
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "tbd did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let o = tbctl(&["runs", "--daemon", &daemon, "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let run = &runs.as_array().unwrap()[0];
-    assert_eq!(run["end_ns"], 0, "killed mid-capture");
+    assert!(run["end_ns"].as_u64().unwrap() > 0, "closed: {run}");
+    assert!(
+        run["end_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{run}"
+    );
+    let id = run["run_id"].as_str().unwrap();
+    let t = trace_json(id, Some(&daemon));
+    let queried = t["client_exchanges"].as_u64().unwrap() + t["server_exchanges"].as_u64().unwrap();
+    assert!(queried > 0, "{t}");
+    assert_eq!(run["exchanges"].as_u64().unwrap(), queried, "{run}");
     tbd2.stop();
+    // Retention applies to it: a tbd keeping runs for 1 s deletes it at start.
+    let (mut tbd3, _) = start_tbd_with("debug", d.path(), &["--retention-age", "1s"]).unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = tbctl(&["runs", "--daemon", &daemon, "--json"]);
+        if o.status.success() {
+            let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            if runs.as_array().unwrap().is_empty() {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "retention kept the run"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tbd3.stop();
 }
 
 fn daemon_info(daemon: &str) -> serde_json::Value {
