@@ -76,6 +76,14 @@ pub struct RequestRecord {
     /// True for warm-up requests, which are excluded from results.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warmup: bool,
+    /// Times the request was sent again on a new connection because its kept-alive one had
+    /// closed before any response byte (at most 1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 const MS: f64 = 1e6;

@@ -6,18 +6,49 @@ use std::{
     process::{Command, Output},
 };
 
+pub mod faults;
+
 use serde_json::Value;
 pub use xtask::{
     llama::{LlamaServer, MODEL_ALIAS},
     procs::{start_sim, start_tbd, start_tbd_with, wait_for_file, Bg},
 };
 
-/// The debug build of a workspace binary.
+/// The newest modification time of the files below `dir`.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut latest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        latest = latest.max(t);
+    }
+    latest
+}
+
+/// The debug build of a workspace binary, refused when a source it is built from is newer
+/// (plain `cargo test` does not rebuild the binaries the end-to-end tests run).
 pub fn bin(name: &str) -> PathBuf {
     let p = xtask::procs::bin("debug", name);
     assert!(
         p.exists(),
         "{} is not built: run the tests with `cargo xtask test`",
+        p.display()
+    );
+    let built = p.metadata().and_then(|m| m.modified()).ok();
+    let root = xtask::sh::workspace_root();
+    let dirs: &[&str] = match name {
+        "tbd" => &["tbd/src", "tbd-ebpf/src", "tbd-common/src", "proto"],
+        _ => &["tbctl/src", "tbd-common/src", "proto"],
+    };
+    let sources = dirs.iter().filter_map(|d| newest(&root.join(d))).max();
+    assert!(
+        built >= sources,
+        "{} is older than its sources: build it first (`cargo xtask test` does, or `cargo \
+         build --workspace --bins`)",
         p.display()
     );
     p

@@ -115,7 +115,7 @@ async fn execute(
             *conn = None;
         }
         match r {
-            Err(ClientError::Stale) if attempt == 0 => continue,
+            Err(ClientError::Stale) if attempt == 0 => rec.retries += 1,
             r => return r,
         }
     }
