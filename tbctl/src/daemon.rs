@@ -14,8 +14,8 @@ pub const DEFAULT_SOCKET: &str = "/run/tbd/tbd.sock";
 pub enum DaemonError {
     #[error("no tbd at {0}: start it (systemctl start tbd) or pass --no-daemon")]
     Absent(PathBuf),
-    #[error("cannot use tbd at {0}: permission denied; add yourself to group tbd")]
-    Denied(PathBuf),
+    #[error("cannot use tbd at {0}: permission denied; add yourself to group {1} (the socket's group), then log in again")]
+    Denied(PathBuf, String),
     #[error("tbd at {path}: {msg}")]
     Other { path: PathBuf, msg: String },
     #[error("tbd: {0}")]
@@ -27,12 +27,28 @@ pub fn socket_path(addr: &str) -> PathBuf {
     PathBuf::from(addr.strip_prefix("unix:").unwrap_or(addr))
 }
 
+/// The name of the group that owns `path` ("tbd" when it cannot be told).
+fn group_of(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(gid) = std::fs::metadata(path).map(|m| m.gid()) else {
+        return "tbd".into();
+    };
+    // SAFETY: getgrgid returns static storage or null; the name is copied out at once.
+    let g = unsafe { libc::getgrgid(gid) };
+    if g.is_null() {
+        return gid.to_string();
+    }
+    unsafe { std::ffi::CStr::from_ptr((*g).gr_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Connects to tbd on a unix socket.
 pub async fn connect(path: &Path) -> Result<TbdClient<Channel>, DaemonError> {
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(DaemonError::Denied(path.into()))
+            return Err(DaemonError::Denied(path.into(), group_of(path)))
         }
         Err(_) => return Err(DaemonError::Absent(path.into())),
     }

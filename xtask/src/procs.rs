@@ -97,7 +97,11 @@ pub fn start_tbd_with(profile: &str, dir: &Path, args: &[&str]) -> anyhow::Resul
             .arg(&sock)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http", "off"])
+            .args(if args.contains(&"--http") {
+                &[][..]
+            } else {
+                &["--http", "off"][..]
+            })
             .args(args),
         &dir.join("tbd.log"),
     )?;
