@@ -71,18 +71,44 @@ fn streamed_records_match_the_servers_ground_truth() {
             let tg = tc[i] as f64 - tc[i - 1] as f64;
             gap_err.push((cg - tg).abs() / 1e6);
         }
+        // Causality, chunk by chunk: no chunk is stamped before the server wrote it.
+        for (i, (ci, ti)) in c.iter().zip(&tc).enumerate() {
+            assert!(ci >= ti, "request {id} chunk {i} stamped before its write");
+        }
+        // The record's derived figures are its own stamps by the formulas, exactly.
+        let ms = |a: u64, b: u64| (a - b) as f64 / 1e6;
+        assert_eq!(r["ttft_ms"].as_f64().unwrap(), ms(first, sent));
+        let last = r["t_last_token_ns"].as_u64().unwrap();
+        assert_eq!(last, *c.last().unwrap());
+        let e2e = ms(last, sent);
+        assert_eq!(r["e2e_ms"].as_f64().unwrap(), e2e);
+        let tpot = (e2e - ms(first, sent)) / 11.0;
+        assert!((r["tpot_ms"].as_f64().unwrap() - tpot).abs() < 1e-9);
         assert!(
             r["ttft_ms"].as_f64().unwrap() >= 15.0,
             "configured TTFT 30ms ±50%"
         );
     }
-    // Debug build on a shared 2-core machine: loose bounds here; `cargo xtask bench accuracy`
+    // Debug build on a shared 2-core machine: loose bounds here that only a real error (a
+    // chunk stamped at the wrong read, a lost wake-up) breaks; `cargo xtask bench accuracy`
     // measures the real figures in release mode.
     assert!(
         quantile(&mut ttft_err, 0.5) < 1.0,
         "TTFT error p50 {ttft_err:?}"
     );
     assert!(quantile(&mut gap_err, 0.5) < 0.5, "gap error p50");
+    assert!(
+        quantile(&mut ttft_err, 0.99) < 10.0,
+        "TTFT error p99 {ttft_err:?}"
+    );
+    assert!(quantile(&mut gap_err, 0.99) < 10.0, "gap error p99");
+    assert!(
+        ttft_err.iter().all(|e| *e < 100.0),
+        "TTFT error max {ttft_err:?}"
+    );
+    assert!(gap_err.iter().all(|e| *e < 100.0), "gap error max");
+    // Every token gap of every record is in the summary: 11 per request.
+    assert_eq!(summary["metrics"]["itl_ms"]["count"], 40 * 11);
 }
 
 #[test]
