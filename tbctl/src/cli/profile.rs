@@ -538,3 +538,150 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
         all_failed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: ProfileArgs,
+    }
+
+    fn args(extra: &[&str]) -> ProfileArgs {
+        let mut v = vec!["tbctl", "--url", "http://127.0.0.1:1"];
+        v.extend(extra);
+        Cli::try_parse_from(v).expect("parses").a
+    }
+
+    fn arrivals(extra: &[&str], n: usize) -> Option<Vec<u64>> {
+        let (p, _) = plan(&args(extra)).unwrap();
+        p.arrivals.map(|a| a.take(n).collect())
+    }
+
+    fn schedule(pattern: Pattern, rate: f64, n: usize) -> Vec<u64> {
+        Schedule::new(pattern, rate, 42).unwrap().take(n).collect()
+    }
+
+    #[test]
+    fn rates_and_patterns_become_the_schedule_with_the_seed() {
+        assert_eq!(
+            arrivals(&["--rate", "20"], 50).unwrap(),
+            schedule(Pattern::Poisson, 20.0, 50)
+        );
+        assert_eq!(
+            arrivals(&["--rate", "20", "--pattern", "uniform"], 50).unwrap(),
+            schedule(Pattern::Uniform, 20.0, 50)
+        );
+        assert_eq!(
+            arrivals(
+                &["--rate", "5", "--pattern", "gamma", "--burstiness", "0.3"],
+                50
+            )
+            .unwrap(),
+            schedule(Pattern::Gamma { burstiness: 0.3 }, 5.0, 50)
+        );
+        let seeded = arrivals(&["--rate", "20", "--seed", "7"], 50).unwrap();
+        let want: Vec<u64> = Schedule::new(Pattern::Poisson, 20.0, 7)
+            .unwrap()
+            .take(50)
+            .collect();
+        assert_eq!(seeded, want);
+        // Closed loop: no arrivals, concurrency decides.
+        assert!(arrivals(&["--concurrency", "4"], 5).is_none());
+        assert!(arrivals(&[], 5).is_none());
+    }
+
+    #[test]
+    fn a_ramp_without_a_rate_ramps_to_its_end_over_the_duration() {
+        let want = |over: u64| -> Vec<u64> {
+            Schedule::new(Pattern::Poisson, 50.0, 42)
+                .unwrap()
+                .with_ramp(1.0, 50.0, Duration::from_secs(over))
+                .unwrap()
+                .take(100)
+                .collect()
+        };
+        assert_eq!(arrivals(&["--ramp", "1..50"], 100).unwrap(), want(60));
+        assert_eq!(
+            arrivals(&["--ramp", "1..50", "--duration", "2m"], 100).unwrap(),
+            want(120)
+        );
+        let (p, describe) = plan(&args(&["--ramp", "1..50", "--duration", "2m"])).unwrap();
+        assert_eq!(
+            (p.requests, p.duration),
+            (None, Some(Duration::from_secs(120)))
+        );
+        assert!(describe.contains("arrivals at 50/s"), "{describe}");
+    }
+
+    #[test]
+    fn traces_give_their_times_a_rate_or_a_closed_loop() {
+        let window = ["--trace", "azure-conv", "--trace-window", "0s..20s"];
+        let (p, _) = plan(&args(&window)).unwrap();
+        let entries = trace::apply(
+            trace::load("azure-conv", None).unwrap(),
+            &ReplayOptions {
+                time_scale: 1.0,
+                rate_scale: 1.0,
+                window: Some((Duration::ZERO, Duration::from_secs(20))),
+                max_requests: None,
+            },
+        )
+        .unwrap();
+        let times: Vec<u64> = p.arrivals.unwrap().collect();
+        assert_eq!(
+            times,
+            entries.iter().map(|e| e.offset_ns).collect::<Vec<_>>()
+        );
+        assert_eq!(p.items.count(), entries.len());
+        assert_eq!(p.requests, None, "the whole trace");
+        // With a rate, the schedule's times and the trace's requests.
+        let mut with_rate = window.to_vec();
+        with_rate.extend(["--rate", "3"]);
+        assert_eq!(
+            arrivals(&with_rate, 10).unwrap(),
+            schedule(Pattern::Poisson, 3.0, 10)
+        );
+        // With only a concurrency: a closed loop over the trace's requests.
+        let mut closed = window.to_vec();
+        closed.extend(["--concurrency", "2"]);
+        let (p, describe) = plan(&args(&closed)).unwrap();
+        assert!(p.arrivals.is_none());
+        assert!(describe.contains("ignores trace times"), "{describe}");
+        // --requests bounds the trace, warm-up included.
+        let mut bounded = window.to_vec();
+        bounded.extend(["--requests", "5", "--warmup", "2"]);
+        let (p, _) = plan(&args(&bounded)).unwrap();
+        assert_eq!((p.requests, p.warmup), (Some(5), 2));
+        assert_eq!(p.items.count(), 7);
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_line() {
+        let err = |extra: &[&str]| plan(&args(extra)).err().expect("refused").to_string();
+        assert!(err(&["--rate", "5", "--pattern", "zigzag"]).contains("unknown arrival pattern"));
+        assert!(
+            err(&["--rate", "5", "--pattern", "gamma", "--burstiness", "0"]).contains("burstiness")
+        );
+        assert!(!err(&["--ramp", "5"]).is_empty());
+        assert!(!err(&["--ramp", "0..0"]).is_empty());
+        assert!(err(&["--concurrency", "0"]).contains("--concurrency must be at least 1"));
+        assert!(err(&["--span-size", "huge"]).contains("huge"));
+        assert!(err(&["--trace", "azure-conv", "--trace-format", "xml"])
+            .contains("unknown trace format 'xml'"));
+        assert!(!err(&["--trace", "azure-conv", "--trace-window", "10s..1s"]).is_empty());
+        for e in [
+            err(&["--ramp", "5"]),
+            err(&["--trace", "azure-conv", "--trace-window", "1.."]),
+        ] {
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        assert!(
+            Cli::try_parse_from(["tbctl"]).is_err(),
+            "--url or --from is required"
+        );
+    }
+}
