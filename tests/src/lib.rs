@@ -82,6 +82,20 @@ pub fn profile(out: &Path, args: &[&str]) -> (Value, PathBuf) {
     (summary, dir)
 }
 
+/// Starts `tbctl profile ARGS --json --out OUT` in the background, its output discarded (for
+/// tests that kill it or what it talks to).
+pub fn spawn_profile(out: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(bin("tbctl"))
+        .arg("profile")
+        .args(args)
+        .args(["--json", "--out"])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tbctl profile")
+}
+
 /// `tbctl trace RUN --json`, of a daemon's run (`daemon` its address) or a run directory;
 /// panics with stderr unless it succeeds.
 pub fn trace_json(run: &str, daemon: Option<&str>) -> Value {

@@ -52,11 +52,16 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
     assert_eq!(k["requests"], 30);
     assert_eq!(k["seen_client_side"], 30, "{k}");
     assert_eq!(k["seen_server_side"], 30, "{k}");
-    assert!(k["lost_events"]
-        .as_object()
-        .unwrap()
-        .values()
-        .all(|v| v == 0));
+    // Every loss reason is reported, each 0: an empty map would hide a missing counter.
+    let lost = k["lost_events"].as_object().unwrap();
+    let mut reasons: Vec<&str> = lost.keys().map(String::as_str).collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        ["inflight_full", "pids_full", "ringbuf_full", "sockets_full"],
+        "{k}"
+    );
+    assert!(lost.values().all(|v| v == 0), "{k}");
     assert_sides_agree(&dir.join("kernel.jsonl"));
     let lines = jsonl(&dir.join("kernel.jsonl"));
     let truth = truth_by_id(&truth);
@@ -88,8 +93,22 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
         p99 <= 0.2,
         "kernel write times vs serve-sim's log: p99 {p99} ms"
     );
+    let sent: std::collections::HashMap<u64, u64> = records(&dir)
+        .iter()
+        .map(|r| {
+            (
+                r["request_id"].as_u64().unwrap(),
+                r["t_sent_ns"].as_u64().unwrap(),
+            )
+        })
+        .collect();
     for l in lines.iter().filter(|l| l["side"] == "client") {
-        assert!(l["client_send_lag_ms"].as_f64().unwrap() >= 0.0);
+        // The join's send lag is the kernel's first write less this request's own stamp:
+        // a line joined to the wrong request would miss by a whole request.
+        let lag = l["client_send_lag_ms"].as_f64().unwrap();
+        let id = l["request_id"].as_u64().unwrap();
+        let want = (l["t_request_first_ns"].as_u64().unwrap() as f64 - sent[&id] as f64) / 1e6;
+        assert!((lag - want).abs() < 1e-9 && lag >= 0.0, "{l}");
         assert!(l["conn"]["src"].as_str().unwrap().starts_with("127.0.0.1:"));
     }
     // The report re-reads the run directory to the same summary, kernel section included,
@@ -629,22 +648,20 @@ fn kill_9_mid_run_leaves_a_readable_store() {
     let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "5ms", "--itl", "2ms"]).unwrap();
     let daemon = format!("unix:{}", sock.display());
     let out = d.path().join("runs");
-    let mut child = std::process::Command::new(bin("tbctl"))
-        .args([
-            "profile",
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = spawn_profile(
+        &out,
+        &[
             "--url",
-            &format!("http://127.0.0.1:{port}"),
+            &url,
             "--rate",
             "50",
             "--requests",
             "400",
-        ])
-        .args(["--daemon", &daemon, "--json", "--out"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+            "--daemon",
+            &daemon,
+        ],
+    );
     std::thread::sleep(Duration::from_millis(2500));
     tbd.child.kill().unwrap();
     tbd.child.wait().unwrap();
@@ -728,22 +745,19 @@ fn a_killed_client_leaves_no_capture_behind() {
     let daemon = format!("unix:{}", sock.display());
     let url = format!("http://127.0.0.1:{port}");
     let out = d.path().join("runs");
-    let mut child = std::process::Command::new(bin("tbctl"))
-        .args([
-            "profile",
+    let mut child = spawn_profile(
+        &out,
+        &[
             "--url",
             &url,
             "--rate",
             "20",
             "--duration",
             "60s",
-        ])
-        .args(["--daemon", &daemon, "--json", "--out"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+            "--daemon",
+            &daemon,
+        ],
+    );
     std::thread::sleep(Duration::from_secs(3));
     let run_id = daemon_info(&daemon)["active_run"]
         .as_str()

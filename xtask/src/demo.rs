@@ -41,7 +41,7 @@ pub fn run(env: &Env) -> anyhow::Result<()> {
             ])
             .args([
                 "--slo",
-                "ttft=1500ms,tpot=80ms",
+                "ttft=2s,tpot=100ms",
                 "--label",
                 "demo",
                 "--daemon",
