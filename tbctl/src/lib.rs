@@ -12,6 +12,7 @@ pub mod compare;
 pub mod daemon;
 pub mod doc;
 pub mod kernel;
+pub mod overhead;
 pub mod plot;
 pub mod profile;
 pub mod record;

@@ -136,6 +136,7 @@ impl Tbd for Service {
             bpf_stats_seconds: probes.stats_seconds(),
             store_reopens: self.engine.store.releases(),
             socket_slots: probes.sock_slots(),
+            pid: std::process::id(),
         };
         Ok(Response::new(info))
     }

@@ -5,6 +5,7 @@ pub mod capture_cmd;
 pub mod compare_cmd;
 pub mod daemon_cmds;
 pub mod output;
+pub mod overhead_cmd;
 pub mod profile;
 pub mod profile_from;
 pub mod progress;
@@ -82,6 +83,9 @@ pub enum Cmd {
     /// One run per load level (given, or stepped up until the server saturates) and the sweep
     /// report: throughput against latency, goodput against load, the saturation point.
     Sweep(Box<sweep_cmd::SweepArgs>),
+    /// What the profiler costs here: the same workload without tbd and with it, interleaved,
+    /// as six figures with pass / warn / fail; `--validate-only` checks without load.
+    Overhead(Box<overhead_cmd::OverheadArgs>),
     /// Every kind this build knows: APIs, datasets, traces, patterns, analyses, plots, metrics.
     List(analyze_cmd::ListArgs),
 }
@@ -150,6 +154,7 @@ pub fn main() -> ExitCode {
             Cmd::Plot(a) => report_cmd::run_plot(a).map(|_| ExitCode::SUCCESS),
             Cmd::Compare(a) => compare_cmd::run(a),
             Cmd::Sweep(a) => sweep_cmd::run(*a).await,
+            Cmd::Overhead(a) => overhead_cmd::run(*a).await,
             Cmd::Analyze(a) => analyze_cmd::run_analyze(a).map(|_| ExitCode::SUCCESS),
             Cmd::List(a) => analyze_cmd::run_list(a).map(|_| ExitCode::SUCCESS),
         }
