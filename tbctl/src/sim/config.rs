@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::workload::duration::parse_duration;
+
 /// Output tokens when neither the flags nor the request say how many.
 pub const DEFAULT_OUTPUT_TOKENS: u32 = 32;
 
@@ -138,44 +140,6 @@ impl SimConfig {
     }
 }
 
-/// Parses `500ms`, `2s`, `250us`, `1.5s`, `5m`, `100ns`, `0`.
-// A shared parser is being written elsewhere; this private one keeps serve-sim self-contained
-// until they are merged.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration '{s}': expected a number and a unit, e.g. 500ms"))?;
-    let ns_per_unit = match unit.trim() {
-        "" if value == 0.0 => 0.0,
-        "" => {
-            return Err(format!(
-                "invalid duration '{s}': give a unit (ns, us, ms, s, m, h), e.g. 500ms"
-            ))
-        }
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        other => {
-            return Err(format!(
-                "invalid duration '{s}': unknown unit '{other}' (use ns, us, ms, s, m, h)"
-            ))
-        }
-    };
-    let ns = value * ns_per_unit;
-    if !ns.is_finite() || ns > u64::MAX as f64 {
-        return Err(format!("invalid duration '{s}': too large"));
-    }
-    Ok(Duration::from_nanos(ns.round() as u64))
-}
-
 /// Parses a number in [0, 1] (jitter, error rate).
 fn parse_unit_fraction(s: &str) -> Result<f64, String> {
     let v: f64 = s
@@ -211,7 +175,8 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
-        assert!(parse_duration("5").is_err());
+        // The one parser of the command line: a bare number is seconds.
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("3 fortnights").is_err());
     }
