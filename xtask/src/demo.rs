@@ -41,7 +41,9 @@ pub fn run(env: &Env) -> anyhow::Result<()> {
             ])
             .args([
                 "--slo",
-                "ttft=2s,tpot=100ms",
+                // Fresh prompts on two CPU cores: TTFT p50 ran 1.3 to 3 s and TPOT p50 40 to
+                // 60 ms over runs on this VM, so some requests meet these and some do not.
+                "ttft=2500ms,tpot=60ms",
                 "--label",
                 "demo",
                 "--daemon",
