@@ -7,8 +7,8 @@ use serde_json::Value;
 use tb_tests::*;
 
 /// One run against a fresh serve-sim with TTFT `ttft`: every server draws the same jitter
-/// sequence (its seed is fixed), so two runs of one server differ by scheduling noise only
-/// and the test cannot fail by chance.
+/// sequence (its seed is fixed), so two runs of one server differ by scheduling noise only,
+/// far below what a significant change needs.
 fn run(out: &Path, ttft: &str, seed: &str) -> PathBuf {
     let (mut sim, port) = start_sim("debug", out, &["--ttft", ttft, "--itl", "2ms"]).unwrap();
     let dir = profile(
@@ -70,9 +70,10 @@ fn a_slower_server_is_a_significant_change_and_fails_its_gate() {
     assert_eq!(code, Some(0), "{e}");
     let c = &r["comparisons"][0];
     assert_eq!(c["comparability"], serde_json::json!([]));
+    // Only scheduling noise differs (CI saw Mann-Whitney p 0.39 on a busy machine): not a
+    // significant change.
     let ttft = metric(c, "ttft_ms");
     assert_eq!(ttft["significant"], false, "{ttft}");
-    assert!(ttft["mann_whitney"]["p"].as_f64().unwrap() > 0.5, "{ttft}");
     assert_eq!(c["gates"][0]["passed"], true);
 
     // 15 ms more TTFT: significant, the interval of the median's change holds about 15 ms,
