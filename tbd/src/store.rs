@@ -965,10 +965,11 @@ mod tests {
         assert!(!s.release_if_due().unwrap(), "nothing moved yet");
         s.append(&[ex("r", 1)]).unwrap();
         assert!(!s.release_if_due().unwrap(), "just used");
-        // Status polls read the store's size meanwhile; they are not uses.
+        // Status polls read the store's size meanwhile; they are not uses. (What sled reports
+        // depends on when its flusher last ran: a busy CI machine once saw 0.)
         for _ in 0..4 {
             std::thread::sleep(Duration::from_millis(75));
-            assert!(s.size_on_disk() > 0);
+            let _ = s.size_on_disk();
         }
         assert!(s.release_if_due().unwrap());
         assert_eq!(s.count(Kind::Exchange, "r").unwrap(), 1);
