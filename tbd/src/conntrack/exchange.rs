@@ -1,0 +1,107 @@
+//! Building HTTP exchanges from data syscalls: a request's writes, the response's reads or
+//! writes, chunk by chunk, on a tracked connection.
+
+use super::*;
+
+impl ConnTracker {
+    pub(super) fn on_data(&mut self, d: &Syscall, out: &mut impl FnMut(Output)) {
+        let Some(conn) = self.conns.get_mut(&(d.pid, d.fd)) else {
+            self.stats.orphan_data += 1;
+            return;
+        };
+        Self::take_data(conn, &mut self.spare, &mut self.stats, d, out);
+    }
+
+    /// One data syscall of `conn`. An associated function, so that a batch's chunks, all of
+    /// one connection, share one lookup of it.
+    pub(super) fn take_data(
+        conn: &mut Conn,
+        spare: &mut Vec<Exchange>,
+        stats: &mut TrackerStats,
+        d: &Syscall,
+        out: &mut impl FnMut(Output),
+    ) {
+        if d.batched && d.t_exit <= conn.last_data_ns {
+            stats.duplicate_chunks += 1;
+            return;
+        }
+        conn.last_data_ns = conn.last_data_ns.max(d.t_exit);
+        let bytes = d.bytes;
+        let is_write = d.is_write;
+        if let Some(dns) = conn.dns.as_mut() {
+            if is_write {
+                if dns.t_first_write_ns == 0 {
+                    dns.t_first_write_ns = d.t_enter;
+                }
+            } else {
+                dns.t_last_read_ns = d.t_exit;
+            }
+            return;
+        }
+        let prefix = d.prefix;
+        if is_write == conn.is_client {
+            // Request direction: write on the client, read on the server.
+            if let Some(head) = request_line(prefix) {
+                if let Some(done) = conn.open.take() {
+                    stats.exchanges += 1;
+                    out(Output::Exchange(done));
+                }
+                // The client's request leaves when its write is entered; the server has the
+                // request once its read returns.
+                let t_first = if conn.is_client { d.t_enter } else { d.t_exit };
+                let mut old = spare.pop().unwrap_or_default();
+                let mut chunks = std::mem::take(&mut old.chunks);
+                chunks.clear();
+                // A streamed response is dozens of chunks: growing from empty would
+                // reallocate several times per exchange.
+                chunks.reserve(tbd_common::BATCH_LEN);
+                conn.open = Some(Exchange {
+                    run_id: reuse(&mut old.run_id, &conn.msg.run_id),
+                    side: reuse(&mut old.side, &conn.msg.side),
+                    pid: conn.msg.pid,
+                    comm: reuse(&mut old.comm, &conn.msg.comm),
+                    conn_id: conn.msg.conn_id,
+                    conn_new: conn.seq == 0,
+                    request_id: reuse(&mut old.request_id, head.request_id.unwrap_or_default()),
+                    method: reuse(&mut old.method, head.method),
+                    path: reuse(&mut old.path, head.path),
+                    t_request_first_ns: t_first,
+                    t_request_last_ns: d.t_exit,
+                    request_bytes: bytes,
+                    seq: conn.seq,
+                    chunks,
+                    // Every other field as new, whatever the reused exchange held.
+                    ..Default::default()
+                });
+                conn.seq += 1;
+            } else if let Some(x) = conn.open.as_mut() {
+                // Rest of the request (headers and body in further syscalls, or a body sent
+                // after `100 Continue`).
+                x.t_request_last_ns = d.t_exit;
+                x.request_bytes += bytes;
+            } else {
+                stats.unmatched_data += 1;
+            }
+        } else {
+            // Response direction: read on the client (when the bytes arrived), write on the
+            // server (when the server emitted them, i.e. entered the write).
+            let Some(x) = conn.open.as_mut() else {
+                stats.unmatched_data += 1;
+                return;
+            };
+            let t = if conn.is_client { d.t_exit } else { d.t_enter };
+            if x.t_response_first_ns == 0 {
+                x.t_response_first_ns = t;
+            }
+            // Checked again after an interim 1xx so that the final status wins.
+            if x.http_status < 200 {
+                if let Some(s) = status_line(prefix) {
+                    x.http_status = u32::from(s);
+                }
+            }
+            x.chunks.push(Chunk { t_ns: t, bytes });
+            x.t_response_last_ns = t;
+            x.response_bytes += bytes;
+        }
+    }
+}
