@@ -143,6 +143,46 @@ fn multi_token_chunks_count_every_token() {
 }
 
 #[test]
+fn without_usage_tokens_are_counted_from_the_chunks_and_the_report_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut s, url) = sim(d.path(), &["--ttft", "1ms", "--itl", "1ms", "--no-usage"]);
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &url,
+            "--requests",
+            "5",
+            "--max-tokens",
+            "8",
+            "--no-daemon",
+        ],
+    );
+    s.stop();
+    for r in records(&dir) {
+        assert_eq!(r["token_source"], "chunks", "{r}");
+        // One word per chunk from serve-sim: the local count is the chunk count.
+        assert_eq!(r["output_tokens"], 8, "{r}");
+        assert_eq!(r["chunks"].as_array().unwrap().len(), 8);
+    }
+    assert_eq!(summary["token_sources"], serde_json::json!({"chunks": 5}));
+    let o = tbctl(&["report", dir.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let warned = report["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == "token_source")
+        .expect("a token-source recommendation");
+    assert_eq!(warned["level"], "warn");
+    assert!(warned["text"]
+        .as_str()
+        .unwrap()
+        .contains("5 successful requests"));
+}
+
+#[test]
 fn ollama_completions_and_non_streaming_apis() {
     let d = tempfile::tempdir().unwrap();
     let (mut s, url) = sim(d.path(), &["--ttft", "1ms", "--itl", "1ms"]);

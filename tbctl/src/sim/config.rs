@@ -43,6 +43,10 @@ pub struct SimArgs {
     /// Leave out the role-only first chunk of OpenAI chat streams.
     #[arg(long)]
     pub no_prelude: bool,
+    /// Send no usage in streams, even when asked (as some servers do): clients must count
+    /// the tokens themselves.
+    #[arg(long)]
+    pub no_usage: bool,
     /// Seed of the jitter and error draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -70,6 +74,7 @@ impl SimArgs {
             output_tokens: self.output_tokens,
             error_rate: self.error_rate,
             prelude: !self.no_prelude,
+            usage: !self.no_usage,
             seed: self.seed,
             truth: self.truth.clone(),
             slots: self.slots,
@@ -96,6 +101,8 @@ pub struct SimConfig {
     pub error_rate: f64,
     /// Send the role-only first chunk in OpenAI chat streams.
     pub prelude: bool,
+    /// Send usage in streams when the request asks for it.
+    pub usage: bool,
     /// Seed of the jitter and error draws.
     pub seed: u64,
     /// Ground-truth JSONL file, if wanted.
@@ -115,6 +122,7 @@ impl Default for SimConfig {
             output_tokens: None,
             error_rate: 0.0,
             prelude: true,
+            usage: true,
             seed: 0,
             truth: None,
             slots: None,

@@ -137,10 +137,11 @@ pub(crate) fn parse_generation(
         stream: req.stream.unwrap_or(api.is_ollama()),
         tokens,
         prompt_tokens,
-        include_usage: req
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: cfg.usage
+            && req
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
         finish_reason: if requested == Some(tokens) {
             "length"
         } else {
