@@ -75,6 +75,11 @@ pub struct RunInfo<'a> {
 /// The summary of a run directory: the client figures from its records, the kernel split
 /// from its kernel.jsonl, the notes from its run.json.
 pub fn of_run(run: &RunData) -> Summary {
+    of_run_with_slo(run, run.config.slo.as_ref())
+}
+
+/// [`of_run`] against other SLOs than the run's own (goodput depends on them).
+pub fn of_run_with_slo(run: &RunData, slo: Option<&Slo>) -> Summary {
     let c = &run.config;
     let mut s = summarize(
         RunInfo {
@@ -84,10 +89,10 @@ pub fn of_run(run: &RunData) -> Summary {
             api: &c.api,
         },
         &run.records,
-        c.slo.as_ref(),
+        slo,
     );
     if let Some(lines) = &run.kernel {
-        let measured: Vec<RequestRecord> = run.measured().cloned().collect();
+        let measured: Vec<&RequestRecord> = run.measured().collect();
         let facts = c.capture.clone().unwrap_or_default();
         s.kernel = Some(KernelSummary::of(lines, &measured, &facts));
     }

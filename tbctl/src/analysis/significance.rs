@@ -74,6 +74,9 @@ pub fn p99(sorted: &[f64]) -> f64 {
     quantile(sorted, 0.99)
 }
 
+/// Resamplings per bootstrap interval, in compare and overhead alike.
+pub const BOOTSTRAP_ROUNDS: usize = 1000;
+
 /// Resamples drawn from each sample at most: longer samples are thinned evenly first, which
 /// widens the interval (conservative) and bounds the time.
 pub const BOOTSTRAP_MAX_SAMPLES: usize = 20_000;
@@ -90,11 +93,10 @@ pub fn bootstrap_diff(
     if a.is_empty() || b.is_empty() || rounds == 0 {
         return None;
     }
-    let thin = |v: &[f64]| -> Vec<f64> {
-        let step = v.len().div_ceil(BOOTSTRAP_MAX_SAMPLES).max(1);
-        v.iter().step_by(step).copied().collect()
-    };
-    let (a, b) = (thin(a), thin(b));
+    let (a, b) = (
+        super::thin(a, BOOTSTRAP_MAX_SAMPLES),
+        super::thin(b, BOOTSTRAP_MAX_SAMPLES),
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let mut draw = |v: &[f64], buf: &mut Vec<f64>| {
         buf.clear();

@@ -4,16 +4,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
 
 use crate::{
     catalogue::{self, Scope},
+    doc::num,
     summary::Summary,
 };
-
-fn f(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
 
 /// Prints the metrics table, throughput, errors, kernel figures and notes.
 pub fn print_summary(s: &Summary) {
@@ -28,15 +21,15 @@ pub fn print_summary(s: &Summary) {
             t.add_row(vec![
                 Cell::new(name),
                 Cell::new(d.count),
-                Cell::new(f(d.mean)),
-                Cell::new(f(d.stddev)),
-                Cell::new(f(d.min)),
-                Cell::new(f(d.p50)),
-                Cell::new(f(d.p90)),
-                Cell::new(f(d.p95)),
-                Cell::new(f(d.p99)),
-                Cell::new(f(d.p999)),
-                Cell::new(f(d.max)),
+                Cell::new(num(d.mean)),
+                Cell::new(num(d.stddev)),
+                Cell::new(num(d.min)),
+                Cell::new(num(d.p50)),
+                Cell::new(num(d.p90)),
+                Cell::new(num(d.p95)),
+                Cell::new(num(d.p99)),
+                Cell::new(num(d.p999)),
+                Cell::new(num(d.max)),
             ]);
         }
     }
@@ -76,9 +69,9 @@ pub fn print_summary(s: &Summary) {
                 println!(
                     "  {:<22} p50 {} p99 {} max {}  ({})",
                     d.name,
-                    f(m.dist.p50),
-                    f(m.dist.p99),
-                    f(m.dist.max),
+                    num(m.dist.p50),
+                    num(m.dist.p99),
+                    num(m.dist.max),
                     d.formula
                 );
             }

@@ -300,8 +300,9 @@ pub async fn run(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     }
     if a.repeat > 1 {
         let r = super::repeat::aggregate(&runs);
-        let path = a.out.join(format!("repeat-{}.json", r.runs[0]));
-        rundir::write_json(&a.out, &format!("repeat-{}.json", r.runs[0]), &r)?;
+        let name = format!("repeat-{}.json", r.runs[0]);
+        rundir::write_json(&a.out, &name, &r)?;
+        let path = a.out.join(name);
         if a.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
         } else {

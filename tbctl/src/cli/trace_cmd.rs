@@ -9,6 +9,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
 use crate::{
     catalogue::{self, Scope},
     daemon::{self, DaemonError},
+    doc::num,
     kernel::{
         capture,
         join::{self, KernelLine},
@@ -77,7 +78,7 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
         source: "kernel.jsonl",
         ..Default::default()
     };
-    if loaded.records.is_empty() {
+    if !dir.join(rundir::REQUESTS).is_file() {
         loaded.notes.push(format!(
             "{} is missing: per-token figures and first-token positions are unknown",
             dir.join(rundir::REQUESTS).display()
@@ -180,14 +181,6 @@ pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn f(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{:.0}%", v * 100.0))
 }
@@ -206,13 +199,13 @@ pub fn print_report(r: &TraceReport) {
             Cell::new(fig.name),
             Cell::new(fig.unit),
             Cell::new(d.count),
-            Cell::new(f(d.min)),
-            Cell::new(f(d.max)),
-            Cell::new(f(d.mean)),
-            Cell::new(f(d.p50)),
-            Cell::new(f(d.p90)),
-            Cell::new(f(d.p95)),
-            Cell::new(f(d.p99)),
+            Cell::new(num(d.min)),
+            Cell::new(num(d.max)),
+            Cell::new(num(d.mean)),
+            Cell::new(num(d.p50)),
+            Cell::new(num(d.p90)),
+            Cell::new(num(d.p95)),
+            Cell::new(num(d.p99)),
         ]);
     }
     if !r.figures.is_empty() {

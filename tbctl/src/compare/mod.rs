@@ -10,9 +10,9 @@ use std::{collections::BTreeMap, path::Path};
 use serde::Serialize;
 
 use crate::{
-    analysis::significance::{self, MannWhitney},
+    analysis::significance::{self, MannWhitney, BOOTSTRAP_ROUNDS},
     catalogue::{self, Scope},
-    doc::{Block, Document, Section, Table},
+    doc::{num, Block, Document, Section, Table},
     plot::{
         overlay::{self, RunSamples},
         Drawn,
@@ -24,8 +24,6 @@ use crate::{
 
 pub use gate::{Gate, GateResult};
 
-/// Bootstrap resamplings per interval.
-pub const BOOTSTRAP_ROUNDS: usize = 1000;
 /// A difference is called significant below this Mann-Whitney p-value and when the 95%
 /// interval of the change in median excludes zero.
 pub const ALPHA: f64 = 0.05;
@@ -241,14 +239,6 @@ pub fn method() -> String {
          significant when p < {ALPHA} and the median's interval excludes 0",
         significance::BOOTSTRAP_MAX_SAMPLES
     )
-}
-
-fn num(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 fn pct(v: Option<f64>) -> String {

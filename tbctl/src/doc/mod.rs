@@ -34,6 +34,15 @@ pub struct Document {
     pub sections: Vec<Section>,
 }
 
+/// A figure in a table: one decimal from 100 up, three below.
+pub fn num(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 impl Document {
     /// Writes `<dir>/<stem>.md` and `<dir>/<stem>.html` (plots are read from `dir` and inlined).
     pub fn write(&self, dir: &Path, stem: &str) -> std::io::Result<()> {

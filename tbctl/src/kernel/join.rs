@@ -261,7 +261,7 @@ pub fn annotate(lines: &mut [KernelLine], records: &[RequestRecord]) {
 impl KernelSummary {
     /// The kernel section of summary.json, from a run's kernel.jsonl lines, its measured
     /// records and the capture's counts.
-    pub fn of(lines: &[KernelLine], records: &[RequestRecord], facts: &CaptureFacts) -> Self {
+    pub fn of(lines: &[KernelLine], records: &[&RequestRecord], facts: &CaptureFacts) -> Self {
         let rids: HashSet<u64> = records.iter().map(|r| r.request_id).collect();
         let mut seen: [HashSet<u64>; 2] = Default::default();
         let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
@@ -425,7 +425,7 @@ mod tests {
         };
         let recs = [rec];
         let j = join(&recs, &data);
-        let summary = KernelSummary::of(&j.lines, &recs, &j.facts);
+        let summary = KernelSummary::of(&j.lines, &recs.iter().collect::<Vec<_>>(), &j.facts);
         assert_eq!(j.lines.len(), 2);
         let c = &j.lines[0];
         assert!((c.client_send_lag_ms.unwrap() - 0.01).abs() < 1e-9);
@@ -458,7 +458,7 @@ mod tests {
             ..Default::default()
         };
         let j = join(&recs, &data);
-        let summary = KernelSummary::of(&j.lines, &recs, &j.facts);
+        let summary = KernelSummary::of(&j.lines, &recs.iter().collect::<Vec<_>>(), &j.facts);
         assert_eq!(
             (summary.unseen_client_side, summary.unseen_server_side),
             (2, 3)

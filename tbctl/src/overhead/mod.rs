@@ -3,7 +3,7 @@
 //! figures come out with pass / warn / fail: latency overhead (with significance), dropped
 //! events, export latency, coverage, completeness, and tbd's memory and CPU.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use serde::Serialize;
 
@@ -81,32 +81,27 @@ pub struct LatencyChange {
     pub mann_whitney: Option<MannWhitney>,
 }
 
-fn pct_level(v: f64, pass: f64, warn: f64) -> Level {
-    if v >= pass {
-        Level::Pass
-    } else if v >= warn {
-        Level::Warn
-    } else {
-        Level::Fail
-    }
+/// Each run's client samples, computed once.
+fn samples_of(runs: &[&RunData]) -> Vec<BTreeMap<&'static str, Vec<f64>>> {
+    runs.iter()
+        .map(|r| summary::samples(&r.measured().collect::<Vec<&RequestRecord>>()))
+        .collect()
 }
 
-fn pooled(runs: &[&RunData], metric: &str) -> Vec<f64> {
-    runs.iter()
-        .flat_map(|r| {
-            let measured: Vec<&RequestRecord> = r.measured().collect();
-            summary::samples(&measured)
-                .remove(metric)
-                .unwrap_or_default()
-        })
+/// One metric's samples of every run, pooled.
+fn pooled(samples: &[BTreeMap<&'static str, Vec<f64>>], metric: &str) -> Vec<f64> {
+    samples
+        .iter()
+        .flat_map(|s| s.get(metric).into_iter().flatten().copied())
         .collect()
 }
 
 fn latency(off: &[&RunData], on: &[&RunData]) -> Vec<LatencyChange> {
+    let (off, on) = (samples_of(off), samples_of(on));
     ["ttft_ms", "e2e_ms"]
         .into_iter()
         .filter_map(|metric| {
-            let (mut a, mut b) = (pooled(off, metric), pooled(on, metric));
+            let (mut a, mut b) = (pooled(&off, metric), pooled(&on, metric));
             if a.is_empty() || b.is_empty() {
                 return None;
             }
@@ -121,7 +116,13 @@ fn latency(off: &[&RunData], on: &[&RunData]) -> Vec<LatencyChange> {
                 off_p99: da.p99,
                 on_p99: db.p99,
                 p99_pct: (db.p99 - da.p99) / da.p99 * 100.0,
-                p99_ci95: significance::bootstrap_diff(&a, &b, significance::p99, 1000, 0),
+                p99_ci95: significance::bootstrap_diff(
+                    &a,
+                    &b,
+                    significance::p99,
+                    significance::BOOTSTRAP_ROUNDS,
+                    0,
+                ),
                 mann_whitney: significance::mann_whitney(&a, &b),
             })
         })
@@ -209,7 +210,7 @@ pub fn figures(legs: Vec<Leg>, runs: &[RunData], bpf_ns_per_run: Option<f64>) ->
     };
     figures.push(Figure {
         name: "coverage",
-        level: (requests > 0).then(|| pct_level(coverage, SHARE_PASS_PCT, SHARE_WARN_PCT)),
+        level: (requests > 0).then(|| Level::of_share(coverage, SHARE_PASS_PCT, SHARE_WARN_PCT)),
         value: format!("{both} of {requests} requests seen on both sides ({coverage:.2}%)"),
         rule: format!("pass from {SHARE_PASS_PCT}%, warn from {SHARE_WARN_PCT}%"),
     });
@@ -222,7 +223,8 @@ pub fn figures(legs: Vec<Leg>, runs: &[RunData], bpf_ns_per_run: Option<f64>) ->
     };
     figures.push(Figure {
         name: "completeness",
-        level: (!lines.is_empty()).then(|| pct_level(completeness, SHARE_PASS_PCT, SHARE_WARN_PCT)),
+        level: (!lines.is_empty())
+            .then(|| Level::of_share(completeness, SHARE_PASS_PCT, SHARE_WARN_PCT)),
         value: format!(
             "{whole} of {} exchanges with request and response times, status and chunks \
              ({completeness:.2}%)",

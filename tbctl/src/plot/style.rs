@@ -70,11 +70,7 @@ pub fn from_zero(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (0.0, if hi > 0.0 { hi * 1.05 } else { 1.0 })
 }
 
-/// Every n-th element so at most `max` remain (scatter plots of very long runs).
-pub fn thin<T: Copy>(v: &[T], max: usize) -> Vec<T> {
-    let step = v.len().div_ceil(max.max(1)).max(1);
-    v.iter().step_by(step).copied().collect()
-}
+pub use crate::analysis::thin;
 
 /// The legend box, drawn the same on every chart.
 pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(

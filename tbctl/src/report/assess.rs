@@ -44,13 +44,16 @@ pub struct Check {
     pub text: String,
 }
 
-fn level_for_share(share: f64) -> Level {
-    if share >= PASS_SHARE {
-        Level::Pass
-    } else if share >= WARN_SHARE {
-        Level::Warn
-    } else {
-        Level::Fail
+impl Level {
+    /// Pass from `pass` up, warn from `warn` up, fail below: for shares where more is better.
+    pub fn of_share(share: f64, pass: f64, warn: f64) -> Level {
+        if share >= pass {
+            Level::Pass
+        } else if share >= warn {
+            Level::Warn
+        } else {
+            Level::Fail
+        }
     }
 }
 
@@ -84,7 +87,7 @@ pub fn assess(summary: &Summary, measured: &[&RequestRecord], slo: Option<&Slo>)
             .unwrap_or_default();
         checks.push(Check {
             name: format!("{name} <= {limit} ms"),
-            level: level_for_share(share),
+            level: Level::of_share(share, PASS_SHARE, WARN_SHARE),
             value: share,
             text: format!(
                 "{met} of {total} requests ({:.1}%) met {name} <= {limit} ms{p99}",

@@ -9,13 +9,13 @@ use serde::Serialize;
 
 use crate::{
     catalogue::{self, Scope},
-    doc::{Block, Document, Section, Table},
+    doc::{num, Block, Document, Section, Table},
     kernel::trace::{self, Insight, TraceReport},
     plot::{self, Drawn, PlotInput},
     record::RequestRecord,
     rundir::{self, RunConfig, RunData},
     slo::Slo,
-    summary::Summary,
+    summary::{self, Summary},
 };
 
 /// A plot kind the run could not have, and why.
@@ -50,17 +50,10 @@ pub use assess::Check;
 /// Builds the report of `run` and draws its plots into `<run>/plots/`. `slo` overrides the
 /// SLOs the run was profiled with.
 pub fn build(run: &RunData, slo: Option<Slo>) -> Report {
-    let mut summary = run.summary();
-    if let Some(s) = slo {
-        // Re-summarise against the new objectives: goodput depends on them.
-        let mut config = run.config.clone();
-        config.slo = Some(s);
-        summary = RunData {
-            config,
-            ..run.clone()
-        }
-        .summary();
-    }
+    let summary = match &slo {
+        Some(s) => summary::of_run_with_slo(run, Some(s)),
+        None => run.summary(),
+    };
     let measured: Vec<&RequestRecord> = run.measured().collect();
     let network = run.kernel.as_ref().map(|lines| {
         let mut r = trace::analyze(lines, &run.records);
@@ -111,14 +104,6 @@ pub fn build(run: &RunData, slo: Option<Slo>) -> Report {
 pub fn write(run: &RunData, report: &Report) -> std::io::Result<()> {
     rundir::write_json(&run.dir, "report.json", report)?;
     document(report).write(&run.dir, "report")
-}
-
-fn num(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 fn wall_time(unix_ns: u64) -> String {

@@ -202,12 +202,6 @@ impl RunData {
     pub fn summary(&self) -> Summary {
         crate::summary::of_run(self)
     }
-
-    /// Monotonic ns to Unix ns, by the run's clock pair.
-    pub fn mono_to_unix_ns(&self, mono: u64) -> u64 {
-        let c = self.config.clock;
-        (c.unix_ns as i128 + mono as i128 - c.mono_ns as i128).max(0) as u64
-    }
 }
 
 /// Fills what format 1 kept only in summary.json: the SLO, the notes and the capture counts.
