@@ -8,7 +8,7 @@ use crate::{
     catalogue::{self, Scope},
     kernel::join::KernelSummary,
     record::{RequestRecord, TokenSource},
-    rundir::RunData,
+    rundir::{RunConfig, RunData},
     slo::Slo,
     stats::Distribution,
 };
@@ -72,6 +72,18 @@ pub struct RunInfo<'a> {
     pub api: &'a str,
 }
 
+impl<'a> RunInfo<'a> {
+    /// The identity run.json gives a run.
+    pub fn of(c: &'a RunConfig) -> Self {
+        RunInfo {
+            run_id: &c.run_id,
+            target: &c.target,
+            model: &c.model,
+            api: &c.api,
+        }
+    }
+}
+
 /// The summary of a run directory: the client figures from its records, the kernel split
 /// from its kernel.jsonl, the notes from its run.json.
 pub fn of_run(run: &RunData) -> Summary {
@@ -81,16 +93,7 @@ pub fn of_run(run: &RunData) -> Summary {
 /// [`of_run`] against other SLOs than the run's own (goodput depends on them).
 pub fn of_run_with_slo(run: &RunData, slo: Option<&Slo>) -> Summary {
     let c = &run.config;
-    let mut s = summarize(
-        RunInfo {
-            run_id: &c.run_id,
-            target: &c.target,
-            model: &c.model,
-            api: &c.api,
-        },
-        &run.records,
-        slo,
-    );
+    let mut s = summarize(RunInfo::of(c), &run.records, slo);
     if let Some(lines) = &run.kernel {
         let measured: Vec<&RequestRecord> = run.measured().collect();
         let facts = c.capture.clone().unwrap_or_default();

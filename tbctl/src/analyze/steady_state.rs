@@ -86,16 +86,7 @@ pub fn run(run: &RunData) -> Result<Outcome, String> {
         .map(|r| (*r).clone())
         .collect();
     let c = &run.config;
-    let s = summarize(
-        RunInfo {
-            run_id: &c.run_id,
-            target: &c.target,
-            model: &c.model,
-            api: &c.api,
-        },
-        &inside,
-        c.slo.as_ref(),
-    );
+    let s = summarize(RunInfo::of(c), &inside, c.slo.as_ref());
     let t0 = measured
         .iter()
         .filter_map(|r| r.t_sent_ns)
