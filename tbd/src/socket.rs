@@ -24,11 +24,17 @@ pub fn bind(path: &Path, group: &str) -> Result<UnixListener, TbdError> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    // Bound under a temporary name, given its mode and group, then renamed into place: the
+    // socket never appears at `path` open to other users, even for an instant.
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o660))?;
     match group_id(group) {
         Some(gid) => {
-            let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in path");
+            let c = CString::new(tmp.as_os_str().as_encoded_bytes()).expect("no NUL in path");
             // SAFETY: valid C string; uid -1 leaves the owner unchanged.
             if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
                 tracing::warn!(
@@ -43,6 +49,7 @@ pub fn bind(path: &Path, group: &str) -> Result<UnixListener, TbdError> {
             path.display()
         ),
     }
+    std::fs::rename(&tmp, path)?;
     Ok(listener)
 }
 
