@@ -351,7 +351,7 @@ impl Engine {
             .collect();
         run.client_records = self
             .store
-            .count(crate::store::Kind::ClientRecord, &run.run_id)?;
+            .count::<tb_proto::v1::ClientRecord>(&run.run_id)?;
         self.store.put_run(&run)?;
         self.store.flush()?;
         tracing::info!(run = %run.run_id, exchanges = run.exchanges, tracker = ?tracker_stats, "capture stopped");
@@ -374,15 +374,15 @@ fn outputs_to_records(
                 if tail.receiver_count() > 0 {
                     let _ = tail.send(e.clone());
                 }
-                Record::Exchange(e)
+                Record::new(e)
             }
             Output::Connection(c) => {
                 run.connections += 1;
-                Record::Connection(c)
+                Record::new(c)
             }
             Output::Dns(d) => {
                 run.dns_lookups += 1;
-                Record::Dns(d)
+                Record::new(d)
             }
         })
         .collect()
@@ -513,11 +513,11 @@ impl Reader {
             }
             Err(e) => tracing::error!("store append failed: {e}"),
         }
-        self.stored
-            .extend(self.pending.drain(..).filter_map(|r| match r {
-                Record::Exchange(x) => Some(x),
-                _ => None,
-            }));
+        self.stored.extend(
+            self.pending
+                .drain(..)
+                .filter_map(|r| r.take::<Exchange>().ok()),
+        );
         // It grows while sled is reopened; what it grew to need not be kept.
         self.pending.shrink_to(1024);
     }

@@ -6,16 +6,16 @@ use tb_proto::v1::{Connection, DnsLookup, Exchange, Run};
 
 use crate::{
     error::TbdError,
-    store::{Kind, Store, Timed},
+    store::{Store, Stored},
 };
 
 /// The end reason of a run closed here.
 pub const INTERRUPTED: &str =
     "interrupted: tbd stopped during the capture; closed at its next start at the last stored record";
 
-fn last_time<M: Timed>(store: &Store, kind: Kind, run_id: &str) -> Result<u64, TbdError> {
+fn last_time<M: Stored>(store: &Store, run_id: &str) -> Result<u64, TbdError> {
     let mut last = 0;
-    store.for_each_record::<M>(kind, run_id, 0, 0, |m| {
+    store.for_each_record::<M>(run_id, 0, 0, |m| {
         last = last.max(m.time_ns());
         true
     })?;
@@ -27,13 +27,13 @@ pub fn close_interrupted(store: &Store) -> Result<Vec<Run>, TbdError> {
     let mut closed = Vec::new();
     for mut run in store.list_runs()?.into_iter().filter(|r| r.end_ns == 0) {
         let id = run.run_id.clone();
-        run.exchanges = store.count(Kind::Exchange, &id)?;
-        run.connections = store.count(Kind::Connection, &id)?;
-        run.dns_lookups = store.count(Kind::Dns, &id)?;
-        run.client_records = store.count(Kind::ClientRecord, &id)?;
-        let last = last_time::<Exchange>(store, Kind::Exchange, &id)?
-            .max(last_time::<Connection>(store, Kind::Connection, &id)?)
-            .max(last_time::<DnsLookup>(store, Kind::Dns, &id)?);
+        run.exchanges = store.count::<Exchange>(&id)?;
+        run.connections = store.count::<Connection>(&id)?;
+        run.dns_lookups = store.count::<DnsLookup>(&id)?;
+        run.client_records = store.count::<tb_proto::v1::ClientRecord>(&id)?;
+        let last = last_time::<Exchange>(store, &id)?
+            .max(last_time::<Connection>(store, &id)?)
+            .max(last_time::<DnsLookup>(store, &id)?);
         // A run with nothing stored ends where it began (but is still ended).
         run.end_ns = last.max(run.start_ns).max(1);
         run.end_reason = INTERRUPTED.into();
@@ -69,7 +69,7 @@ mod tests {
         store.put_run(&run("cut", 0)).unwrap();
         store.put_run(&run("done", 5_000)).unwrap();
         let ex = |t| {
-            Record::Exchange(Exchange {
+            Record::new(Exchange {
                 run_id: "cut".into(),
                 t_request_first_ns: t,
                 ..Default::default()
@@ -79,7 +79,7 @@ mod tests {
             .append(&[
                 ex(2_000),
                 ex(9_000),
-                Record::Connection(Connection {
+                Record::new(Connection {
                     run_id: "cut".into(),
                     t_connect_start_ns: 7_000,
                     ..Default::default()

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     capture::Engine,
     error::TbdError,
-    store::{Kind, Record, Timed},
+    store::{Record, Stored},
 };
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -39,9 +39,9 @@ impl Service {
 
     /// Streams one kind of a run's records in a time range, oldest first, decoded on a
     /// blocking thread.
-    fn query<M>(&self, req: QueryRequest, kind: Kind) -> Result<Streamed<M>, Status>
+    fn query<M>(&self, req: QueryRequest) -> Result<Streamed<M>, Status>
     where
-        M: Timed + Send + 'static,
+        M: Stored,
     {
         if blocking(|| self.engine.store.get_run(&req.run_id))?.is_none() {
             return Err(Status::not_found(format!("no run {}", req.run_id)));
@@ -51,7 +51,7 @@ impl Service {
         tokio::task::spawn_blocking(move || {
             // Sent as the store merges them: a slow reader holds the scan, not the whole run
             // in memory.
-            let r = store.for_each_record::<M>(kind, &req.run_id, req.from_ns, req.to_ns, |m| {
+            let r = store.for_each_record::<M>(&req.run_id, req.from_ns, req.to_ns, |m| {
                 tx.blocking_send(Ok(m)).is_ok()
             });
             if let Err(e) = r {
@@ -228,7 +228,7 @@ impl Tbd for Service {
         &self,
         req: Request<QueryRequest>,
     ) -> Result<Response<Self::QueryExchangesStream>, Status> {
-        Ok(Response::new(self.query(req.into_inner(), Kind::Exchange)?))
+        Ok(Response::new(self.query(req.into_inner())?))
     }
 
     type QueryConnectionsStream = Streamed<Connection>;
@@ -236,9 +236,7 @@ impl Tbd for Service {
         &self,
         req: Request<QueryRequest>,
     ) -> Result<Response<Self::QueryConnectionsStream>, Status> {
-        Ok(Response::new(
-            self.query(req.into_inner(), Kind::Connection)?,
-        ))
+        Ok(Response::new(self.query(req.into_inner())?))
     }
 
     type QueryDnsStream = Streamed<DnsLookup>;
@@ -246,7 +244,7 @@ impl Tbd for Service {
         &self,
         req: Request<QueryRequest>,
     ) -> Result<Response<Self::QueryDnsStream>, Status> {
-        Ok(Response::new(self.query(req.into_inner(), Kind::Dns)?))
+        Ok(Response::new(self.query(req.into_inner())?))
     }
 
     async fn upload_requests(
@@ -266,7 +264,7 @@ impl Tbd for Service {
                     return Err(Status::not_found(format!("no run {}", rec.run_id)));
                 }
             }
-            batch.push(Record::Client(rec));
+            batch.push(Record::new(rec));
             if batch.len() == 512 {
                 blocking(|| self.engine.store.append(&batch))?;
                 stored += batch.len() as u64;
@@ -278,7 +276,7 @@ impl Tbd for Service {
         let store = &self.engine.store;
         blocking(|| {
             if let Some(mut run) = run_id.and_then(|id| store.get_run(&id).ok().flatten()) {
-                run.client_records = store.count(Kind::ClientRecord, &run.run_id)?;
+                run.client_records = store.count::<tb_proto::v1::ClientRecord>(&run.run_id)?;
                 store.put_run(&run)?;
             }
             store.flush()
