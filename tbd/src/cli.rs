@@ -9,6 +9,10 @@ use crate::{
     capture::Engine,
     http,
     probes::{Probes, StatsMode},
+    sensors::{
+        sampler::{Sampler, SamplerConfig},
+        SensorConfig,
+    },
     server::Service,
     socket,
     store::Store,
@@ -57,6 +61,54 @@ pub struct Args {
     /// were written or read, and whenever the store has been idle for 2 s.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub store_release_mib: u64,
+    /// Energy sampling interval while no capture runs (e.g. 100ms, 1s).
+    #[arg(long, default_value = "100ms", value_parser = parse_interval)]
+    pub energy_interval: Duration,
+    /// Energy sampling interval while a capture runs.
+    #[arg(long, default_value = "20ms", value_parser = parse_interval)]
+    pub energy_capture_interval: Duration,
+    /// Delete the host's energy samples older than this (e.g. 1d, 12h); runs keep theirs in
+    /// their run directory's energy.jsonl.
+    #[arg(long, default_value = "1d", value_parser = parse_age)]
+    pub energy_retention: Duration,
+    /// List the energy sensors (present, or absent and why) and exit.
+    #[arg(long)]
+    pub list_sensors: bool,
+    /// Take `/sys` paths (powercap, the perf power PMU, amdgpu hwmon) under this root: for
+    /// fixture trees in tests.
+    #[arg(long, default_value = "/", hide = true)]
+    pub sysfs_root: PathBuf,
+    /// Read GPUs from this JSON fixture instead of NVML: for tests on hosts without a GPU.
+    #[arg(long, hide = true)]
+    pub gpu_fixture: Option<PathBuf>,
+}
+
+/// Parses an interval: `100ms`, `20ms`, `1s` (1 ms to 60 s).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let bad = || format!("bad interval '{s}': use e.g. 100ms, 20ms or 1s (1ms to 60s)");
+    let (num, ms) = match s.strip_suffix("ms") {
+        Some(n) => (n, true),
+        None => (s.strip_suffix('s').ok_or_else(bad)?, false),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let d = if ms {
+        Duration::from_millis(n)
+    } else {
+        Duration::from_secs(n)
+    };
+    if d < Duration::from_millis(1) || d > Duration::from_secs(60) {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+impl Args {
+    fn sensor_config(&self) -> SensorConfig {
+        SensorConfig {
+            sysfs_root: self.sysfs_root.clone(),
+            gpu_fixture: self.gpu_fixture.clone(),
+        }
+    }
 }
 
 /// Parses `--max-sockets`: a power of two the socket table can take.
@@ -89,6 +141,21 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     if args.version {
         println!("{}", crate::version_line());
+        return ExitCode::SUCCESS;
+    }
+    if args.list_sensors {
+        for s in crate::sensors::discover(&args.sensor_config()).info {
+            let state = if s.present { "present" } else { "absent" };
+            println!("{} {state}: {}", s.name, s.reason);
+            for d in &s.domains {
+                let total = if d.in_total {
+                    "in total"
+                } else {
+                    "inside another domain"
+                };
+                println!("  {} ({}, {total}): {}", d.name, d.device, d.method);
+            }
+        }
         return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()
@@ -138,6 +205,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let probes = Probes::load_with(&[], args.max_sockets)?;
     let engine = Engine::start(probes, store.clone(), args.bpf_stats)?;
+    let found = crate::sensors::discover(&args.sensor_config());
+    for s in &found.info {
+        if s.present {
+            tracing::info!("energy sensor {}: {}", s.name, s.reason);
+        } else {
+            tracing::info!("energy sensor {} absent: {}", s.name, s.reason);
+        }
+    }
+    let capturing = {
+        let e = engine.clone();
+        Box::new(move || e.active_run().is_some())
+    };
+    let sampler = Sampler::start(
+        found,
+        store.clone(),
+        SamplerConfig {
+            idle: args.energy_interval,
+            capture: args.energy_capture_interval,
+            retention: args.energy_retention,
+        },
+        capturing,
+    );
     let listener = socket::bind(&args.socket, &args.socket_group)?;
     tracing::info!(
         "tbd {} serving on {} (data in {})",
@@ -188,12 +277,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     tonic::transport::Server::builder()
-        .add_service(TbdServer::new(Service::new(engine.clone())))
+        .add_service(TbdServer::new(Service::new(
+            engine.clone(),
+            sampler.clone(),
+        )))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     if let Some(run) = engine.active_run() {
         let _ = engine.stop_capture(&run);
     }
+    sampler.stop();
+    sampler.flush()?;
     store.flush()?;
     let _ = std::fs::remove_file(&args.socket);
     tracing::info!("tbd stopped");

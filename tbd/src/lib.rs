@@ -14,6 +14,7 @@ pub mod listeners;
 pub mod memlock;
 pub mod probes;
 pub mod recover;
+pub mod sensors;
 pub mod server;
 pub mod socket;
 pub mod store;

@@ -5,9 +5,9 @@ use std::{pin::Pin, sync::Arc};
 use futures_util::Stream;
 use tb_proto::v1::{
     tbd_server::Tbd, ClientRecord, Connection, DaemonInfo, DeleteRunRequest, DeleteRunResponse,
-    DnsLookup, Exchange, GetInfoRequest, GetRunRequest, ListRunsRequest, ListRunsResponse,
-    LossCounter, ProbeInfo, QueryRequest, RenewCaptureRequest, Run, SensorInfo,
-    StartCaptureRequest, StopCaptureRequest, TailRequest, UploadResponse,
+    DnsLookup, EnergyQuery, EnergySample, Exchange, GetInfoRequest, GetRunRequest, ListRunsRequest,
+    ListRunsResponse, LossCounter, ProbeInfo, QueryRequest, RenewCaptureRequest, Run,
+    StartCaptureRequest, StopCaptureRequest, TailRequest, UploadResponse, WatchEnergyRequest,
 };
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     capture::Engine,
     error::TbdError,
+    sensors::sampler::Sampler,
     store::{Record, Stored},
 };
 
@@ -29,12 +30,13 @@ fn blocking<T>(f: impl FnOnce() -> Result<T, TbdError>) -> Result<T, Status> {
 /// The service implementation.
 pub struct Service {
     engine: Arc<Engine>,
+    sampler: Arc<Sampler>,
 }
 
 impl Service {
-    /// Serves `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    /// Serves `engine` and the energy `sampler`.
+    pub fn new(engine: Arc<Engine>, sampler: Arc<Sampler>) -> Self {
+        Self { engine, sampler }
     }
 
     /// Streams one kind of a run's records in a time range, oldest first, decoded on a
@@ -72,29 +74,6 @@ fn status(e: TbdError) -> Status {
     }
 }
 
-/// Why energy sensors are absent: they are not part of this daemon yet, and these VMs have
-/// neither RAPL nor a GPU. Reported instead of pretending.
-fn sensors() -> Vec<SensorInfo> {
-    let rapl = std::path::Path::new("/sys/class/powercap/intel-rapl").exists();
-    vec![
-        SensorInfo {
-            name: "rapl".into(),
-            present: false,
-            reason: if rapl {
-                "powercap RAPL found, but energy sampling is not built into tbd yet".into()
-            } else {
-                "no RAPL on this host (no powercap intel-rapl); energy sampling not built yet"
-                    .into()
-            },
-        },
-        SensorInfo {
-            name: "nvml".into(),
-            present: false,
-            reason: "GPU energy sampling (NVML) is not built into tbd yet".into(),
-        },
-    ]
-}
-
 #[tonic::async_trait]
 impl Tbd for Service {
     async fn get_info(&self, _: Request<GetInfoRequest>) -> Result<Response<DaemonInfo>, Status> {
@@ -117,7 +96,7 @@ impl Tbd for Service {
                     attached: p.attached,
                 })
                 .collect(),
-            sensors: sensors(),
+            sensors: self.sampler.info(),
             lost: probes
                 .lost()
                 .map_err(status)?
@@ -137,6 +116,8 @@ impl Tbd for Service {
             store_reopens: self.engine.store.releases(),
             socket_slots: probes.sock_slots(),
             pid: std::process::id(),
+            energy_interval_ns: self.sampler.intervals().0.as_nanos() as u64,
+            energy_capture_interval_ns: self.sampler.intervals().1.as_nanos() as u64,
         };
         Ok(Response::new(info))
     }
@@ -284,6 +265,40 @@ impl Tbd for Service {
         Ok(Response::new(UploadResponse { stored }))
     }
 
+    type QueryEnergyStream = Streamed<EnergySample>;
+    async fn query_energy(
+        &self,
+        req: Request<EnergyQuery>,
+    ) -> Result<Response<Self::QueryEnergyStream>, Status> {
+        let q = req.into_inner();
+        if !self.sampler.any_present() {
+            return Err(Status::failed_precondition(no_sensor(&self.sampler)));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let sampler = self.sampler.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = sampler.for_each(q.from_ns, q.to_ns, |m| tx.blocking_send(Ok(m)).is_ok());
+            if let Err(e) = r {
+                let _ = tx.blocking_send(Err(status(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchEnergyStream = Streamed<EnergySample>;
+    async fn watch_energy(
+        &self,
+        _: Request<WatchEnergyRequest>,
+    ) -> Result<Response<Self::WatchEnergyStream>, Status> {
+        if !self.sampler.any_present() {
+            return Err(Status::failed_precondition(no_sensor(&self.sampler)));
+        }
+        let stream = tokio_stream::wrappers::BroadcastStream::new(self.sampler.subscribe())
+            // A slow watcher skips samples rather than holding the sampler.
+            .filter_map(|r| r.ok().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     type TailExchangesStream = Streamed<Exchange>;
     async fn tail_exchanges(
         &self,
@@ -300,6 +315,19 @@ impl Tbd for Service {
             });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The one line a caller gets when the host has no energy sensor: each source and why.
+fn no_sensor(sampler: &Sampler) -> String {
+    format!(
+        "no energy sensor on this host: {}",
+        sampler
+            .info()
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
 }
 
 /// `uname -r`.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{keys::count_batch, run_prefix, Store};
+use super::{keys::count_batch, record_key, run_prefix, Store, Stored};
 use crate::error::TbdError;
 
 impl Store {
@@ -59,5 +59,31 @@ impl Store {
             }
         }
         Ok(deleted)
+    }
+
+    /// Deletes the records of one kind keyed under `run_id` with time before `before_ns`:
+    /// retention for series that belong to no run (the host's energy samples). Returns how
+    /// many records went.
+    pub fn trim<M: Stored>(&self, run_id: &str, before_ns: u64) -> Result<u64, TbdError> {
+        self.with(|h| {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            // Whole batches only: a batch keyed before the cut may hold later records, so it
+            // goes only when the next batch also starts before the cut.
+            let range = h
+                .tree(M::TREE)
+                .range(record_key(run_id, 0, 0)..record_key(run_id, before_ns, 0));
+            let mut prev: Option<(sled::IVec, sled::IVec)> = None;
+            for kv in range {
+                let (k, v) = kv?;
+                if let Some((pk, pv)) = prev.replace((k, v)) {
+                    self.moved(pv.len());
+                    n += count_batch(&pv)?;
+                    batch.remove(pk);
+                }
+            }
+            h.tree(M::TREE).apply_batch(batch)?;
+            Ok(n)
+        })
     }
 }

@@ -4,9 +4,10 @@
 mod client_record;
 mod connection;
 mod dns;
+mod energy_sample;
 mod exchange;
 
-use tb_proto::v1::{ClientRecord, Connection, DnsLookup, Exchange};
+use tb_proto::v1::{ClientRecord, Connection, DnsLookup, EnergySample, Exchange};
 
 use super::Stored;
 
@@ -16,4 +17,5 @@ pub const TREES: &[&str] = &[
     Connection::TREE,
     DnsLookup::TREE,
     ClientRecord::TREE,
+    EnergySample::TREE,
 ];
