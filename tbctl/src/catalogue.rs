@@ -14,6 +14,8 @@ pub enum Scope {
     Kernel,
     /// `tbctl trace`: the network view of kernel.jsonl.
     Trace,
+    /// tbd's energy samples (energy.jsonl) and the client's records: summary.json `energy`.
+    Energy,
 }
 
 /// One figure of the catalogue.
@@ -51,7 +53,7 @@ const fn m(
     }
 }
 
-use Scope::{Client, Kernel, Rate, Trace};
+use Scope::{Client, Energy, Kernel, Rate, Trace};
 
 const C: &str = "client";
 const S: &str = "server";
@@ -339,6 +341,104 @@ pub const CATALOGUE: &[MetricDef] = &[
         "server write gap",
         "gaps between consecutive server response writes, from the write carrying the first \
          token (from the first write without a client record)",
+    ),
+    m(
+        "energy_j",
+        "J",
+        Energy,
+        "host",
+        "run",
+        "sum over in_total domains of E(last response) - E(first send); E is the cumulative \
+         counter, interpolated between its updates",
+    ),
+    m(
+        "avg_power_w",
+        "W",
+        Energy,
+        "host",
+        "run",
+        "energy_j / window (first send to last response)",
+    ),
+    m(
+        "peak_power_w",
+        "W",
+        Energy,
+        "host",
+        "run",
+        "highest host-total energy / time between consecutive counter updates in the window",
+    ),
+    m(
+        "j_per_output_token",
+        "J/token",
+        Energy,
+        "host",
+        "run",
+        "energy_j / output tokens of successful measured requests",
+    ),
+    m(
+        "j_per_token",
+        "J/token",
+        Energy,
+        "host",
+        "run",
+        "energy_j / (input + output tokens) of successful measured requests",
+    ),
+    m(
+        "output_tokens_per_j",
+        "tokens/J",
+        Energy,
+        "host",
+        "run",
+        "output tokens of successful measured requests / energy_j",
+    ),
+    m(
+        "request_energy_j",
+        "J",
+        Energy,
+        "host",
+        "successful request",
+        "sum over update intervals of interval energy x the request's tokens emitted in it / all \
+         active requests' tokens in it (the first token spread over send..first token)",
+    ),
+    m(
+        "prefill_energy_j",
+        "J",
+        Energy,
+        "host",
+        "successful request",
+        "request_energy_j's share from its first token, spread over send..first token",
+    ),
+    m(
+        "decode_energy_j",
+        "J",
+        Energy,
+        "host",
+        "successful request",
+        "request_energy_j's share from the tokens after the first, at their chunks' arrival",
+    ),
+    m(
+        "unattributed_energy_j",
+        "J",
+        Energy,
+        "host",
+        "run",
+        "energy of update intervals in the window with no request active",
+    ),
+    m(
+        "idle_power_w",
+        "W",
+        Energy,
+        "host",
+        "run",
+        "average host-total power over --idle-baseline before the run, no load",
+    ),
+    m(
+        "energy_above_idle_j",
+        "J",
+        Energy,
+        "host",
+        "run",
+        "energy_j - idle_power_w x window",
     ),
 ];
 

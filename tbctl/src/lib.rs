@@ -11,6 +11,7 @@ pub mod clock;
 pub mod compare;
 pub mod daemon;
 pub mod doc;
+pub mod energy;
 pub mod kernel;
 pub mod overhead;
 pub mod plot;

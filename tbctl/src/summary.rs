@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     catalogue::{self, Scope},
+    energy::figures::EnergySummary,
     kernel::join::KernelSummary,
     record::{RequestRecord, TokenSource},
     rundir::{RunConfig, RunData},
@@ -60,6 +61,9 @@ pub struct Summary {
     /// Kernel-side figures, when tbd captured the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelSummary>,
+    /// Energy figures, when tbd had a sensor covering the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergySummary>,
     /// Why a section is missing (e.g. no daemon), so readers never mistake absence for zero.
     pub notes: Vec<String>,
 }
@@ -98,6 +102,9 @@ pub fn of_run_with_slo(run: &RunData, slo: Option<&Slo>) -> Summary {
         let measured: Vec<&RequestRecord> = run.measured().collect();
         let facts = c.capture.clone().unwrap_or_default();
         s.kernel = Some(KernelSummary::of(lines, &measured, &facts));
+    }
+    if let (Some(meta), Some(samples)) = (&c.energy, &run.energy) {
+        s.energy = crate::energy::figures::summarize(meta, samples, &run.records);
     }
     s.notes = c.notes.clone();
     s
@@ -221,6 +228,7 @@ pub fn summarize(info: RunInfo<'_>, records: &[RequestRecord], slo: Option<&Slo>
         slo: slo.cloned(),
         metrics,
         kernel: None,
+        energy: None,
         notes: Vec::new(),
     }
 }

@@ -10,6 +10,7 @@ pub mod faults;
 
 use serde_json::Value;
 pub use xtask::{
+    energy_fixture,
     llama::{LlamaServer, MODEL_ALIAS},
     procs::{start_sim, start_tbd, start_tbd_with, wait_for_file, Bg},
 };

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod energy_fixture;
 pub mod llama;
 pub mod procs;
 pub mod setup;

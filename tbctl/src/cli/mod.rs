@@ -4,6 +4,7 @@ pub mod analyze_cmd;
 pub mod capture_cmd;
 pub mod compare_cmd;
 pub mod daemon_cmds;
+pub mod energy_cmd;
 pub mod output;
 pub mod overhead_cmd;
 pub mod profile;
@@ -88,6 +89,14 @@ pub enum Cmd {
     Overhead(Box<overhead_cmd::OverheadArgs>),
     /// Every kind this build knows: APIs, datasets, traces, patterns, analyses, plots, metrics.
     List(analyze_cmd::ListArgs),
+    /// A run's energy per source, per token and per request (`tbctl energy RUN`), or the
+    /// host's power live from tbd (`tbctl energy --live`).
+    #[command(after_long_help = energy_help(), after_help = energy_help())]
+    Energy(energy_cmd::EnergyArgs),
+}
+
+fn energy_help() -> String {
+    catalogue::help(Scope::Energy, "Energy figures (summary.json `energy`):")
 }
 
 /// `tbctl daemon ...`.
@@ -157,6 +166,7 @@ pub fn main() -> ExitCode {
             Cmd::Overhead(a) => overhead_cmd::run(*a).await,
             Cmd::Analyze(a) => analyze_cmd::run_analyze(a).map(|_| ExitCode::SUCCESS),
             Cmd::List(a) => analyze_cmd::run_list(a).map(|_| ExitCode::SUCCESS),
+            Cmd::Energy(a) => energy_cmd::run(a).await.map(|_| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -143,6 +143,10 @@ pub struct ProfileArgs {
     /// A label stored with the run.
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Measure the host's idle power for this long before the load (e.g. 10s), so energy
+    /// figures are also given above idle. Needs tbd with an energy sensor.
+    #[arg(long, value_parser = dur)]
+    pub idle_baseline: Option<Duration>,
 }
 
 type Items = Box<dyn Iterator<Item = crate::workload::item::WorkItem> + Send>;
@@ -373,6 +377,12 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
     let mut notes = Vec::new();
 
     let socket = daemon::socket_path(a.daemon.as_deref().unwrap_or(daemon::DEFAULT_SOCKET));
+    let (energy, idle_baseline) = if a.no_daemon {
+        notes.push("energy absent: --no-daemon".to_string());
+        (None, None)
+    } else {
+        energy_start(&socket, a, &mut notes).await?
+    };
     let capture = if a.no_daemon {
         notes.push("kernel timing absent: --no-daemon".to_string());
         None
@@ -506,6 +516,29 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
             }),
         }
     }
+    let mut energy_samples = None;
+    if let Some(rec) = energy {
+        let measured = outcome.records.iter().filter(|r| !r.warmup);
+        let from = measured.clone().filter_map(|r| r.t_sent_ns).min();
+        let to = measured
+            .filter_map(|r| r.t_end_ns.or(r.t_last_token_ns))
+            .max();
+        match (from, to) {
+            (Some(from), Some(to)) if to > from => {
+                match rec.finish(from, to, idle_baseline).await {
+                    Ok((meta, samples)) => {
+                        rundir::write_jsonl(&dir.join(rundir::ENERGY), &samples)?;
+                        config.energy = Some(meta);
+                        energy_samples = Some(samples);
+                    }
+                    Err(e) => {
+                        notes.push(format!("energy lost: tbd failed when the run ended ({e})"))
+                    }
+                }
+            }
+            _ => notes.push("energy absent: no request completed, so the run has no window".into()),
+        }
+    }
     config.notes = notes;
     config.end_unix_ns = Some(unix_ns());
     rundir::write_json(&dir, rundir::RUN_JSON, &config)?;
@@ -516,6 +549,7 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
         config,
         records: outcome.records,
         kernel,
+        energy: energy_samples,
     };
     let summary = run.summary();
     rundir::write_json(&dir, rundir::SUMMARY, &summary)?;
@@ -538,6 +572,42 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
         summary,
         all_failed,
     })
+}
+
+/// Asks tbd for its energy sensors and, with `--idle-baseline`, measures idle power first.
+/// A tbd without sensors or without an answer is a note, unless `--idle-baseline` needs it.
+async fn energy_start(
+    socket: &std::path::Path,
+    a: &ProfileArgs,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<(
+    Option<crate::energy::collect::Recorder>,
+    Option<crate::energy::IdleBaseline>,
+)> {
+    use crate::energy::collect::{Recorder, Sensors};
+    let mut need = |why: String| -> anyhow::Result<()> {
+        if a.idle_baseline.is_some() {
+            bail!("--idle-baseline needs tbd's energy sensors: {why}");
+        }
+        notes.push(why);
+        Ok(())
+    };
+    match Recorder::connect(socket).await {
+        Ok(Sensors::Present(mut rec)) => {
+            let baseline = match a.idle_baseline {
+                Some(d) => {
+                    if !a.json {
+                        eprintln!("measuring idle power for {:.0} s", d.as_secs_f64());
+                    }
+                    Some(rec.idle_baseline(d).await?)
+                }
+                None => None,
+            };
+            Ok((Some(rec), baseline))
+        }
+        Ok(Sensors::Absent(line, _)) => need(line).map(|()| (None, None)),
+        Err(e) => need(format!("energy absent: {e}")).map(|()| (None, None)),
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,9 @@ pub struct RunConfig {
     /// The capture's counts beyond kernel.jsonl, when tbd captured the run.
     #[serde(default)]
     pub capture: Option<CaptureFacts>,
+    /// tbd's energy domains and the run's energy window, when tbd had a sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<crate::energy::EnergyMeta>,
     /// Why a section is missing (e.g. no daemon), so readers never mistake absence for zero.
     #[serde(default)]
     pub notes: Vec<String>,

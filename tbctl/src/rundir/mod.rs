@@ -1,5 +1,5 @@
 //! The run directory, `runs/<run_id>/`: the one type that writes and reads run.json,
-//! requests.jsonl, kernel.jsonl and summary.json. Every command that reads a run (summary,
+//! requests.jsonl, kernel.jsonl, energy.jsonl and summary.json. Every command that reads a run (summary,
 //! trace, report, compare) opens it through [`RunData::open`], so a run from an older format
 //! reads the same way as a new one.
 
@@ -16,7 +16,9 @@ use serde::{de::DeserializeOwned, Serialize};
 pub use config::RunConfig;
 pub use id::new_run_id;
 
+pub use crate::energy::ENERGY;
 use crate::{
+    energy::Sample,
     kernel::join::{CaptureFacts, KernelLine},
     record::{RequestRecord, RunMeta},
     summary::Summary,
@@ -139,6 +141,8 @@ pub struct RunData {
     pub records: Vec<RequestRecord>,
     /// kernel.jsonl, when tbd captured the run.
     pub kernel: Option<Vec<KernelLine>>,
+    /// energy.jsonl, when tbd had an energy sensor.
+    pub energy: Option<Vec<Sample>>,
 }
 
 impl RunData {
@@ -182,6 +186,12 @@ impl RunData {
         } else {
             None
         };
+        let energy_path = dir.join(ENERGY);
+        let energy = if energy_path.is_file() {
+            Some(read_jsonl(&energy_path)?)
+        } else {
+            None
+        };
         if config.format < config::FORMAT {
             upgrade_from_summary(&mut config, &dir.join(SUMMARY), kernel.is_some());
         }
@@ -190,6 +200,7 @@ impl RunData {
             config,
             records,
             kernel,
+            energy,
         })
     }
 
@@ -315,8 +326,31 @@ mod tests {
                 ..Default::default()
             }),
             notes: vec!["a note".into()],
+            // A GPU at 300 W sampled every 100 ms over the measured requests (1.0 to 2.041 s).
+            energy: Some(crate::energy::EnergyMeta {
+                domains: vec![crate::energy::DomainMeta {
+                    name: "gpu/0".into(),
+                    device: "gpu".into(),
+                    in_total: true,
+                    ..Default::default()
+                }],
+                window_from_ns: 1_000_000_000,
+                window_to_ns: 2_041_000_000,
+                ..Default::default()
+            }),
             ..Default::default()
         };
+        let samples: Vec<Sample> = (5..=25)
+            .map(|i| Sample {
+                t_ns: i * 100_000_000,
+                readings: vec![crate::energy::Reading {
+                    domain: "gpu/0".into(),
+                    energy_j: Some(i as f64 * 30.0),
+                    ..Default::default()
+                }],
+            })
+            .collect();
+        write_jsonl(&dir.path().join(ENERGY), &samples).unwrap();
         write_run(dir.path(), &config, &records);
         write_json(dir.path(), RUN_JSON, &config).unwrap();
         let mut lines: Vec<KernelLine> = read_jsonl(&dir.path().join(KERNEL)).unwrap();
@@ -327,6 +361,7 @@ mod tests {
             config,
             records,
             kernel: Some(lines),
+            energy: Some(samples),
         }
         .summary();
 
@@ -342,6 +377,10 @@ mod tests {
         // First token read at +19 ms, written by the server at +19 ms, read at +20 us.
         assert!((k.metrics["server_ttft_ms"].dist.p50 - 18.98).abs() < 1e-9);
         assert_eq!(again.notes, vec!["a note".to_string()]);
+        // 1.041 s at 300 W over 4 output tokens.
+        let e = again.energy.as_ref().unwrap();
+        assert!((e.total_j - 312.3).abs() < 1e-9, "{}", e.total_j);
+        assert!((e.j_per_output_token.unwrap() - 312.3 / 4.0).abs() < 1e-9);
     }
 
     #[test]

@@ -139,7 +139,8 @@ impl Sampler {
     }
 
     fn run(self: Arc<Self>, mut sensors: Vec<Box<dyn Sensor>>) {
-        let mut next = mono_ns();
+        // The first sample right away: it is every counter's zero.
+        let mut next = mono_ns().saturating_sub(self.cfg.idle.as_nanos() as u64);
         let (mut stored_at, mut trimmed_at) = (next, 0u64);
         while !self.stop.load(Ordering::Relaxed) {
             let interval = if (self.capturing)() {
