@@ -174,6 +174,40 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
         .sum();
     near(tokens, out_tokens, 0.02, "series tokens");
 
+    // The report has the energy section and the power plot; the regression relates a
+    // request's energy to its tokens.
+    let o = tbctl(&["report", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Energy") && md.contains("j_per_output_token"),
+        "{md}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["plots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "power"),
+        "{}",
+        report["plots_absent"]
+    );
+    assert!(dir.join("plots/power.png").is_file());
+    let o = tbctl(&[
+        "analyze",
+        "--analysis",
+        "regression",
+        "--json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fit = &a["data"]["regression-energy-output"];
+    // Every request asks for 60 tokens: energy per request is about the mean, not a slope.
+    assert!(fit.is_object() || fit.is_null(), "{a}");
+
     // tbctl energy --live: one JSON line per sample with the host's power.
     let o = tbctl(&[
         "energy", "--live", "--json", "--count", "5", "--daemon", &daemon,
@@ -229,6 +263,13 @@ fn a_host_without_sensors_says_which_and_why() {
     ] {
         assert!(note.contains(s), "{s} missing from: {note}");
     }
+    let o = tbctl(&["report", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Energy\n\nenergy absent: no sensor on tbd's host"),
+        "{md}"
+    );
     // Asking for the figures names the reason; asking for live power too; neither succeeds.
     let o = tbctl(&["energy", dir.to_str().unwrap()]);
     assert!(!o.status.success());

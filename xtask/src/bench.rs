@@ -1,4 +1,4 @@
-//! `cargo xtask bench [accuracy|capacity|schedule|overhead|all]`: the issue targets, measured
+//! `cargo xtask bench [accuracy|capacity|schedule|overhead|energy|events|all]`: the issue targets, measured
 //! in one run each, as ratios where the machine's speed matters. Release builds.
 
 use std::{
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::{procs, setup::Env, sh};
 
+mod energy;
 mod overhead;
 use overhead::overhead;
 
@@ -41,12 +42,16 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
         results.insert("overhead".into(), overhead(&dir)?);
         ran = true;
     }
+    if all || which == "energy" {
+        results.insert("energy".into(), energy::energy(&dir)?);
+        ran = true;
+    }
     if all || which == "events" {
         results.insert("events".into(), events()?);
         ran = true;
     }
     if !ran {
-        bail!("unknown bench '{which}': use accuracy, capacity, schedule, overhead, events or all");
+        bail!("unknown bench '{which}': use accuracy, capacity, schedule, overhead, energy, events or all");
     }
     let out = Value::Object(results);
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&out)?)?;

@@ -43,6 +43,72 @@ const PAIRS: [Pair; 2] = [
     ),
 ];
 
+/// A request's energy against its output tokens: the marginal J per token (slope) and the
+/// fixed J per request (intercept), from the per-request split of the run's energy.
+fn energy_against_tokens(
+    run: &RunData,
+    lines: &mut Vec<String>,
+    data: &mut serde_json::Map<String, serde_json::Value>,
+    plots: &mut Vec<crate::plot::Drawn>,
+) {
+    let (name, title) = (
+        "regression-energy-output",
+        "Request energy against output tokens",
+    );
+    let split = match (&run.config.energy, &run.energy) {
+        (Some(meta), Some(samples)) => {
+            crate::energy::figures::request_energies(meta, samples, &run.records)
+        }
+        _ => None,
+    };
+    let Some(split) = split else {
+        lines.push(format!(
+            "{title}: absent (the run has no energy samples covering it: {})",
+            run.config
+                .notes
+                .iter()
+                .find(|n| n.starts_with("energy"))
+                .map(String::as_str)
+                .unwrap_or("recorded without tbd's energy sensors")
+        ));
+        data.insert(name.into(), serde_json::Value::Null);
+        return;
+    };
+    let points: Vec<(f64, f64)> = run
+        .records
+        .iter()
+        .zip(&split.requests)
+        .filter(|(r, _)| !r.warmup && r.success)
+        .filter_map(|(r, e)| Some((r.output_tokens? as f64, e.total_j())))
+        .collect();
+    let Some(fit) = regression::fit(&points) else {
+        lines.push(format!("{title}: no fit ({} points)", points.len()));
+        data.insert(name.into(), serde_json::Value::Null);
+        return;
+    };
+    lines.push(format!(
+        "{title}: J = {:.4} + {:.4} × output tokens (slope 95% CI {}), R² {:.3}, {} requests",
+        fit.intercept,
+        fit.slope,
+        ci(fit.slope_ci95),
+        fit.r2,
+        fit.n
+    ));
+    data.insert(name.into(), json!(fit));
+    let s = ScatterFit {
+        name,
+        title,
+        x_desc: "output tokens",
+        y_desc: "request energy (J)",
+        points: &points,
+        fit,
+    };
+    match scatter_fit::render(&s, &run.dir) {
+        Ok(d) => plots.push(d),
+        Err(e) => lines.push(format!("{title}: plot not drawn: {e}")),
+    }
+}
+
 fn ci(v: Option<(f64, f64)>) -> String {
     v.map(|(a, b)| format!("[{a:.4}, {b:.4}]"))
         .unwrap_or_else(|| "n/a".into())
@@ -90,10 +156,7 @@ pub fn run(run: &RunData) -> Result<Outcome, String> {
             Err(e) => lines.push(format!("{title}: plot not drawn: {e}")),
         }
     }
-    lines.push(
-        "energy against tokens: absent (the run has no energy.jsonl: tbd recorded no power sensor)"
-            .into(),
-    );
+    energy_against_tokens(run, &mut lines, &mut data, &mut plots);
     Ok(Outcome {
         analysis: NAME,
         lines,

@@ -133,12 +133,10 @@ pub fn summarize(
     let all_tokens: u64 = out_tokens + ok.iter().filter_map(|r| r.input_tokens).sum::<u64>();
     let per = |n: u64| (n > 0).then(|| total_j / n as f64);
 
-    // Warm-up requests that overlap the window take their share too, but are not reported.
-    let all: Vec<&RequestRecord> = records.iter().collect();
     let Attribution {
         requests,
         unattributed_j,
-    } = attribute(&all, &intervals);
+    } = attribute_all(records, &intervals);
     let mut dists: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (r, e) in records.iter().zip(&requests) {
         if r.warmup || !r.success {
@@ -183,20 +181,24 @@ pub fn summarize(
             missing.join(", ")
         ));
     }
-    let above_idle = meta.idle_baseline.as_ref().filter(|_| missing.is_empty()).map(|b| {
-        let idle_power_w: f64 = domains
-            .iter()
-            .filter(|d| d.in_total)
-            .filter_map(|d| b.power_w.get(&d.name))
-            .sum();
-        let energy_j = total_j - idle_power_w * window_s;
-        AboveIdle {
-            idle_power_w,
-            baseline_s: b.duration_s,
-            energy_j,
-            j_per_output_token: (out_tokens > 0).then(|| energy_j / out_tokens as f64),
-        }
-    });
+    let above_idle = meta
+        .idle_baseline
+        .as_ref()
+        .filter(|_| missing.is_empty())
+        .map(|b| {
+            let idle_power_w: f64 = domains
+                .iter()
+                .filter(|d| d.in_total)
+                .filter_map(|d| b.power_w.get(&d.name))
+                .sum();
+            let energy_j = total_j - idle_power_w * window_s;
+            AboveIdle {
+                idle_power_w,
+                baseline_s: b.duration_s,
+                energy_j,
+                j_per_output_token: (out_tokens > 0).then(|| energy_j / out_tokens as f64),
+            }
+        });
 
     let mut method = vec![
         "energy per domain: cumulative counter at the window's ends, interpolated between the \
@@ -246,6 +248,34 @@ pub fn summarize(
         method,
         caveats,
     })
+}
+
+/// Splits the intervals across every record: warm-up requests that overlap the window take
+/// their share too, though they are not reported.
+fn attribute_all(records: &[RequestRecord], intervals: &[(u64, u64, f64)]) -> Attribution {
+    let all: Vec<&RequestRecord> = records.iter().collect();
+    attribute(&all, intervals)
+}
+
+/// Each record's energy (same order as `records`), or None when no in-total domain covers
+/// the window: for analyses that relate a request's energy to its tokens.
+pub fn request_energies(
+    meta: &EnergyMeta,
+    samples: &[Sample],
+    records: &[RequestRecord],
+) -> Option<Attribution> {
+    let (from, to) = (meta.window_from_ns, meta.window_to_ns);
+    let series: Vec<Series> = meta
+        .domains
+        .iter()
+        .filter(|d| d.in_total)
+        .map(|d| Series::of(samples, &d.name))
+        .filter(|s| s.between(from, to).is_some())
+        .collect();
+    if series.is_empty() || to <= from {
+        return None;
+    }
+    Some(attribute_all(records, &total_intervals(&series, from, to)))
 }
 
 /// The host total's energy between consecutive update points of any of its domains, within

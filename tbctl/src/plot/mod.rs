@@ -9,6 +9,7 @@ mod histogram;
 mod latency_time;
 pub mod overlay;
 mod percentiles;
+mod power;
 pub mod scatter_fit;
 pub(crate) mod style;
 pub mod sweep_curves;
@@ -146,6 +147,7 @@ pub const KINDS: &[PlotKind] = &[
     kind!(dispatch_lag),
     kind!(errors),
     kind!(ttft_split),
+    kind!(power),
 ];
 
 /// The kind named `name`, or one line listing the known ones.

@@ -4,6 +4,7 @@
 
 pub mod advice;
 pub mod assess;
+pub mod energy;
 
 use serde::Serialize;
 
@@ -82,9 +83,6 @@ pub fn build(run: &RunData, slo: Option<Slo>) -> Report {
                 .into(),
         );
     }
-    notes.push(
-        "energy absent: the run has no energy.jsonl (tbd recorded no power sensor for it)".into(),
-    );
     Report {
         run_id: run.config.run_id.clone(),
         config: run.config.clone(),
@@ -374,6 +372,7 @@ fn plots(r: &Report) -> Section {
 pub fn document(r: &Report) -> Document {
     let mut sections = vec![configuration(r), assessment(r), results(r)];
     sections.extend(kernel(r));
+    sections.push(energy::section(r));
     sections.push(recommendations(r));
     sections.push(plots(r));
     if !r.notes.is_empty() {

@@ -56,6 +56,9 @@ pub struct Step {
     pub tpot_p50_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,
     pub error_rate: f64,
+    /// Host energy per output token, when tbd had a sensor.
+    #[serde(default)]
+    pub j_per_output_token: Option<f64>,
     /// Why this step is past saturation, if it is.
     pub saturated: Option<String>,
 }
@@ -84,6 +87,7 @@ impl Step {
             } else {
                 0.0
             },
+            j_per_output_token: s.energy.as_ref().and_then(|e| e.j_per_output_token),
             saturated: None,
         }
     }
@@ -151,7 +155,29 @@ pub struct Sweep {
     pub saturation_point: Option<f64>,
     pub rules: String,
     pub plots: Vec<Drawn>,
+    /// Loads on the throughput/energy Pareto front: no other step has both more output
+    /// tokens/s and fewer J per output token.
+    pub pareto_front: Vec<f64>,
     pub notes: Vec<String>,
+}
+
+/// The loads of the steps no other step beats on both output throughput (higher) and J per
+/// output token (lower), in load order; empty without energy figures.
+pub fn pareto(steps: &[Step]) -> Vec<f64> {
+    let with: Vec<(&Step, f64)> = steps
+        .iter()
+        .filter_map(|s| Some((s, s.j_per_output_token?)))
+        .collect();
+    with.iter()
+        .filter(|(a, ja)| {
+            !with.iter().any(|(b, jb)| {
+                b.output_token_throughput >= a.output_token_throughput
+                    && jb <= ja
+                    && (b.output_token_throughput > a.output_token_throughput || jb < ja)
+            })
+        })
+        .map(|(s, _)| s.load)
+        .collect()
 }
 
 /// How saturation is decided, for the report.
@@ -182,9 +208,13 @@ pub fn finish(mode: Mode, steps: Vec<Step>, out: &Path) -> Sweep {
         Some(0) => notes.push("the lightest load already saturated the server".into()),
         Some(_) => {}
     }
-    notes.push(
-        "energy absent: no run of the sweep has energy samples, so no J/token Pareto front".into(),
-    );
+    let pareto = pareto(&steps);
+    if pareto.is_empty() {
+        notes.push(
+            "energy absent: no run of the sweep has energy figures, so no J/token Pareto front"
+                .into(),
+        );
+    }
     let plots = match sweep_curves::render(mode, &steps, saturation_point, out) {
         Ok(d) => vec![d],
         Err(e) => {
@@ -198,6 +228,7 @@ pub fn finish(mode: Mode, steps: Vec<Step>, out: &Path) -> Sweep {
         saturation_point,
         rules: rules(),
         plots,
+        pareto_front: pareto,
         notes,
     }
 }
@@ -222,6 +253,9 @@ pub fn document(s: &Sweep) -> Document {
                 opt(x.tpot_p50_ms),
                 opt(x.e2e_p99_ms),
                 format!("{:.1}%", x.error_rate * 100.0),
+                x.j_per_output_token
+                    .map(|j| format!("{j:.3}"))
+                    .unwrap_or_default(),
                 x.saturated.clone().unwrap_or_else(|| "no".into()),
                 x.run_id.clone(),
             ]
@@ -233,6 +267,20 @@ pub fn document(s: &Sweep) -> Document {
             s.mode.unit()
         ),
         None => "Saturation point: not found in this sweep.".into(),
+    };
+    let point = if s.pareto_front.is_empty() {
+        point
+    } else {
+        format!(
+            "{point} Throughput/energy Pareto front (no step has more tokens/s for fewer J per \
+             output token): {} {}.",
+            s.pareto_front
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.mode.unit()
+        )
     };
     Document {
         title: format!("TrafficBench sweep over {}", s.mode.unit()),
@@ -252,6 +300,7 @@ pub fn document(s: &Sweep) -> Document {
                             "TPOT p50 ms",
                             "E2E p99 ms",
                             "errors",
+                            "J/output token",
                             "saturated",
                             "run",
                         ]
@@ -297,8 +346,32 @@ mod tests {
             tpot_p50_ms: None,
             e2e_p99_ms: None,
             error_rate: 0.0,
+            j_per_output_token: None,
             saturated: None,
         }
+    }
+
+    #[test]
+    fn the_pareto_front_keeps_the_steps_nothing_beats_on_both_throughput_and_energy() {
+        let with = |load, tokens, j| {
+            let mut s = step(load, tokens, 20.0);
+            s.j_per_output_token = Some(j);
+            s
+        };
+        let steps = [
+            with(1.0, 100.0, 2.0),
+            // More tokens for less energy: beats load 1.
+            with(2.0, 200.0, 1.0),
+            // More tokens, more energy: on the front.
+            with(4.0, 300.0, 1.5),
+            // Fewer tokens and more energy than load 4: beaten.
+            with(8.0, 250.0, 1.8),
+        ];
+        assert_eq!(pareto(&steps), vec![2.0, 4.0]);
+        assert!(
+            pareto(&[step(1.0, 100.0, 20.0)]).is_empty(),
+            "no energy, no front"
+        );
     }
 
     #[test]
