@@ -95,17 +95,17 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
     let out_tokens: f64 = records.iter().map(|r| f(&r["output_tokens"])).sum();
     near(
         f(&e["j_per_output_token"]),
-        f(&e["total_j"]) / out_tokens,
+        f(&e["energy_j"]) / out_tokens,
         1e-9,
         "J/token",
     );
     // Per request: the requests' shares and the idle intervals add up to the window's energy.
     let req = &e["per_request"]["request_energy_j"];
     assert_eq!(req["count"], 40);
-    let shared = f(&req["mean"]) * 40.0 + f(&e["unattributed_j"]);
+    let shared = f(&req["mean"]) * 40.0 + f(&e["unattributed_energy_j"]);
     near(
         shared,
-        f(&e["total_j"]),
+        f(&e["energy_j"]),
         1e-6,
         "energy conserved across requests",
     );
@@ -125,7 +125,7 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
         "idle power",
     );
     assert!(
-        f(&idle["energy_j"]).abs() < 0.03 * f(&e["total_j"]),
+        f(&idle["energy_j"]).abs() < 0.03 * f(&e["energy_j"]),
         "{idle}"
     );
     // The samples came every 20 ms while the capture ran.

@@ -75,6 +75,14 @@ pub fn run(env: &Env) -> anyhow::Result<()> {
             .args(["report"])
             .arg(&last),
     )?;
+    // The energy section beside the latency figures: on a host without RAPL or a GPU it names
+    // each absent sensor and why.
+    let md = std::fs::read_to_string(last.join("report.md"))?;
+    if let Some(start) = md.find("## Energy") {
+        let rest = &md[start..];
+        let end = rest[2..].find("\n## ").map_or(rest.len(), |i| i + 2);
+        eprintln!("demo: the report's energy section:\n{}", rest[..end].trim());
+    }
     eprintln!(
         "demo: done; open {} in a browser (it needs no network)",
         last.join("report.html").display()

@@ -56,6 +56,8 @@ pub struct EnergySummary {
     pub domains: Vec<DomainFigures>,
     /// Energy of the domains in the host total, by device ("cpu", "dram", "gpu").
     pub by_device_j: BTreeMap<String, f64>,
+    /// The catalogue's `energy_j`.
+    #[serde(rename = "energy_j")]
     pub total_j: f64,
     pub avg_power_w: f64,
     pub peak_power_w: f64,
@@ -67,7 +69,8 @@ pub struct EnergySummary {
     pub output_tokens_per_j: Option<f64>,
     /// Per successful measured request: total, prefill and decode.
     pub per_request: BTreeMap<String, PerRequest>,
-    /// Energy of intervals with no request active.
+    /// Energy of intervals with no request active (the catalogue's `unattributed_energy_j`).
+    #[serde(rename = "unattributed_energy_j")]
     pub unattributed_j: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub above_idle: Option<AboveIdle>,

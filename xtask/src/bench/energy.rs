@@ -133,7 +133,7 @@ fn window_error(dir: &Path) -> anyhow::Result<Value> {
             run["energy"]["window_to_ns"].as_u64().context("window")?,
         );
         let truth = fx.truth_j(0, from, to);
-        let got = summary["energy"]["total_j"].as_f64().context("energy")?;
+        let got = summary["energy"]["energy_j"].as_f64().context("energy")?;
         runs.push(json!({
             "requests": requests,
             "window_s": (to - from) as f64 / 1e9,
