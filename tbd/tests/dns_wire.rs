@@ -12,16 +12,6 @@ use tbd::{
 };
 use tbd_common::op;
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Sends `msgs` as one sendmmsg on `fd`; returns how many were sent.
 fn sendmmsg(fd: i32, msgs: &[&[u8]]) -> i32 {
     let mut iovs: Vec<libc::iovec> = msgs
@@ -79,14 +69,14 @@ fn sendmmsg_queries_to_port_53_time_the_lookup() {
         b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03llm\x07example\x00\x00\x01\x00\x01";
     let query_aaaa =
         b"\x12\x35\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03llm\x07example\x00\x00\x1c\x00\x01";
-    let t0 = monotonic_ns();
+    let t0 = tbd_common::clock::mono_ns();
     assert_eq!(sendmmsg(fd, &[query_a, query_aaaa]), 2);
-    let t1 = monotonic_ns();
+    let t1 = tbd_common::clock::mono_ns();
     let mut buf = [0u8; 512];
     for _ in 0..2 {
         client.recv(&mut buf).unwrap();
     }
-    let t2 = monotonic_ns();
+    let t2 = tbd_common::clock::mono_ns();
     drop(client);
     answers.join().unwrap();
 
@@ -119,7 +109,7 @@ fn sendmmsg_queries_to_port_53_time_the_lookup() {
     for ev in &events {
         tracker.on_event(ev, &mut |o| out.push(o));
     }
-    tracker.flush(monotonic_ns(), &mut |o| out.push(o));
+    tracker.flush(tbd_common::clock::mono_ns(), &mut |o| out.push(o));
     let lookups: Vec<_> = out
         .iter()
         .filter_map(|o| match o {

@@ -87,10 +87,13 @@ fn listen_after_capture_start_is_tracked() {
     let (fd2, port2) = bound_socket();
     assert_eq!(fd2, fd, "the listener's fd number is reused");
     let _ = port2;
-    let client = std::thread::spawn(move || TcpStream::connect(("127.0.0.1", port2)).is_ok());
     // SAFETY: as above, on the new socket.
+    assert_eq!(unsafe { libc::listen(fd2, 16) }, 0);
+    // Connected only once the socket listens: a client started before listen() was refused
+    // when it ran first, and accept4 then waited for good (CI hung on it once).
+    let client = std::thread::spawn(move || TcpStream::connect(("127.0.0.1", port2)).is_ok());
+    // SAFETY: as above.
     unsafe {
-        assert_eq!(libc::listen(fd2, 16), 0);
         let c = libc::accept4(fd2, std::ptr::null_mut(), std::ptr::null_mut(), 0);
         assert!(c >= 0);
         libc::close(c);

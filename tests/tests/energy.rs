@@ -71,7 +71,7 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
     near(f(&e["by_device_j"]["gpu"]) / window, 350.0, 0.03, "gpus");
     let domains: Vec<&Value> = e["domains"].as_array().unwrap().iter().collect();
     let by_name = |n: &str| domains.iter().find(|d| d["name"] == n).copied();
-    // package-1's counter wraps every 250 ms: its power holds only if every wrap is undone.
+    // package-1's counter wraps every second: its power holds only if every wrap is undone.
     near(
         f(&by_name("cpu/package-1").unwrap()["avg_power_w"]),
         40.0,

@@ -25,7 +25,7 @@ fn overhead_interleaves_legs_and_reports_each_figure() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains(" loaded, 0 attached"), "{text}");
-    assert!(text.contains("sensor rapl: absent"), "{text}");
+    assert!(text.contains("sensor rapl-perf: absent"), "{text}");
     assert!(text.contains("answers as openai-chat"), "{text}");
 
     let o = tbctl(&[

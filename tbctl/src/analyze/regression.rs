@@ -43,17 +43,61 @@ const PAIRS: [Pair; 2] = [
     ),
 ];
 
+/// Where one analysis collects its text, figures and plots.
+struct Out<'a> {
+    lines: &'a mut Vec<String>,
+    data: &'a mut serde_json::Map<String, serde_json::Value>,
+    plots: &'a mut Vec<crate::plot::Drawn>,
+}
+
+/// Fits `points`, says the fit in a line, keeps it under `name` and draws it with its points.
+fn fit_and_draw(
+    out: &mut Out<'_>,
+    (name, title, x_desc, y_desc): (&'static str, &'static str, &'static str, &'static str),
+    points: &[(f64, f64)],
+    dir: &std::path::Path,
+) {
+    let Some(fit): Option<Fit> = regression::fit(points) else {
+        out.lines.push(format!(
+            "{title}: no fit ({} points; needs 3 or more with different {x_desc})",
+            points.len()
+        ));
+        out.data.insert(name.into(), serde_json::Value::Null);
+        return;
+    };
+    out.lines.push(format!(
+        "{title}: {y_desc} = {:.4} + {:.4} × {x_desc} (slope 95% CI {}, intercept 95% CI {}), \
+         R² {:.3}, {} requests",
+        fit.intercept,
+        fit.slope,
+        ci(fit.slope_ci95),
+        ci(fit.intercept_ci95),
+        fit.r2,
+        fit.n
+    ));
+    out.data.insert(name.into(), json!(fit));
+    let s = ScatterFit {
+        name,
+        title,
+        x_desc,
+        y_desc,
+        points,
+        fit,
+    };
+    match scatter_fit::render(&s, dir) {
+        Ok(d) => out.plots.push(d),
+        Err(e) => out.lines.push(format!("{title}: plot not drawn: {e}")),
+    }
+}
+
 /// A request's energy against its output tokens: the marginal J per token (slope) and the
 /// fixed J per request (intercept), from the per-request split of the run's energy.
-fn energy_against_tokens(
-    run: &RunData,
-    lines: &mut Vec<String>,
-    data: &mut serde_json::Map<String, serde_json::Value>,
-    plots: &mut Vec<crate::plot::Drawn>,
-) {
-    let (name, title) = (
+fn energy_against_tokens(run: &RunData, out: &mut Out<'_>) {
+    let what = (
         "regression-energy-output",
         "Request energy against output tokens",
+        "output tokens",
+        "request energy (J)",
     );
     let split = match (&run.config.energy, &run.energy) {
         (Some(meta), Some(samples)) => {
@@ -62,8 +106,9 @@ fn energy_against_tokens(
         _ => None,
     };
     let Some(split) = split else {
-        lines.push(format!(
-            "{title}: absent (the run has no energy samples covering it: {})",
+        out.lines.push(format!(
+            "{}: absent (the run has no energy samples covering it: {})",
+            what.1,
             run.config
                 .notes
                 .iter()
@@ -71,7 +116,7 @@ fn energy_against_tokens(
                 .map(String::as_str)
                 .unwrap_or("recorded without tbd's energy sensors")
         ));
-        data.insert(name.into(), serde_json::Value::Null);
+        out.data.insert(what.0.into(), serde_json::Value::Null);
         return;
     };
     let points: Vec<(f64, f64)> = run
@@ -81,32 +126,7 @@ fn energy_against_tokens(
         .filter(|(r, _)| !r.warmup && r.success)
         .filter_map(|(r, e)| Some((r.output_tokens? as f64, e.total_j())))
         .collect();
-    let Some(fit) = regression::fit(&points) else {
-        lines.push(format!("{title}: no fit ({} points)", points.len()));
-        data.insert(name.into(), serde_json::Value::Null);
-        return;
-    };
-    lines.push(format!(
-        "{title}: J = {:.4} + {:.4} × output tokens (slope 95% CI {}), R² {:.3}, {} requests",
-        fit.intercept,
-        fit.slope,
-        ci(fit.slope_ci95),
-        fit.r2,
-        fit.n
-    ));
-    data.insert(name.into(), json!(fit));
-    let s = ScatterFit {
-        name,
-        title,
-        x_desc: "output tokens",
-        y_desc: "request energy (J)",
-        points: &points,
-        fit,
-    };
-    match scatter_fit::render(&s, &run.dir) {
-        Ok(d) => plots.push(d),
-        Err(e) => lines.push(format!("{title}: plot not drawn: {e}")),
-    }
+    fit_and_draw(out, what, &points, &run.dir);
 }
 
 fn ci(v: Option<(f64, f64)>) -> String {
@@ -118,45 +138,20 @@ pub fn run(run: &RunData) -> Result<Outcome, String> {
     let mut lines = Vec::new();
     let mut data = serde_json::Map::new();
     let mut plots = Vec::new();
+    let mut out = Out {
+        lines: &mut lines,
+        data: &mut data,
+        plots: &mut plots,
+    };
     for (name, title, x_desc, y_desc, fx, fy) in PAIRS {
         let points: Vec<(f64, f64)> = run
             .measured()
             .filter(|r| r.success)
             .filter_map(|r| Some((fx(r)?, fy(r)?)))
             .collect();
-        let Some(fit): Option<Fit> = regression::fit(&points) else {
-            lines.push(format!(
-                "{title}: no fit ({} points; needs 3 or more with different {x_desc})",
-                points.len()
-            ));
-            data.insert(name.into(), serde_json::Value::Null);
-            continue;
-        };
-        lines.push(format!(
-            "{title}: {y_desc} = {:.4} + {:.4} × {x_desc} (slope 95% CI {}, intercept 95% CI \
-             {}), R² {:.3}, {} requests",
-            fit.intercept,
-            fit.slope,
-            ci(fit.slope_ci95),
-            ci(fit.intercept_ci95),
-            fit.r2,
-            fit.n
-        ));
-        data.insert(name.into(), json!(fit));
-        let s = ScatterFit {
-            name,
-            title,
-            x_desc,
-            y_desc,
-            points: &points,
-            fit,
-        };
-        match scatter_fit::render(&s, &run.dir) {
-            Ok(d) => plots.push(d),
-            Err(e) => lines.push(format!("{title}: plot not drawn: {e}")),
-        }
+        fit_and_draw(&mut out, (name, title, x_desc, y_desc), &points, &run.dir);
     }
-    energy_against_tokens(run, &mut lines, &mut data, &mut plots);
+    energy_against_tokens(run, &mut out);
     Ok(Outcome {
         analysis: NAME,
         lines,

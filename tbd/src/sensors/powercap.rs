@@ -141,3 +141,80 @@ impl Sensor for Powercap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A powercap tree with `zones` of (dir, name, energy_uj or None for a missing counter).
+    fn tree(zones: &[(&str, &str, Option<u64>)]) -> (tempfile::TempDir, SensorConfig) {
+        let d = tempfile::tempdir().unwrap();
+        for (dir, name, uj) in zones {
+            let z = d.path().join("sys/class/powercap").join(dir);
+            std::fs::create_dir_all(&z).unwrap();
+            std::fs::write(z.join("name"), name).unwrap();
+            std::fs::write(z.join("max_energy_range_uj"), "1000000").unwrap();
+            if let Some(uj) = uj {
+                std::fs::write(z.join("energy_uj"), uj.to_string()).unwrap();
+            }
+        }
+        let cfg = SensorConfig {
+            sysfs_root: d.path().into(),
+            gpu_fixture: None,
+        };
+        (d, cfg)
+    }
+
+    fn totals(cfg: &SensorConfig) -> Vec<(String, bool)> {
+        probe(cfg)
+            .unwrap()
+            .domains()
+            .into_iter()
+            .map(|d| (d.name, d.in_total))
+            .collect()
+    }
+
+    #[test]
+    fn packages_and_dram_count_cores_do_not_and_psys_alone_when_present() {
+        let zones = [
+            ("intel-rapl:0", "package-0", Some(1)),
+            ("intel-rapl:0:0", "core", Some(1)),
+            ("intel-rapl:0:1", "dram", Some(1)),
+            ("intel-rapl:1", "package-1", Some(1)),
+            // MMIO duplicates package-0: never read.
+            ("intel-rapl-mmio:0", "package-0", Some(1)),
+        ];
+        let (_d, cfg) = tree(&zones);
+        assert_eq!(
+            totals(&cfg),
+            vec![
+                ("cpu/package-0".into(), true),
+                ("cpu/package-0/core".into(), false),
+                ("cpu/package-0/dram".into(), true),
+                ("cpu/package-1".into(), true),
+            ]
+        );
+        let mut with_psys = zones.to_vec();
+        with_psys.push(("intel-rapl:2", "psys", Some(1)));
+        let (_d, cfg) = tree(&with_psys);
+        let t = totals(&cfg);
+        assert_eq!(
+            t.iter()
+                .filter(|(_, in_total)| *in_total)
+                .collect::<Vec<_>>(),
+            vec![&("cpu/psys".to_string(), true)]
+        );
+    }
+
+    #[test]
+    fn a_zone_without_a_counter_is_left_out_and_none_at_all_is_absent() {
+        let (_d, cfg) = tree(&[
+            ("intel-rapl:0", "package-0", Some(5)),
+            ("intel-rapl:0:0", "core", None),
+        ]);
+        assert_eq!(totals(&cfg), vec![("cpu/package-0".into(), true)]);
+        let (_d, cfg) = tree(&[("intel-rapl:0", "package-0", None)]);
+        let why = probe(&cfg).err().unwrap();
+        assert!(why.starts_with("no readable RAPL zone"), "{why}");
+    }
+}
