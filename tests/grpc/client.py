@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 
 sock, proto_dir, stub_dir, url = sys.argv[1:5]
@@ -31,6 +33,22 @@ run = stub.StartCapture(
     tbd_pb2.StartCaptureRequest(client_pids=[os.getpid()], label="grpcio"), timeout=10
 )
 out["run_id"] = run.run_id
+# TailExchanges: the run's exchanges as tbd completes them, on a stream of its own.
+tailed = []
+tail = stub.TailExchanges(tbd_pb2.TailRequest(run_id=run.run_id))
+
+
+def follow():
+    try:
+        for e in tail:
+            tailed.append(e.path)
+    except grpc.RpcError:
+        pass  # cancelled below
+
+
+follower = threading.Thread(target=follow)
+follower.start()
+time.sleep(0.3)  # the stream is open before the traffic starts
 # Traffic of this process for the capture to time: three chat requests to serve-sim.
 for i in range(3):
     body = json.dumps({"model": "sim-model", "max_tokens": 4, "stream": False,
@@ -38,6 +56,12 @@ for i in range(3):
     req = urllib.request.Request(url + "/v1/chat/completions", data=body,
                                  headers={"content-type": "application/json"})
     urllib.request.urlopen(req, timeout=10).read()
+deadline = time.time() + 5
+while tailed.count("/v1/chat/completions") < 3 and time.time() < deadline:
+    time.sleep(0.05)
+tail.cancel()
+follower.join()
+out["tailed"] = tailed
 stopped = stub.StopCapture(tbd_pb2.StopCaptureRequest(run_id=run.run_id), timeout=30)
 out["stopped_exchanges"] = stopped.exchanges
 out["end_reason"] = stopped.end_reason

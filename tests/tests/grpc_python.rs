@@ -44,6 +44,21 @@ fn a_stock_grpcio_client_uses_the_whole_api_over_the_unix_socket() {
         .collect();
     assert_eq!(chats.len(), 3, "{v}");
     assert!(chats.iter().all(|e| e["status"] == 200), "{v}");
+    // TailExchanges streamed each of them as tbd completed it, during the capture.
+    let tailed: Vec<&str> = v["tailed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        tailed
+            .iter()
+            .filter(|p| **p == "/v1/chat/completions")
+            .count(),
+        3,
+        "the client side of each request (the capture names no server port): {v}"
+    );
     // Errors come back as gRPC statuses the client can act on.
     assert!(
         v["energy"]
