@@ -156,3 +156,43 @@ fn a_server_that_dies_mid_run_fails_the_rest_as_connect_errors() {
         assert_eq!(class(r), "connect", "{r}");
     }
 }
+
+#[test]
+fn a_retried_request_joins_the_kernel_exchange_that_was_answered() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let daemon = format!("unix:{}", sock.display());
+    let s = FaultServer::start(|_| Fault::DropNext);
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &s.url(),
+            "--requests",
+            "4",
+            "--concurrency",
+            "1",
+            "--max-tokens",
+            "4",
+            "--daemon",
+            &daemon,
+        ],
+    );
+    tbd.stop();
+    let k = &summary["kernel"];
+    assert_eq!(k["seen_client_side"], 4, "{k}");
+    // Requests 1-3 each went out twice with one request id: the dropped attempt is counted,
+    // and the answered one is the request's. (The fault server runs in this test's own
+    // process; only the client side is asserted.)
+    let sides = 1 + u64::from(k["seen_server_side"] == 4);
+    assert_eq!(k["superseded_attempts"], 3 * sides, "{k}");
+    assert_eq!(k["unmatched_exchanges"], 0, "{k}");
+    let lines = jsonl(&dir.join("kernel.jsonl"));
+    assert_eq!(lines.len() as u64, 4 * sides);
+    for l in &lines {
+        assert!(
+            l["t_response_first_ns"].as_u64().unwrap_or(0) > 0,
+            "a joined exchange without a response: {l}"
+        );
+    }
+}

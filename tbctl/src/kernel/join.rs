@@ -130,6 +130,11 @@ pub struct CaptureFacts {
     pub dns_lookups: u64,
     /// Events lost in the kernel, by reason.
     pub lost_events: BTreeMap<String, u64>,
+    /// Earlier attempts of retried requests: exchanges carrying a request id that a later or
+    /// answered exchange of the same side also carries (a kept-alive connection the server had
+    /// closed, then the retry on a new one).
+    #[serde(default)]
+    pub superseded_attempts: u64,
 }
 
 /// The joined result.
@@ -151,6 +156,9 @@ pub struct KernelSummary {
     pub unseen_server_side: u64,
     /// Exchanges of tracked processes that no request of this run claims.
     pub unmatched_exchanges: u64,
+    /// Earlier attempts of retried requests (see [`CaptureFacts`]).
+    #[serde(default)]
+    pub superseded_attempts: u64,
     pub connections: u64,
     pub dns_lookups: u64,
     pub lost_events: BTreeMap<String, u64>,
@@ -174,11 +182,21 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
         .collect();
     let rids: HashSet<u64> = records.iter().map(|r| r.request_id).collect();
     let mut by_rid: HashMap<(u64, &str), &Exchange> = HashMap::new();
-    let mut unmatched = 0;
+    let (mut unmatched, mut superseded) = (0, 0);
     for e in &data.exchanges {
         match e.request_id.parse::<u64>() {
             Ok(id) if rids.contains(&id) => {
-                by_rid.insert((id, e.side.as_str()), e);
+                // A retried request sends its id twice on one side: the attempt that was
+                // answered is the request's, the later one if both (or neither) were.
+                let slot = by_rid.entry((id, e.side.as_str())).or_insert(e);
+                if !std::ptr::eq(*slot, e) {
+                    superseded += 1;
+                    let answered = |x: &Exchange| x.t_response_first_ns > 0;
+                    let later = e.t_request_first_ns >= slot.t_request_first_ns;
+                    if (answered(e), later) > (answered(slot), !later) {
+                        *slot = e;
+                    }
+                }
             }
             _ => unmatched += 1,
         }
@@ -199,6 +217,7 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
         lines,
         facts: CaptureFacts {
             unmatched_exchanges: unmatched,
+            superseded_attempts: superseded,
             connections: data.connections.len() as u64,
             dns_lookups: data.dns.len() as u64,
             lost_events: data
@@ -313,6 +332,7 @@ impl KernelSummary {
             unseen_client_side: n - c,
             unseen_server_side: n - s,
             unmatched_exchanges: facts.unmatched_exchanges,
+            superseded_attempts: facts.superseded_attempts,
             connections: facts.connections,
             dns_lookups: facts.dns_lookups,
             lost_events: facts.lost_events.clone(),
@@ -439,6 +459,46 @@ mod tests {
         // Two server write gaps from three writes; kernel TTFB 5.1 - 1.01 ms.
         assert_eq!(summary.metrics["server_chunk_gap_ms"].dist.count, 2);
         assert!((summary.metrics["kernel_ttfb_ms"].dist.p50 - 4.09).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_retried_request_joins_its_answered_attempt_whatever_the_order() {
+        let rec = RequestRecord {
+            request_id: 5,
+            t_sent_ns: Some(1_000),
+            success: true,
+            retries: 1,
+            ..Default::default()
+        };
+        // The first attempt went out on a kept-alive connection the server had closed: no
+        // response. The retry, on a new connection, was answered.
+        let dead = Exchange {
+            side: "client".into(),
+            request_id: "5".into(),
+            conn_id: 1,
+            t_request_first_ns: 1_000,
+            ..Default::default()
+        };
+        let answered = Exchange {
+            conn_id: 2,
+            t_request_first_ns: 2_000,
+            t_response_first_ns: 9_000,
+            ..dead.clone()
+        };
+        for exchanges in [
+            vec![dead.clone(), answered.clone()],
+            vec![answered.clone(), dead.clone()],
+        ] {
+            let data = KernelData {
+                exchanges,
+                ..Default::default()
+            };
+            let j = join(std::slice::from_ref(&rec), &data);
+            assert_eq!(j.lines.len(), 1);
+            assert_eq!(j.lines[0].conn.id, 2, "the answered attempt");
+            assert_eq!(j.facts.superseded_attempts, 1);
+            assert_eq!(j.facts.unmatched_exchanges, 0);
+        }
     }
 
     #[test]
