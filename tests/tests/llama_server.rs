@@ -75,7 +75,27 @@ fn profiles_llama_cpp_with_usage_tokens_and_kernel_timing() {
     assert!(server_lines
         .iter()
         .all(|l| l["pid"].as_u64() == Some(llama.pid() as u64)));
-    assert!(k["metrics"]["server_ttft_ms"]["p50"].as_f64().unwrap() > 0.0);
+    // The server's own time to first token (its request read to the write carrying the first
+    // token) fits inside the client's, short of it only by loopback and the client's reads.
+    let ttft: std::collections::HashMap<u64, f64> = records(&dir)
+        .iter()
+        .map(|r| {
+            (
+                r["request_id"].as_u64().unwrap(),
+                r["ttft_ms"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for l in &server_lines {
+        let server = l["server_ttft_ms"]
+            .as_f64()
+            .expect("server_ttft_ms on every server line");
+        let client = ttft[&l["request_id"].as_u64().unwrap()];
+        assert!(
+            server > 0.0 && server <= client && client - server < 25.0,
+            "server TTFT {server} ms against the client's {client} ms: {l}"
+        );
+    }
     // This llama-server closes a connection after a streamed response (curl sees the same), so
     // tbctl cannot reuse it: the kernel must name the server as the side that ended it.
     let by_server = jsonl(&dir.join("kernel.jsonl"))

@@ -366,8 +366,34 @@ fn trace_replay_sends_the_traces_sizes_at_its_times() {
         .collect();
     assert_eq!((t[1] - t[0]) / 1_000_000, 100);
     assert_eq!((t[2] - t[0]) / 1_000_000, 300);
-    // The built-in Azure trace, a window of it, sped up.
-    let (summary, _) = profile(
+    // The built-in Azure trace, a window of it, sped up: the requests are exactly the CSV's
+    // rows in the window, at a tenth of their offsets, asking for their generated tokens.
+    let csv = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tbctl/data/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"),
+    )
+    .unwrap();
+    let rows: Vec<(f64, u64)> = csv
+        .lines()
+        .skip(1)
+        .take(200)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            // "2023-11-16 18:15:46.6805900": seconds of the day (the window is within one day).
+            let hms: Vec<f64> = f[0][11..].split(':').map(|x| x.parse().unwrap()).collect();
+            (
+                hms[0] * 3600.0 + hms[1] * 60.0 + hms[2],
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(f64, u64)> = rows
+        .iter()
+        .map(|(t, n)| (t - rows[0].0, *n))
+        .filter(|(t, _)| *t < 20.0)
+        .collect();
+    assert!(want.len() >= 10, "{} requests in the window", want.len());
+    let (summary, azure_dir) = profile(
         d.path(),
         &[
             "--url",
@@ -382,8 +408,22 @@ fn trace_replay_sends_the_traces_sizes_at_its_times() {
         ],
     );
     s.stop();
-    assert!(summary["requests"]["succeeded"].as_u64().unwrap() > 0);
+    assert_eq!(
+        summary["requests"]["succeeded"].as_u64().unwrap() as usize,
+        want.len()
+    );
     assert_eq!(summary["requests"]["failed"], 0);
+    let mut recs = records(&azure_dir);
+    recs.sort_by_key(|r| r["request_id"].as_u64().unwrap());
+    let t0 = recs[0]["t_intended_ns"].as_u64().unwrap();
+    for (r, (t, n)) in recs.iter().zip(&want) {
+        let at_s = (r["t_intended_ns"].as_u64().unwrap() - t0) as f64 / 1e9;
+        assert!(
+            (at_s - t * 0.1).abs() < 1e-5,
+            "intended {at_s} s, trace {t} s x 0.1"
+        );
+        assert_eq!(r["output_tokens"].as_u64().unwrap(), *n, "{r}");
+    }
 }
 
 #[test]
