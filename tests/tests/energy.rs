@@ -207,6 +207,25 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
     let fit = &a["data"]["regression-energy-output"];
     // Every request asks for 60 tokens: energy per request is about the mean, not a slope.
     assert!(fit.is_object() || fit.is_null(), "{a}");
+    // The energy analysis: the fixture's power is constant, so power does not follow load
+    // (the fit's intercept is the whole host, its slope near zero).
+    let o = tbctl(&[
+        "analyze",
+        "--analysis",
+        "energy",
+        "--json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fit = &a["data"]["power_against_tokens"];
+    near(
+        f(&fit["intercept"]),
+        energy_fixture::STANDARD_TOTAL_W,
+        0.05,
+        "power with no tokens",
+    );
+    assert!(f(&fit["slope"]).abs() < 0.05, "{fit}");
 
     // tbctl energy --live: one JSON line per sample with the host's power.
     let o = tbctl(&[
@@ -275,6 +294,13 @@ fn a_host_without_sensors_says_which_and_why() {
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("no energy figures: energy absent: no sensor"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tbctl(&["analyze", "--analysis", "energy", dir.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("energy absent: no sensor"),
         "{}",
         stderr(&o)
     );

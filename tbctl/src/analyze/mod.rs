@@ -1,6 +1,7 @@
 //! `tbctl analyze RUN --analysis A`: analyses of a run directory, each one file with a name,
 //! a line saying what it does, and `run`; [`KINDS`] registers it in one line.
 
+mod energy;
 mod network;
 mod regression;
 mod steady_state;
@@ -44,6 +45,11 @@ pub const KINDS: &[Analysis] = &[
         name: network::NAME,
         about: network::ABOUT,
         run: network::run,
+    },
+    Analysis {
+        name: energy::NAME,
+        about: energy::ABOUT,
+        run: energy::run,
     },
 ];
 

@@ -155,28 +155,27 @@ pub struct Sweep {
     pub saturation_point: Option<f64>,
     pub rules: String,
     pub plots: Vec<Drawn>,
-    /// Loads on the throughput/energy Pareto front: no other step has both more output
-    /// tokens/s and fewer J per output token.
+    /// Loads on the J/output token against TTFT p99 Pareto front: no other step has both
+    /// fewer J per output token and a lower TTFT p99.
     pub pareto_front: Vec<f64>,
     pub notes: Vec<String>,
 }
 
-/// The loads of the steps no other step beats on both output throughput (higher) and J per
-/// output token (lower), in load order; empty without energy figures.
+/// The loads of the steps no other step beats on both J per output token and TTFT p99 (each
+/// lower or equal, one lower): the energy/latency trade-offs worth running at, in load order;
+/// empty without energy figures.
 pub fn pareto(steps: &[Step]) -> Vec<f64> {
-    let with: Vec<(&Step, f64)> = steps
+    let with: Vec<(&Step, f64, f64)> = steps
         .iter()
-        .filter_map(|s| Some((s, s.j_per_output_token?)))
+        .filter_map(|s| Some((s, s.j_per_output_token?, s.ttft_p99_ms?)))
         .collect();
     with.iter()
-        .filter(|(a, ja)| {
-            !with.iter().any(|(b, jb)| {
-                b.output_token_throughput >= a.output_token_throughput
-                    && jb <= ja
-                    && (b.output_token_throughput > a.output_token_throughput || jb < ja)
-            })
+        .filter(|(_, ja, ta)| {
+            !with
+                .iter()
+                .any(|(_, jb, tb)| jb <= ja && tb <= ta && (jb < ja || tb < ta))
         })
-        .map(|(s, _)| s.load)
+        .map(|(s, _, _)| s.load)
         .collect()
 }
 
@@ -272,8 +271,8 @@ pub fn document(s: &Sweep) -> Document {
         point
     } else {
         format!(
-            "{point} Throughput/energy Pareto front (no step has more tokens/s for fewer J per \
-             output token): {} {}.",
+            "{point} J/output token against TTFT p99 Pareto front (no other step has both \
+             fewer J per output token and a lower TTFT p99): {} {}.",
             s.pareto_front
                 .iter()
                 .map(|l| l.to_string())
@@ -352,22 +351,24 @@ mod tests {
     }
 
     #[test]
-    fn the_pareto_front_keeps_the_steps_nothing_beats_on_both_throughput_and_energy() {
-        let with = |load, tokens, j| {
-            let mut s = step(load, tokens, 20.0);
+    fn the_pareto_front_keeps_the_steps_nothing_beats_on_both_energy_and_ttft_p99() {
+        let with = |load, j, ttft_p99| {
+            let mut s = step(load, 100.0, 20.0);
             s.j_per_output_token = Some(j);
+            s.ttft_p99_ms = Some(ttft_p99);
             s
         };
         let steps = [
-            with(1.0, 100.0, 2.0),
-            // More tokens for less energy: beats load 1.
-            with(2.0, 200.0, 1.0),
-            // More tokens, more energy: on the front.
-            with(4.0, 300.0, 1.5),
-            // Fewer tokens and more energy than load 4: beaten.
-            with(8.0, 250.0, 1.8),
+            // The fastest, the most energy per token: on the front.
+            with(1.0, 2.0, 30.0),
+            // Less energy, a little slower: on the front.
+            with(2.0, 1.0, 40.0),
+            // Less energy still, slower again: on the front.
+            with(4.0, 0.8, 90.0),
+            // More energy and slower than load 4: beaten.
+            with(8.0, 0.9, 400.0),
         ];
-        assert_eq!(pareto(&steps), vec![2.0, 4.0]);
+        assert_eq!(pareto(&steps), vec![1.0, 2.0, 4.0]);
         assert!(
             pareto(&[step(1.0, 100.0, 20.0)]).is_empty(),
             "no energy, no front"
