@@ -18,6 +18,19 @@ pub enum Scope {
     Energy,
 }
 
+impl Scope {
+    /// The scope's name, as JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Client => "client",
+            Scope::Rate => "rate",
+            Scope::Kernel => "kernel",
+            Scope::Trace => "trace",
+            Scope::Energy => "energy",
+        }
+    }
+}
+
 /// One figure of the catalogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MetricDef {

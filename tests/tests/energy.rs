@@ -50,7 +50,6 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
             "1s",
         ],
     );
-    sim.stop();
     let e = &summary["energy"];
     assert!(e.is_object(), "no energy section: {summary}");
     let window = f(&e["window_s"]);
@@ -219,13 +218,73 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
     assert!(o.status.success(), "{}", stderr(&o));
     let a: Value = serde_json::from_slice(&o.stdout).unwrap();
     let fit = &a["data"]["power_against_tokens"];
+    assert!(
+        f(&fit["r2"]) < 0.5,
+        "constant power does not follow load: {fit}"
+    );
     near(
         f(&fit["intercept"]),
         energy_fixture::STANDARD_TOTAL_W,
-        0.05,
+        0.15,
         "power with no tokens",
     );
-    assert!(f(&fit["slope"]).abs() < 0.05, "{fit}");
+
+    // Compare with a run twice as long: the energy figures, the per-request energy split and
+    // the kernel's metrics are compared beside the client's, and an energy gate guards it.
+    let (_, dir2) = profile(
+        d.path(),
+        &[
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--concurrency",
+            "4",
+            "--requests",
+            "80",
+            "--max-tokens",
+            "60",
+            "--daemon",
+            &daemon,
+        ],
+    );
+    let o = tbctl(&[
+        "compare",
+        dir.to_str().unwrap(),
+        dir2.to_str().unwrap(),
+        "--json",
+        "--gate",
+        "energy_j=+20%",
+        "--out",
+        d.path().join("cmp").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "twice the requests, about twice the energy: {}",
+        stderr(&o)
+    );
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cmp = &c["comparisons"][0];
+    let scopes: Vec<(&str, &str)> = cmp["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["scope"].as_str().unwrap(), m["metric"].as_str().unwrap()))
+        .collect();
+    for want in [
+        ("client", "ttft_ms"),
+        ("kernel", "server_ttft_ms"),
+        ("energy", "request_energy_j"),
+    ] {
+        assert!(scopes.contains(&want), "{want:?} not compared: {scopes:?}");
+    }
+    let energy = cmp["rates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rate"] == "energy_j")
+        .unwrap();
+    assert!(f(&energy["change"]["diff_pct"]) > 50.0, "{energy}");
+    assert_eq!(cmp["gates"][0]["passed"], false);
 
     // tbctl energy --live: one JSON line per sample with the host's power.
     let o = tbctl(&[
@@ -245,6 +304,7 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
             "live total",
         );
     }
+    sim.stop();
     tbd.stop();
 }
 

@@ -65,7 +65,13 @@ impl std::str::FromStr for Gate {
             .iter()
             .find(|(a, _)| *a == name)
             .map(|(_, r)| *r)
-            .or_else(|| catalogue::get(Scope::Rate, name).map(|d| d.name));
+            .or_else(|| catalogue::get(Scope::Rate, name).map(|d| d.name))
+            // Whole-run energy figures gate as values too (`j_per_output_token=+5%`).
+            .or_else(|| {
+                catalogue::get(Scope::Energy, name)
+                    .filter(|d| d.per == "run")
+                    .map(|d| d.name)
+            });
         let (metric, stat) = match rate {
             Some(r) => (r.to_string(), "value".to_string()),
             None => {
@@ -105,7 +111,7 @@ pub fn figure(s: &Summary, metric: &str, stat: &str) -> Option<f64> {
             "request_throughput" => Some(s.request_throughput.value),
             "output_token_throughput" => Some(s.output_token_throughput.value),
             "goodput" => s.goodput.as_ref().map(|g| g.value),
-            _ => None,
+            other => s.energy.as_ref().and_then(|e| e.figure(other)),
         };
     }
     let d = &s.metrics.get(metric)?.dist;

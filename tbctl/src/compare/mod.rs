@@ -13,12 +13,15 @@ use crate::{
     analysis::significance::{self, MannWhitney, BOOTSTRAP_ROUNDS},
     catalogue::{self, Scope},
     doc::{num, Block, Document, Section, Table},
+    energy::figures,
+    kernel::join::KernelSamples,
     plot::{
         overlay::{self, RunSamples},
         Drawn,
     },
     record::RequestRecord,
     rundir::{self, RunData},
+    stats::Distribution,
     summary::{self, Summary},
 };
 
@@ -45,6 +48,8 @@ pub struct Change {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct MetricComparison {
     pub metric: String,
+    /// Whose samples: the client's records, the kernel's exchanges, or the energy split.
+    pub scope: Scope,
     pub unit: String,
     pub formula: String,
     pub base_count: u64,
@@ -107,11 +112,13 @@ fn change(base: f64, current: f64, ci95: Option<(f64, f64)>) -> Change {
     }
 }
 
-/// A run ready to compare: its data, summary and samples.
+/// A run ready to compare: its data, summary and samples of every scope.
 struct Side {
     run: RunData,
     summary: Summary,
     samples: BTreeMap<&'static str, Vec<f64>>,
+    kernel: BTreeMap<&'static str, Vec<f64>>,
+    energy: BTreeMap<&'static str, Vec<f64>>,
 }
 
 impl Side {
@@ -119,10 +126,32 @@ impl Side {
         let summary = run.summary();
         let measured: Vec<&RequestRecord> = run.measured().collect();
         let samples = summary::samples(&measured);
+        let kernel = run
+            .kernel
+            .as_ref()
+            .map(|lines| KernelSamples::of(lines, &measured).samples)
+            .unwrap_or_default();
+        let energy = match (&run.config.energy, &run.energy) {
+            (Some(meta), Some(s)) => figures::request_energies(meta, s, &run.records)
+                .map(|a| figures::request_samples(&run.records, &a.requests))
+                .unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
         Self {
             run,
             summary,
             samples,
+            kernel,
+            energy,
+        }
+    }
+
+    /// The samples of a scope.
+    fn of(&self, scope: Scope) -> &BTreeMap<&'static str, Vec<f64>> {
+        match scope {
+            Scope::Kernel => &self.kernel,
+            Scope::Energy => &self.energy,
+            _ => &self.samples,
         }
     }
 
@@ -136,13 +165,17 @@ impl Side {
     }
 }
 
+/// Every distribution of the client's records, the kernel's exchanges and the per-request
+/// energy split that both runs have, compared.
 fn compare_metrics(base: &Side, cur: &Side, seed: u64) -> Vec<MetricComparison> {
-    catalogue::of(Scope::Client)
+    [Scope::Client, Scope::Kernel, Scope::Energy]
+        .into_iter()
+        .flat_map(catalogue::of)
         .filter_map(|d| {
-            let (b, c) = (base.samples.get(d.name)?, cur.samples.get(d.name)?);
+            let (b, c) = (base.of(d.scope).get(d.name)?, cur.of(d.scope).get(d.name)?);
             let (bd, cd) = (
-                &base.summary.metrics.get(d.name)?.dist,
-                &cur.summary.metrics.get(d.name)?.dist,
+                Distribution::of(&mut b.clone())?,
+                Distribution::of(&mut c.clone())?,
             );
             let boot = |stat| significance::bootstrap_diff(b, c, stat, BOOTSTRAP_ROUNDS, seed);
             let p50 = change(bd.p50, cd.p50, boot(significance::median));
@@ -151,6 +184,7 @@ fn compare_metrics(base: &Side, cur: &Side, seed: u64) -> Vec<MetricComparison> 
                 && p50.ci95.is_some_and(|(lo, hi)| lo > 0.0 || hi < 0.0);
             Some(MetricComparison {
                 metric: d.name.into(),
+                scope: d.scope,
                 unit: d.unit.into(),
                 formula: d.formula.into(),
                 base_count: bd.count,
@@ -165,8 +199,10 @@ fn compare_metrics(base: &Side, cur: &Side, seed: u64) -> Vec<MetricComparison> 
         .collect()
 }
 
+/// Whole-run figures (rates, and energy when both runs have it), one value per run.
 fn compare_rates(base: &Summary, cur: &Summary) -> Vec<RateComparison> {
     catalogue::of(Scope::Rate)
+        .chain(catalogue::of(Scope::Energy).filter(|d| d.per == "run"))
         .filter_map(|d| {
             let b = gate::figure(base, d.name, "value")?;
             let c = gate::figure(cur, d.name, "value")?;
@@ -272,9 +308,13 @@ pub fn document(r: &CompareReport) -> Document {
         }
         let mut rows = Vec::new();
         for m in &c.metrics {
+            let name = match m.scope {
+                Scope::Client => m.metric.clone(),
+                other => format!("{} ({})", m.metric, other.name()),
+            };
             for (stat, ch) in [("p50", &m.p50), ("p99", &m.p99), ("mean", &m.mean)] {
                 rows.push(vec![
-                    m.metric.clone(),
+                    name.clone(),
                     stat.into(),
                     num(ch.base),
                     num(ch.current),

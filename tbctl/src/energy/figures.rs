@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    attribute::{attribute, Attribution},
+    attribute::{attribute, Attribution, RequestEnergy},
     series::Series,
     EnergyMeta, Sample,
 };
@@ -140,22 +140,7 @@ pub fn summarize(
         requests,
         unattributed_j,
     } = attribute_all(records, &intervals);
-    let mut dists: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for (r, e) in records.iter().zip(&requests) {
-        if r.warmup || !r.success {
-            continue;
-        }
-        dists
-            .entry("request_energy_j")
-            .or_default()
-            .push(e.total_j());
-        dists
-            .entry("prefill_energy_j")
-            .or_default()
-            .push(e.prefill_j);
-        dists.entry("decode_energy_j").or_default().push(e.decode_j);
-    }
-    let per_request = dists
+    let per_request = request_samples(records, &requests)
         .into_iter()
         .filter_map(|(k, mut v)| {
             Some((
@@ -251,6 +236,47 @@ pub fn summarize(
         method,
         caveats,
     })
+}
+
+/// Every sample of each per-request energy figure of the catalogue: the successful measured
+/// records' shares (`requests` in the records' order). The summary and compare both read them.
+pub fn request_samples(
+    records: &[RequestRecord],
+    requests: &[RequestEnergy],
+) -> BTreeMap<&'static str, Vec<f64>> {
+    let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for (r, e) in records.iter().zip(requests) {
+        if r.warmup || !r.success {
+            continue;
+        }
+        for (k, v) in [
+            ("request_energy_j", e.total_j()),
+            ("prefill_energy_j", e.prefill_j),
+            ("decode_energy_j", e.decode_j),
+        ] {
+            samples.entry(k).or_default().push(v);
+        }
+    }
+    samples
+}
+
+impl EnergySummary {
+    /// A whole-run figure of the catalogue by name (`energy_j`, `j_per_output_token`, ...):
+    /// for compare and its gates.
+    pub fn figure(&self, name: &str) -> Option<f64> {
+        match name {
+            "energy_j" => Some(self.total_j),
+            "avg_power_w" => Some(self.avg_power_w),
+            "peak_power_w" => Some(self.peak_power_w),
+            "j_per_output_token" => self.j_per_output_token,
+            "j_per_token" => self.j_per_token,
+            "output_tokens_per_j" => self.output_tokens_per_j,
+            "unattributed_energy_j" => Some(self.unattributed_j),
+            "idle_power_w" => self.above_idle.as_ref().map(|a| a.idle_power_w),
+            "energy_above_idle_j" => self.above_idle.as_ref().map(|a| a.energy_j),
+            _ => None,
+        }
+    }
 }
 
 /// Splits the intervals across every record: warm-up requests that overlap the window take

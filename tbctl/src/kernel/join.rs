@@ -277,13 +277,21 @@ pub fn annotate(lines: &mut [KernelLine], records: &[RequestRecord]) {
     }
 }
 
-impl KernelSummary {
-    /// The kernel section of summary.json, from a run's kernel.jsonl lines, its measured
-    /// records and the capture's counts.
-    pub fn of(lines: &[KernelLine], records: &[&RequestRecord], facts: &CaptureFacts) -> Self {
+/// Every sample of each kernel metric of the catalogue, from a run's kernel.jsonl lines and
+/// its measured records, with the requests seen on each side. The summary and compare both
+/// read their kernel figures from here.
+pub struct KernelSamples {
+    pub samples: BTreeMap<&'static str, Vec<f64>>,
+    /// Request ids seen on the client side and on the server side.
+    pub seen: [HashSet<u64>; 2],
+}
+
+impl KernelSamples {
+    /// The samples of `lines` that belong to `records`.
+    pub fn of(lines: &[KernelLine], records: &[&RequestRecord]) -> Self {
         let rids: HashSet<u64> = records.iter().map(|r| r.request_id).collect();
         let mut seen: [HashSet<u64>; 2] = Default::default();
-        let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
+        let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
         let mut push = |k: &'static str, v: Option<f64>| {
             if let Some(v) = v {
                 samples.entry(k).or_default().push(v);
@@ -312,6 +320,15 @@ impl KernelSummary {
                 }
             }
         }
+        Self { samples, seen }
+    }
+}
+
+impl KernelSummary {
+    /// The kernel section of summary.json, from a run's kernel.jsonl lines, its measured
+    /// records and the capture's counts.
+    pub fn of(lines: &[KernelLine], records: &[&RequestRecord], facts: &CaptureFacts) -> Self {
+        let KernelSamples { mut samples, seen } = KernelSamples::of(lines, records);
         let metrics = catalogue::of(Scope::Kernel)
             .filter_map(|d| {
                 Some((
