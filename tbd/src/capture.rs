@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use tb_proto::v1::{Exchange, LossCounter, Run};
+use tb_proto::v1::{Exchange, ExportLatency, LossCounter, Run};
 use tbd_common::tcp_state;
 use tokio::sync::broadcast;
 
@@ -42,6 +42,8 @@ struct Active {
     run: Run,
     tracker: ConnTracker,
     lost_at_start: Vec<(&'static str, u64)>,
+    /// Export latency of each exchange stored so far, µs (see [`ExportLatency`]).
+    export_us: Vec<u32>,
 }
 
 /// The lease of the running capture: its client renews it, or tbd ends the capture.
@@ -283,6 +285,7 @@ impl Engine {
             tracker: ConnTracker::new(run_id),
             run: run.clone(),
             lost_at_start,
+            export_us: Vec::new(),
         });
         Ok(run)
     }
@@ -332,7 +335,9 @@ impl Engine {
         }
         a.tracker.flush(mono_ns(), &mut |o| records.push(o));
         let tracker_stats = a.tracker.stats();
+        let export = export_latency(&mut a.export_us);
         let mut run = a.run;
+        run.export_latency = Some(export);
         run.end_reason = reason.into();
         self.lease.lock().expect("lease lock").take();
         let recs = outputs_to_records(records, &mut run, &self.tail);
@@ -356,6 +361,25 @@ impl Engine {
         self.store.flush()?;
         tracing::info!(run = %run.run_id, exchanges = run.exchanges, tracker = ?tracker_stats, "capture stopped");
         Ok(run)
+    }
+}
+
+/// The percentiles of a capture's export latencies (nearest rank).
+fn export_latency(us: &mut [u32]) -> ExportLatency {
+    us.sort_unstable();
+    let at = |q: f64| -> u64 {
+        if us.is_empty() {
+            return 0;
+        }
+        let i = ((q * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1;
+        u64::from(us[i])
+    };
+    ExportLatency {
+        exchanges: us.len() as u64,
+        p50_us: at(0.50),
+        p95_us: at(0.95),
+        p99_us: at(0.99),
+        max_us: us.last().copied().map_or(0, u64::from),
     }
 }
 
@@ -513,12 +537,40 @@ impl Reader {
             }
             Err(e) => tracing::error!("store append failed: {e}"),
         }
-        self.stored.extend(
-            self.pending
-                .drain(..)
-                .filter_map(|r| r.take::<Exchange>().ok()),
-        );
+        // Queryable from now: each exchange's export latency from its last event.
+        let now = mono_ns();
+        let mut latencies = Vec::new();
+        for x in self
+            .pending
+            .drain(..)
+            .filter_map(|r| r.take::<Exchange>().ok())
+        {
+            let last = x.t_response_last_ns.max(x.t_request_last_ns);
+            latencies.push((now.saturating_sub(last) / 1_000).min(u64::from(u32::MAX)) as u32);
+            self.stored.push(x);
+        }
+        if !latencies.is_empty() {
+            if let Some(a) = self.active.lock().expect("active lock").as_mut() {
+                a.export_us.extend(latencies);
+            }
+        }
         // It grows while sled is reopened; what it grew to need not be kept.
         self.pending.shrink_to(1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::export_latency;
+
+    #[test]
+    fn export_percentiles_are_nearest_rank() {
+        let mut us: Vec<u32> = (1..=100).rev().collect();
+        let e = export_latency(&mut us);
+        assert_eq!(
+            (e.exchanges, e.p50_us, e.p95_us, e.p99_us, e.max_us),
+            (100, 50, 95, 99, 100)
+        );
+        assert_eq!(export_latency(&mut []).exchanges, 0);
     }
 }

@@ -135,6 +135,19 @@ pub struct CaptureFacts {
     /// closed, then the retry on a new one).
     #[serde(default)]
     pub superseded_attempts: u64,
+    /// How long the capture's exchanges took from their last event to being queryable in tbd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_latency: Option<ExportLatencyFacts>,
+}
+
+/// tbd's export latency of a capture (see the API's `ExportLatency`), µs.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExportLatencyFacts {
+    pub exchanges: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 /// The joined result.
@@ -218,6 +231,13 @@ pub fn join(records: &[RequestRecord], data: &KernelData) -> Joined {
         facts: CaptureFacts {
             unmatched_exchanges: unmatched,
             superseded_attempts: superseded,
+            export_latency: data.run.export_latency.map(|e| ExportLatencyFacts {
+                exchanges: e.exchanges,
+                p50_us: e.p50_us,
+                p95_us: e.p95_us,
+                p99_us: e.p99_us,
+                max_us: e.max_us,
+            }),
             connections: data.connections.len() as u64,
             dns_lookups: data.dns.len() as u64,
             lost_events: data

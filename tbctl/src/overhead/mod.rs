@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     analysis::significance::{self, MannWhitney},
     doc::{Block, Document, Section, Table},
-    kernel::join::KernelLine,
+    kernel::join::{ExportLatencyFacts, KernelLine},
     record::RequestRecord,
     report::assess::Level,
     rundir::{self, RunData},
@@ -24,6 +24,10 @@ pub const LATENCY_WARN_PCT: f64 = 5.0;
 /// Coverage and completeness that pass, and that still warn, in percent.
 pub const SHARE_PASS_PCT: f64 = 99.9;
 pub const SHARE_WARN_PCT: f64 = 99.0;
+/// Export latency p95 that passes, and that still warns, in ms: a live view refreshes about
+/// every quarter second.
+pub const EXPORT_PASS_MS: f64 = 250.0;
+pub const EXPORT_WARN_MS: f64 = 2_000.0;
 /// tbd's own CPU per request that passes, and that still warns, in µs.
 pub const CPU_PASS_US: f64 = 10.0;
 pub const CPU_WARN_US: f64 = 30.0;
@@ -191,11 +195,41 @@ pub fn figures(legs: Vec<Leg>, runs: &[RunData], bpf_ns_per_run: Option<f64>) ->
         value: format!("{lost} events lost in the kernel over the capturing runs"),
         rule: "pass at 0 (every loss counter: ring buffer full, in-flight, pids, sockets)".into(),
     });
+    let exports: Vec<ExportLatencyFacts> = on
+        .iter()
+        .filter_map(|r| r.config.capture.as_ref()?.export_latency)
+        .filter(|e| e.exchanges > 0)
+        .collect();
+    // The worst leg's p95: each leg is one capture, and its tail is what a user waits.
+    let p95_ms = exports
+        .iter()
+        .map(|e| e.p95_us)
+        .max()
+        .map(|us| us as f64 / 1e3);
     figures.push(Figure {
         name: "export latency",
-        level: None,
-        value: "not measured: tbd does not yet stamp when an event enters the ring buffer".into(),
-        rule: "p95 from ring buffer to queryable; needs a stamp tbd does not keep".into(),
+        level: p95_ms.map(|ms| {
+            if ms <= EXPORT_PASS_MS {
+                Level::Pass
+            } else if ms <= EXPORT_WARN_MS {
+                Level::Warn
+            } else {
+                Level::Fail
+            }
+        }),
+        value: match p95_ms {
+            Some(ms) => format!(
+                "p95 {ms:.1} ms (worst leg), p50 {:.1} ms, max {:.1} ms over {} exchanges",
+                exports.iter().map(|e| e.p50_us).max().unwrap_or(0) as f64 / 1e3,
+                exports.iter().map(|e| e.max_us).max().unwrap_or(0) as f64 / 1e3,
+                exports.iter().map(|e| e.exchanges).sum::<u64>()
+            ),
+            None => "not measured: no capturing leg reported it (a tbd older than this tbctl)"
+                .into(),
+        },
+        rule: format!(
+            "from the kernel's stamp of an exchange's last byte to the store write that made it              queryable: pass to {EXPORT_PASS_MS} ms p95, warn to {EXPORT_WARN_MS} ms"
+        ),
     });
     let (requests, both): (u64, u64) = kernels.iter().fold((0, 0), |(n, b), k| {
         (

@@ -238,6 +238,7 @@ fn upgrade_from_summary(config: &mut RunConfig, summary: &Path, captured: bool) 
             dns_lookups: n("dns_lookups"),
             lost_events: serde_json::from_value(k["lost_events"].clone()).unwrap_or_default(),
             superseded_attempts: n("superseded_attempts"),
+            export_latency: None,
         });
     }
 }
