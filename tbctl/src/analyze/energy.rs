@@ -92,6 +92,7 @@ pub fn run(run: &RunData) -> Result<Outcome, String> {
             data.insert("power_against_tokens".into(), json!(fit));
             let s = ScatterFit {
                 name: "energy-power-tokens",
+                point: "250 ms bins",
                 title: "Host power against output token throughput",
                 x_desc: "output tokens/s",
                 y_desc: "host power (W)",

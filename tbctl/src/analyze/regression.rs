@@ -78,6 +78,7 @@ fn fit_and_draw(
     out.data.insert(name.into(), json!(fit));
     let s = ScatterFit {
         name,
+        point: "requests",
         title,
         x_desc,
         y_desc,

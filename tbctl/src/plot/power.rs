@@ -1,5 +1,6 @@
-//! Power over time: each energy domain's and the host total's average power per bin (from
-//! tbd's counters), above the output tokens per second in the same bins.
+//! Power and energy over time: each energy domain's and the host total's average power per bin
+//! (from tbd's counters), the host's cumulative energy, and the output tokens per second in
+//! the same bins.
 
 use plotters::{coord::Shift, prelude::*};
 
@@ -7,7 +8,7 @@ use super::{err, style, DrawResult, PlotInput};
 use crate::energy::timeseries;
 
 pub const NAME: &str = "power";
-pub const TITLE: &str = "Power and token throughput over time";
+pub const TITLE: &str = "Power, energy and token throughput over time";
 
 pub fn needs(input: &PlotInput) -> Result<(), String> {
     if input.summary.energy.is_some() && input.run.energy.is_some() {
@@ -36,7 +37,8 @@ pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>
     let bins = timeseries::bins(meta, samples, &input.run.records, bin);
     let bin_s = bin as f64 / 1e9;
     let x = (0.0, bins.last().map_or(1.0, |b| b.t_s + bin_s));
-    let (top, bottom) = root.split_vertically(super::SIZE.1 * 3 / 5);
+    let (top, rest) = root.split_vertically(super::SIZE.1 * 9 / 20);
+    let (middle, bottom) = rest.split_vertically(super::SIZE.1 * 5 / 20);
 
     let y = style::from_zero(bins.iter().filter_map(|b| b.total_w));
     let mut chart = style::chart(&top, TITLE, x, y)?;
@@ -70,6 +72,25 @@ pub fn draw<DB: DrawingBackend>(input: &PlotInput, root: &DrawingArea<DB, Shift>
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
+    style::legend(&mut chart)?;
+
+    // The host total's energy since the first send: the running sum of each bin's.
+    let mut sum = 0.0;
+    let energy: Vec<(f64, f64)> = std::iter::once((0.0, 0.0))
+        .chain(bins.iter().filter_map(|b| {
+            sum += b.total_w? * bin_s;
+            Some((b.t_s + bin_s, sum))
+        }))
+        .collect();
+    let y = style::from_zero(energy.iter().map(|e| e.1));
+    let mut chart = style::chart(&middle, "", x, y)?;
+    style::mesh(&mut chart, "time since first send (s)", "energy (J)")?;
+    let c = style::COLORS[2];
+    chart
+        .draw_series(LineSeries::new(energy, c.stroke_width(2)))
+        .map_err(err)?
+        .label("host total energy since the first send")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     style::legend(&mut chart)?;
 
     let tokens: Vec<(f64, f64)> = bins

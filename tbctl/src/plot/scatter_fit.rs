@@ -11,6 +11,8 @@ use crate::analysis::regression::Fit;
 /// What to draw.
 pub struct ScatterFit<'a> {
     pub name: &'static str,
+    /// What one point is, plural ("requests", "250 ms bins").
+    pub point: &'static str,
     pub title: &'static str,
     pub x_desc: &'a str,
     pub y_desc: &'a str,
@@ -31,7 +33,7 @@ fn draw<DB: DrawingBackend>(s: &ScatterFit, root: &DrawingArea<DB, Shift>) -> Dr
                 .map(|p| Circle::new(p, 3, c.mix(0.6).filled())),
         )
         .map_err(err)?
-        .label(format!("{} requests", s.points.len()))
+        .label(format!("{} {}", s.points.len(), s.point))
         .legend(move |(x, y)| Circle::new((x + 10, y), 4, c.filled()));
     let f = s.fit;
     let red = style::COLORS[3];
