@@ -1,5 +1,6 @@
 //! Least squares with 95% intervals and R²: TTFT against input tokens (prefill cost), E2E
-//! against output tokens (decode cost), each drawn with its fit.
+//! against output tokens (decode cost) and, with energy, a request's energy against its output
+//! tokens, each drawn with its fit.
 
 use serde_json::json;
 
@@ -11,8 +12,8 @@ use crate::{
 };
 
 pub const NAME: &str = "regression";
-pub const ABOUT: &str =
-    "least squares with 95% CIs and R²: TTFT vs input tokens, E2E vs output tokens";
+pub const ABOUT: &str = "least squares with 95% CIs and R²: TTFT vs input tokens, E2E vs output \
+                         tokens, request energy vs output tokens (with energy)";
 
 /// (name, title, x axis, y axis, x of a record, y of a record)
 type Pair = (
