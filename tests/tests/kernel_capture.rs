@@ -850,3 +850,68 @@ fn a_killed_client_leaves_no_capture_behind() {
     let _ = sleeper.wait();
     tbd.stop();
 }
+
+/// Four chat requests on one kept-alive connection, as another load generator sends them:
+/// no x-tb-rid header.
+const OTHER_CLIENT: &str = r#"
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for i in range(4):
+    body = json.dumps({"model": "sim-model", "max_tokens": 8, "stream": True,
+                       "messages": [{"role": "user", "content": "hi %d" % i}]})
+    c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    c.getresponse().read()
+"#;
+
+#[test]
+fn another_clients_exchanges_pair_with_the_servers_by_connection() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let (mut sim, port) =
+        start_sim("debug", d.path(), &["--ttft", "20ms", "--itl", "2ms"]).unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let p = port.to_string();
+    let o = tbctl(&[
+        "capture",
+        "--json",
+        "--port",
+        &p,
+        "--daemon",
+        &daemon,
+        "--",
+        "python3",
+        "-c",
+        OTHER_CLIENT,
+        &p,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = trace_json(run["run_id"].as_str().unwrap(), Some(&daemon));
+    sim.stop();
+    tbd.stop();
+    assert_eq!(
+        (
+            t["client_exchanges"].as_u64(),
+            t["server_exchanges"].as_u64()
+        ),
+        (Some(4), Some(4)),
+        "{t}"
+    );
+    // Without a request id, the two ends still meet: the TTFB splits into server and transit.
+    let split = &t["ttfb_split"];
+    assert_eq!(split["requests"], 4, "{t}");
+    let (server, ttfb) = (
+        split["server_p50_ms"].as_f64().unwrap(),
+        split["ttfb_p50_ms"].as_f64().unwrap(),
+    );
+    // serve-sim writes its headers at once: the first byte is the server's read-to-write time
+    // plus loopback.
+    assert!(server > 0.0 && server < ttfb && ttfb < 5.0, "{split}");
+    assert!(
+        t["notes"]
+            .to_string()
+            .contains("4 exchanges without a tbctl request id paired"),
+        "{t}"
+    );
+}

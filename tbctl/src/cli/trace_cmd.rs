@@ -159,7 +159,15 @@ pub async fn load(run: &str, addr: Option<&str>) -> anyhow::Result<Loaded> {
 }
 
 /// The report for loaded data, labelled with the run and its source.
-pub fn report(run: &str, loaded: Loaded) -> TraceReport {
+pub fn report(run: &str, mut loaded: Loaded) -> TraceReport {
+    // Exchanges no client record names (another load generator's) pair by connection.
+    let paired = crate::kernel::pair::by_connection(&mut loaded.lines);
+    if paired > 0 {
+        loaded.notes.push(format!(
+            "{paired} exchanges without a tbctl request id paired with the server's side by \
+             connection (address and port)"
+        ));
+    }
     let mut r = trace::analyze(&loaded.lines, &loaded.records);
     r.run = run.to_string();
     r.source = loaded.source.to_string();

@@ -3,4 +3,5 @@
 pub mod capture;
 pub mod join;
 pub mod lease;
+pub mod pair;
 pub mod trace;
