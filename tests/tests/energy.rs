@@ -14,6 +14,19 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// `tbctl analyze --analysis KIND --json DIR`, which must succeed.
+fn analyze_json(kind: &str, dir: &std::path::Path) -> Value {
+    let o = tbctl(&[
+        "analyze",
+        "--analysis",
+        kind,
+        "--json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn near(got: f64, want: f64, rel: f64, what: &str) {
     assert!(
         (got - want).abs() <= rel * want.abs(),
@@ -160,11 +173,25 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    let mid = &rows[rows.len() / 2];
+    // The middle half of the 100 ms bins: each one's power is the host total (a single bin
+    // moves with the fixture meter's own scheduling, so their mean is held to 3%).
+    let middle = &rows[rows.len() / 4..rows.len() * 3 / 4];
+    let totals: Vec<f64> = middle
+        .iter()
+        .map(|r| r[total_col].parse().unwrap())
+        .collect();
+    for t in &totals {
+        near(
+            *t,
+            energy_fixture::STANDARD_TOTAL_W,
+            0.15,
+            "a series bin's total",
+        );
+    }
     near(
-        mid[total_col].parse().unwrap(),
+        totals.iter().sum::<f64>() / totals.len() as f64,
         energy_fixture::STANDARD_TOTAL_W,
-        0.05,
+        0.03,
         "series total",
     );
     let tokens: f64 = rows
@@ -194,29 +221,17 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
         report["plots_absent"]
     );
     assert!(dir.join("plots/power.png").is_file());
-    let o = tbctl(&[
-        "analyze",
-        "--analysis",
-        "regression",
-        "--json",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let a: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let fit = &a["data"]["regression-energy-output"];
-    // Every request asks for 60 tokens: energy per request is about the mean, not a slope.
-    assert!(fit.is_object() || fit.is_null(), "{a}");
+    // Every request asked for 60 tokens: the regression has the 40 requests' energies but no
+    // spread of tokens to fit them against.
+    let a = analyze_json("regression", &dir);
+    let lines = a["lines"].to_string();
+    assert!(
+        lines.contains("Request energy against output tokens: no fit (40 points"),
+        "{lines}"
+    );
     // The energy analysis: the fixture's power is constant, so power does not follow load.
     // (Its intercept extrapolates far below the bins' throughput: too noisy to assert.)
-    let o = tbctl(&[
-        "analyze",
-        "--analysis",
-        "energy",
-        "--json",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let a: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = analyze_json("energy", &dir);
     let fit = &a["data"]["power_against_tokens"];
     assert!(fit["n"].as_u64().unwrap() >= 5, "{fit}");
     assert!(
@@ -297,11 +312,18 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 5);
+    let mean = lines.iter().map(|l| f(&l["total_w"])).sum::<f64>() / 5.0;
+    near(
+        mean,
+        energy_fixture::STANDARD_TOTAL_W,
+        0.05,
+        "live total, mean",
+    );
     for l in &lines {
         near(
             f(&l["total_w"]),
             energy_fixture::STANDARD_TOTAL_W,
-            0.06,
+            0.15,
             "live total",
         );
     }
