@@ -87,20 +87,25 @@ impl Rewriter {
             }
             let (kind, flags) = (h[3], h[4]);
             let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-            let payload = self.input[at + 9..at + 9 + len].to_vec();
-            let frame = self.input[at..at + 9 + len].to_vec();
+            let frame = at..at + 9 + len;
             at += 9 + len;
             match kind {
-                HEADERS => self.headers(stream, flags, &payload, &frame, out)?,
+                HEADERS => {
+                    // Copied out: the header block is rewritten through `self`.
+                    let frame = self.input[frame].to_vec();
+                    self.headers(stream, flags, &frame[9..], &frame, out)?
+                }
                 CONTINUATION if self.pending.is_some() => {
                     let p = self.pending.as_mut().expect("checked");
-                    p.block.extend_from_slice(&payload);
+                    p.block
+                        .extend_from_slice(&self.input[frame.start + 9..frame.end]);
                     if flags & END_HEADERS != 0 {
                         let p = self.pending.take().expect("checked");
                         self.emit(p, out)?;
                     }
                 }
-                _ => out.extend_from_slice(&frame),
+                // DATA (client-record uploads) and every other frame pass as they are.
+                _ => out.extend_from_slice(&self.input[frame]),
             }
         }
         self.input.drain(..at);

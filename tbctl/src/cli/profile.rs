@@ -605,7 +605,7 @@ async fn energy_start(
             };
             Ok((Some(rec), baseline))
         }
-        Ok(Sensors::Absent(line, _)) => need(line).map(|()| (None, None)),
+        Ok(Sensors::Absent(line)) => need(line).map(|()| (None, None)),
         Err(e) => need(format!("energy absent: {e}")).map(|()| (None, None)),
     }
 }

@@ -29,8 +29,8 @@ pub struct Recorder {
 pub enum Sensors {
     /// At least one sensor is present.
     Present(Recorder),
-    /// None is: the line to note, and every sensor with its reason.
-    Absent(String, Vec<AbsentSensor>),
+    /// None is: the line to note, naming every sensor with its reason.
+    Absent(String),
 }
 
 impl Recorder {
@@ -60,10 +60,9 @@ impl Recorder {
                 .map(|a| format!("{}: {}", a.name, a.reason))
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Ok(Sensors::Absent(
-                format!("energy absent: no sensor on tbd's host ({why})"),
-                absent,
-            ));
+            return Ok(Sensors::Absent(format!(
+                "energy absent: no sensor on tbd's host ({why})"
+            )));
         }
         Ok(Sensors::Present(Self {
             client,
@@ -96,20 +95,22 @@ impl Recorder {
     /// updated after `to_ns` (or [`CLOSE_TIMEOUT`] passed): a window closed at the last
     /// sample before the counter's next update would under-count its last interval.
     async fn window(&mut self, from_ns: u64, to_ns: u64) -> Result<Vec<Sample>, DaemonError> {
-        // One point before the window's start: two seconds covers every counter tbd reads.
-        let start = from_ns.saturating_sub(2_000_000_000);
+        // One point before each end: two seconds covers every counter tbd reads. Polled on
+        // the window's last two seconds only; the whole window is read once, when closed.
+        const BEFORE: u64 = 2_000_000_000;
         let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
         loop {
-            let samples = self.samples(start).await?;
+            let recent = self.samples(to_ns.saturating_sub(BEFORE)).await?;
             let closed = self
                 .domains
                 .iter()
-                .all(|d| Series::of(&samples, &d.name).updated_after(to_ns));
+                .all(|d| Series::of(&recent, &d.name).updated_after(to_ns));
             if closed || tokio::time::Instant::now() >= deadline {
-                return Ok(samples);
+                break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.samples(from_ns.saturating_sub(BEFORE)).await
     }
 
     /// Average power per domain over `duration` with no load from this process.

@@ -62,11 +62,6 @@ impl Series {
         self.points.last().is_some_and(|&(pt, _)| pt > t)
     }
 
-    /// The first and last update times.
-    pub fn span(&self) -> Option<(u64, u64)> {
-        Some((self.points.first()?.0, self.points.last()?.0))
-    }
-
     /// Average power between consecutive updates within `[from, to]`: (start, end, W).
     pub fn powers(&self, from: u64, to: u64) -> Vec<(u64, u64, f64)> {
         self.points

@@ -95,10 +95,6 @@ pub fn probe(cfg: &SensorConfig) -> Result<Box<dyn Sensor>, String> {
 }
 
 impl Sensor for AmdGpu {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn domains(&self) -> Vec<EnergyDomain> {
         self.cards
             .iter()

@@ -94,10 +94,6 @@ impl GpuSensor {
 }
 
 impl Sensor for GpuSensor {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn domains(&self) -> Vec<EnergyDomain> {
         self.gpus
             .iter()

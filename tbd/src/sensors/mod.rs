@@ -19,8 +19,6 @@ use tb_proto::v1::{EnergyDomain, EnergyReading, SensorInfo};
 
 /// One source of energy readings.
 pub trait Sensor: Send {
-    /// Its name in [`SensorInfo`] and in its domains' `sensor`.
-    fn name(&self) -> &'static str;
     /// The series it reads, one per domain.
     fn domains(&self) -> Vec<EnergyDomain>;
     /// Appends one reading per domain it could read now. A domain it could not read this
@@ -132,9 +130,4 @@ pub fn read_u64(path: &Path) -> Result<u64, String> {
     let s = read_text(path)?;
     s.parse()
         .map_err(|_| format!("{} holds '{s}', not a number", path.display()))
-}
-
-/// The domains of every present sensor.
-pub fn domains(info: &[SensorInfo]) -> Vec<EnergyDomain> {
-    info.iter().flat_map(|s| s.domains.clone()).collect()
 }

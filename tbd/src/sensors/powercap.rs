@@ -107,10 +107,6 @@ impl Powercap {
 }
 
 impl Sensor for Powercap {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn domains(&self) -> Vec<EnergyDomain> {
         self.zones
             .iter()

@@ -147,10 +147,6 @@ fn open(pmu: &Path, event: &str, cpu: usize) -> Result<Counter, String> {
 }
 
 impl Sensor for RaplPerf {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn domains(&self) -> Vec<EnergyDomain> {
         let psys = self.domains.iter().any(|d| d.event == "energy-psys");
         self.domains

@@ -4,7 +4,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -55,8 +55,6 @@ pub struct Sampler {
     pending: Mutex<Vec<EnergySample>>,
     capturing: Box<dyn Fn() -> bool + Send + Sync>,
     stop: AtomicBool,
-    /// Samples taken since start.
-    pub taken: AtomicU64,
 }
 
 impl Sampler {
@@ -77,7 +75,6 @@ impl Sampler {
             pending: Mutex::new(Vec::new()),
             capturing,
             stop: AtomicBool::new(false),
-            taken: AtomicU64::new(0),
         });
         if !found.sensors.is_empty() {
             let me = s.clone();
@@ -167,7 +164,6 @@ impl Sampler {
                 let _ = self.live.send(sample.clone());
             }
             self.pending.lock().expect("pending lock").push(sample);
-            self.taken.fetch_add(1, Ordering::Relaxed);
             if t.saturating_sub(stored_at) >= STORE_EVERY_NS {
                 stored_at = t;
                 if let Err(e) = self.flush() {
