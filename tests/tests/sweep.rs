@@ -45,11 +45,13 @@ fn the_saturation_point_is_where_the_servers_slots_run_out() {
         .collect();
     assert_eq!(loads, [1.0, 2.0, 4.0, 8.0], "{s}");
     assert_eq!(s["saturation_point"], 4.0, "{s}");
-    let last = &s["steps"][3];
-    assert!(last["saturated"]
-        .as_str()
-        .unwrap()
-        .contains("output throughput rose only"));
+    // Past 4 slots a doubled concurrency adds little throughput, and the extra requests wait
+    // for a slot (about 35 ms on a 20 ms TTFT): either rule names the knee.
+    let last = s["steps"][3]["saturated"].as_str().unwrap_or_default();
+    assert!(
+        last.contains("output throughput rose only") || last.contains("requests queue"),
+        "{s}"
+    );
     // Each step is a run directory of its own.
     for x in s["steps"].as_array().unwrap() {
         assert!(std::path::Path::new(x["dir"].as_str().unwrap())
