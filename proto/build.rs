@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Maps in a stable order, for JSON output and tests.
+        .btree_map(".")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -106,7 +106,7 @@ pub fn run_json(r: &Run) -> serde_json::Value {
         "start_unix_ns": r.start_unix_ns, "client_pids": r.client_pids, "server_ports": r.server_ports,
         "server_listeners": r.server_listeners, "exchanges": r.exchanges, "connections": r.connections,
         "dns_lookups": r.dns_lookups, "client_records": r.client_records, "stored_bytes": r.stored_bytes,
-        "end_reason": r.end_reason,
+        "stored_bytes_by_kind": r.stored_bytes_by_kind, "end_reason": r.end_reason,
         "lost": r.lost.iter().map(|l| (l.reason.clone(), l.count)).collect::<std::collections::BTreeMap<_, _>>(),
     })
 }

@@ -70,6 +70,10 @@ impl ConnTracker {
                     request_bytes: bytes,
                     seq: conn.seq,
                     chunks,
+                    // The store's packed lists too keep their capacity (see
+                    // `store::kinds::exchange`).
+                    packed_chunk_gaps_ns: cleared(&mut old.packed_chunk_gaps_ns),
+                    packed_chunk_bytes: cleared(&mut old.packed_chunk_bytes),
                     // Every other field as new, whatever the reused exchange held.
                     ..Default::default()
                 });
@@ -104,4 +108,11 @@ impl ConnTracker {
             x.response_bytes += bytes;
         }
     }
+}
+
+/// `v`'s allocation, emptied.
+fn cleared<T>(v: &mut Vec<T>) -> Vec<T> {
+    let mut v = std::mem::take(v);
+    v.clear();
+    v
 }

@@ -227,6 +227,10 @@ impl ConnTracker {
             if x.chunks.capacity() > SPARE_CHUNKS {
                 x.chunks = Vec::new();
             }
+            if x.packed_chunk_gaps_ns.capacity() > SPARE_CHUNKS {
+                x.packed_chunk_gaps_ns = Vec::new();
+                x.packed_chunk_bytes = Vec::new();
+            }
             x
         }));
     }

@@ -305,6 +305,8 @@ fn reused_exchanges_carry_nothing_of_what_they_held() {
         response_bytes: 8,
         retransmits: 9,
         seq: 10,
+        packed_chunk_gaps_ns: vec![11; 40],
+        packed_chunk_bytes: vec![12; 40],
     };
     // A long response's chunk vector is not kept with its spare.
     let long = Exchange {

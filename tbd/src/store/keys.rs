@@ -38,3 +38,10 @@ pub(super) fn record_key(run_id: &str, t_ns: u64, seq: u64) -> Vec<u8> {
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
+
+/// Key of a run's byte count in one stored kind's tree: the run's prefix, then the tree.
+pub(super) fn kind_size_key(run_id: &str, tree: &str) -> Vec<u8> {
+    let mut k = run_prefix(run_id);
+    k.extend_from_slice(tree.as_bytes());
+    k
+}

@@ -16,48 +16,77 @@ pub trait Stored: Message + Default + Send + Sync + 'static {
     fn time_ns(&self) -> u64;
     /// The run the record belongs to (the key's prefix).
     fn run_id(&self) -> &str;
+    /// The run id's field. The store moves it out before encoding (the key holds it) and puts
+    /// it back after a read.
+    fn run_id_mut(&mut self) -> &mut String;
+    /// Puts the record in a more compact stored form before it is encoded (default: as is).
+    fn pack(&mut self) {}
+    /// Undoes [`Stored::pack`] after a read (default: as is).
+    fn unpack(&mut self) {}
 }
 
 /// A record of any stored kind, as one drain of the ring buffer or one upload hands them
-/// over together.
-pub struct Record(Box<dyn Erased>);
+/// over together: in its stored form (packed, its run id held apart) from the start, so it is
+/// encoded once as it will be stored.
+pub struct Record {
+    run_id: String,
+    m: Box<dyn Erased>,
+}
 
 impl Record {
-    /// Wraps a record of a stored kind.
-    pub fn new<M: Stored>(m: M) -> Self {
-        Self(Box::new(m))
+    /// Wraps a record of a stored kind, packing it.
+    pub fn new<M: Stored>(mut m: M) -> Self {
+        m.pack();
+        let run_id = std::mem::take(m.run_id_mut());
+        Self {
+            run_id,
+            m: Box::new(m),
+        }
     }
 
-    /// The record as its kind `M`, or itself back when it is of another kind.
+    /// The record as its kind `M` in its stored form (packed, see [`Stored::pack`]), or
+    /// itself back when it is of another kind.
     pub fn take<M: Stored>(self) -> Result<M, Self> {
-        if self.0.as_any().is::<M>() {
-            Ok(*self.0.into_any().downcast::<M>().expect("checked kind"))
+        if self.m.as_any().is::<M>() {
+            let mut m = *self.m.into_any().downcast::<M>().expect("checked kind");
+            *m.run_id_mut() = self.run_id;
+            Ok(m)
         } else {
             Err(self)
         }
     }
 
     pub(super) fn tree(&self) -> &'static str {
-        self.0.tree()
+        self.m.tree()
     }
 
     pub(super) fn time(&self) -> u64 {
-        self.0.time()
+        self.m.time()
     }
 
     pub(super) fn run_id(&self) -> &str {
-        self.0.run()
+        &self.run_id
     }
 
     /// Bytes [`Record::encode_into`] appends.
     pub(super) fn encoded_len(&self) -> usize {
-        self.0.delimited_len()
+        self.m.delimited_len()
     }
 
     /// Appends the record, length-delimited.
     pub(super) fn encode_into(&self, buf: &mut Vec<u8>) {
-        self.0.encode_delimited(buf)
+        self.m.encode_delimited(buf)
     }
+}
+
+/// A record read back from the store: unpacked, with its run id (records stored before run
+/// ids were left out of values keep their own).
+pub(super) fn from_stored<M: Stored>(mut m: M, run_id: &str) -> M {
+    m.unpack();
+    if m.run_id().is_empty() {
+        run_id.clone_into(m.run_id_mut());
+    }
+    m
 }
 
 /// [`Stored`] without its associated constant and generic methods, so records of all kinds
@@ -65,7 +94,6 @@ impl Record {
 trait Erased: Send + Sync {
     fn tree(&self) -> &'static str;
     fn time(&self) -> u64;
-    fn run(&self) -> &str;
     fn delimited_len(&self) -> usize;
     fn encode_delimited(&self, buf: &mut Vec<u8>);
     fn as_any(&self) -> &dyn Any;
@@ -78,9 +106,6 @@ impl<M: Stored> Erased for M {
     }
     fn time(&self) -> u64 {
         self.time_ns()
-    }
-    fn run(&self) -> &str {
-        self.run_id()
     }
     fn delimited_len(&self) -> usize {
         let n = self.encoded_len();

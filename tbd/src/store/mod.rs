@@ -35,7 +35,7 @@ pub use kind::{Record, Stored};
 pub use release::{RELEASE_AFTER_BYTES, RELEASE_WHEN_IDLE};
 
 use crate::error::TbdError;
-use keys::{be_u64, record_key, run_prefix};
+use keys::{be_u64, kind_size_key, record_key, run_prefix};
 use release::hand_on_garbage;
 
 const FLUSH_MS: u64 = 1000;
@@ -54,6 +54,8 @@ struct Handles {
     runs: sled::Tree,
     /// Run id → record bytes stored for it (u64 BE): what size retention counts.
     sizes: sled::Tree,
+    /// [run prefix][tree name] → the run's record bytes in that tree (u64 BE).
+    kind_sizes: sled::Tree,
     /// One tree per stored kind, in [`kinds::TREES`]' order.
     trees: Vec<(&'static str, sled::Tree)>,
 }
@@ -90,6 +92,7 @@ impl Handles {
             .open()?;
         let runs = db.open_tree("runs")?;
         let sizes = db.open_tree("run_sizes")?;
+        let kind_sizes = db.open_tree("run_kind_sizes")?;
         let trees = kinds::TREES
             .iter()
             .map(|t| Ok((*t, db.open_tree(t)?)))
@@ -97,6 +100,7 @@ impl Handles {
         Ok(Self {
             runs,
             sizes,
+            kind_sizes,
             trees,
             db,
         })
@@ -216,9 +220,10 @@ impl Store {
         run.map(|r| self.with_size(r)).transpose()
     }
 
-    /// Fills a run header's `stored_bytes`.
+    /// Fills a run header's `stored_bytes` and `stored_bytes_by_kind`.
     fn with_size(&self, mut run: Run) -> Result<Run, TbdError> {
         run.stored_bytes = self.run_bytes(&run.run_id)?;
+        run.stored_bytes_by_kind = self.run_bytes_by_kind(&run.run_id)?;
         Ok(run)
     }
 
@@ -229,15 +234,7 @@ impl Store {
             if let Some(v) = h.sizes.get(run_id.as_bytes())? {
                 return Ok(be_u64(&v));
             }
-            let prefix = run_prefix(run_id);
-            let mut n = 0u64;
-            for (_, tree) in &h.trees {
-                for kv in tree.scan_prefix(&prefix) {
-                    let (k, v) = kv?;
-                    self.moved(v.len());
-                    n += (k.len() + v.len()) as u64;
-                }
-            }
+            let n = self.recount(h, run_id)?;
             // Unless an append created the entry meanwhile.
             Ok(
                 match h.sizes.compare_and_swap(
@@ -250,6 +247,57 @@ impl Store {
                 },
             )
         })
+    }
+
+    /// A run's record bytes per stored kind (tree), for the kinds it has records of. Runs
+    /// stored before kinds were counted get theirs counted once, from the records.
+    pub fn run_bytes_by_kind(
+        &self,
+        run_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, TbdError> {
+        self.with(|h| {
+            let prefix = run_prefix(run_id);
+            let read = || {
+                h.kind_sizes
+                    .scan_prefix(&prefix)
+                    .map(|kv| {
+                        let (k, v) = kv?;
+                        let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                        Ok((name, be_u64(&v)))
+                    })
+                    .collect::<Result<std::collections::BTreeMap<_, _>, TbdError>>()
+            };
+            let by = read()?;
+            if !by.is_empty() {
+                return Ok(by);
+            }
+            self.recount(h, run_id)?;
+            read()
+        })
+    }
+
+    /// Counts a run's record bytes from its records, remembers each kind's count unless an
+    /// append made one meanwhile, and returns the total.
+    fn recount(&self, h: &Handles, run_id: &str) -> Result<u64, TbdError> {
+        let prefix = run_prefix(run_id);
+        let mut n = 0u64;
+        for (name, tree) in &h.trees {
+            let mut in_tree = 0u64;
+            for kv in tree.scan_prefix(&prefix) {
+                let (k, v) = kv?;
+                self.moved(v.len());
+                in_tree += (k.len() + v.len()) as u64;
+            }
+            n += in_tree;
+            if in_tree > 0 {
+                let _ = h.kind_sizes.compare_and_swap(
+                    kind_size_key(run_id, name),
+                    None::<&[u8]>,
+                    Some(&in_tree.to_be_bytes()[..]),
+                )?;
+            }
+        }
+        Ok(n)
     }
 
     /// Every run, oldest first.
@@ -307,7 +355,7 @@ impl Store {
         for r in records {
             groups.entry((r.tree(), r.run_id())).or_default().push(r);
         }
-        let mut added: std::collections::BTreeMap<&str, u64> = Default::default();
+        let mut added: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
         for ((tree, run_id), mut recs) in groups {
             recs.sort_by_key(|r| r.time());
             let lens: Vec<usize> = recs.iter().map(|r| r.encoded_len()).collect();
@@ -328,14 +376,22 @@ impl Store {
                 let key = record_key(run_id, recs[start].time(), seq);
                 start = end;
                 self.moved(value.len());
-                *added.entry(run_id).or_default() += (key.len() + value.len()) as u64;
+                *added.entry((run_id, tree)).or_default() += (key.len() + value.len()) as u64;
                 h.tree(tree).insert(key, value)?;
             }
         }
-        for (run_id, n) in added {
-            h.sizes.fetch_and_update(run_id.as_bytes(), |old| {
+        let add = |tree: &sled::Tree, key: &[u8], n: u64| {
+            tree.fetch_and_update(key, |old| {
                 Some((old.map_or(0, be_u64) + n).to_be_bytes().to_vec())
-            })?;
+            })
+        };
+        let mut per_run: std::collections::BTreeMap<&str, u64> = Default::default();
+        for ((run_id, tree), n) in added {
+            *per_run.entry(run_id).or_default() += n;
+            add(&h.kind_sizes, &kind_size_key(run_id, tree), n)?;
+        }
+        for (run_id, n) in per_run {
+            add(&h.sizes, run_id.as_bytes(), n)?;
         }
         Ok(())
     }

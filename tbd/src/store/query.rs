@@ -1,6 +1,7 @@
 //! Time-ordered, streaming reads of one kind of a run's records.
 
 use super::keys::count_batch;
+use super::kind::from_stored;
 use super::{record_key, run_prefix, Handles, Store, Stored};
 use crate::error::TbdError;
 
@@ -121,6 +122,7 @@ impl Store {
                     let m = M::decode_length_delimited(&mut buf)?;
                     let t = m.time_ns();
                     if t >= from_ns && (to_ns == 0 || t < to_ns) {
+                        let m = from_stored(m, run_id);
                         // `n` keeps records of equal time in the order they were stored.
                         held.push(Reverse(Held { t, n, m }));
                         n += 1;

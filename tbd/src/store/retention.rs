@@ -14,6 +14,11 @@ impl Store {
             }
             h.sizes.remove(run_id.as_bytes())?;
             let prefix = run_prefix(run_id);
+            let mut sizes = sled::Batch::default();
+            for k in h.kind_sizes.scan_prefix(&prefix).keys() {
+                sizes.remove(k?);
+            }
+            h.kind_sizes.apply_batch(sizes)?;
             let mut n = 0;
             for (_, tree) in &h.trees {
                 let mut batch = sled::Batch::default();

@@ -360,3 +360,56 @@ fn store_reopens_with_its_data() {
     assert!(s.get_run("r").unwrap().is_some());
     assert_eq!(s.all::<Exchange>("r").unwrap().len(), 1);
 }
+
+#[test]
+fn a_runs_bytes_are_counted_per_kind_and_add_up_to_its_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.put_run(&Run {
+        run_id: "r".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    s.append(&[big("r", 1, 2_000), big("r", 2, 3_000)]).unwrap();
+    s.append(&[Record::new(tb_proto::v1::ClientRecord {
+        run_id: "r".into(),
+        json: "y".repeat(500),
+        t_sent_ns: 3,
+    })])
+    .unwrap();
+    // Another run's records count for it alone.
+    s.append(&[big("other", 1, 7_000)]).unwrap();
+    let run = s.get_run("r").unwrap().unwrap();
+    let by = &run.stored_bytes_by_kind;
+    assert_eq!(
+        by.keys().collect::<Vec<_>>(),
+        ["client_records", "exchanges"]
+    );
+    assert!(by["exchanges"] > 5_000 && by["exchanges"] < 5_200, "{by:?}");
+    assert!(
+        by["client_records"] > 500 && by["client_records"] < 600,
+        "{by:?}"
+    );
+    assert_eq!(by.values().sum::<u64>(), run.stored_bytes);
+    // A store from before kinds were counted: recounted from the records, the same figures.
+    s.with(|h| {
+        h.sizes.remove("r")?;
+        for k in h.kind_sizes.iter().keys() {
+            h.kind_sizes.remove(k?)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(s.get_run("r").unwrap().unwrap().stored_bytes_by_kind, *by);
+    // ... and one from before kinds, whose total was kept.
+    s.with(|h| {
+        for k in h.kind_sizes.iter().keys() {
+            h.kind_sizes.remove(k?)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(s.run_bytes_by_kind("r").unwrap(), *by);
+    s.delete_run("r").unwrap();
+    assert!(s.run_bytes_by_kind("r").unwrap().is_empty());
+}

@@ -12,4 +12,7 @@ impl Stored for DnsLookup {
     fn run_id(&self) -> &str {
         &self.run_id
     }
+    fn run_id_mut(&mut self) -> &mut String {
+        &mut self.run_id
+    }
 }
