@@ -1,4 +1,4 @@
-//! `cargo xtask bench [accuracy|capacity|schedule|overhead|energy|events|all]`: the issue targets, measured
+//! `cargo xtask bench [accuracy|capacity|schedule|overhead|capture-cost|energy|events|all]`: the issue targets, measured
 //! in one run each, as ratios where the machine's speed matters. Release builds.
 
 use std::{
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::{procs, setup::Env, sh};
 
+mod capture_cost;
 mod energy;
 mod overhead;
 use overhead::overhead;
@@ -42,6 +43,10 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
         results.insert("overhead".into(), overhead(&dir)?);
         ran = true;
     }
+    if all || which == "capture-cost" {
+        results.insert("capture_cost".into(), capture_cost::capture_cost(&dir)?);
+        ran = true;
+    }
     if all || which == "energy" {
         results.insert("energy".into(), energy::energy(&dir)?);
         ran = true;
@@ -51,7 +56,7 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
         ran = true;
     }
     if !ran {
-        bail!("unknown bench '{which}': use accuracy, capacity, schedule, overhead, energy, events or all");
+        bail!("unknown bench '{which}': use accuracy, capacity, schedule, overhead, capture-cost, energy, events or all");
     }
     let out = Value::Object(results);
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&out)?)?;

@@ -31,7 +31,7 @@ enum Cmd {
     Demo,
     /// What CI runs: fmt check, clippy, and the tests.
     Ci,
-    /// Benchmarks: accuracy, capacity, schedule, overhead, events (or all).
+    /// Benchmarks: accuracy, capacity, schedule, overhead, capture-cost, energy, events (or all).
     Bench {
         #[arg(default_value = "all")]
         which: String,

@@ -290,7 +290,7 @@ pub fn overhead(dir: &Path) -> anyhow::Result<Value> {
 }
 
 /// `tbctl daemon status --json` of the tbd at `daemon`; null when it printed no JSON.
-fn daemon_status(daemon: &str) -> anyhow::Result<Value> {
+pub(super) fn daemon_status(daemon: &str) -> anyhow::Result<Value> {
     let o = Command::new(procs::bin("release", "tbctl"))
         .args(["daemon", "status", "--json", "--daemon", daemon])
         .output()?;
@@ -323,8 +323,29 @@ fn whole_capture_bpf(dir: &Path, load: &Load) -> anyhow::Result<Value> {
     let (_, summary) = load.run(dir, Some(&daemon), None)?;
     let info = daemon_status(&daemon)?;
     tbd.stop();
-    let (t, n) = bpf_totals(&info);
-    let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0);
+    Ok(
+        bpf_figures(&info, summary["kernel"]["requests"].as_u64().unwrap_or(0))
+            .as_object()
+            .cloned()
+            .map(|mut m| {
+                m.insert("rps".into(), summary["request_throughput"]["value"].clone());
+                Value::Object(m)
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The BPF figures of a `tbctl daemon status --json` taken after a capture of `requests`
+/// requests: mean run time, runs and time per request, and each probe's share.
+pub(super) fn bpf_figures(info: &Value, requests: u64) -> Value {
+    let (t, n) = bpf_totals(info);
+    let per_request = |x: f64| {
+        if requests > 0 {
+            x / requests as f64
+        } else {
+            f64::NAN
+        }
+    };
     let per_probe: serde_json::Map<String, Value> = info["probes"]
         .as_array()
         .into_iter()
@@ -334,19 +355,18 @@ fn whole_capture_bpf(dir: &Path, load: &Load) -> anyhow::Result<Value> {
             let ns = p["run_time_ns"].as_u64().unwrap_or(0);
             Some((
                 p["name"].as_str()?.to_owned(),
-                serde_json::json!({"runs": runs, "mean_ns": ns as f64 / runs as f64}),
+                serde_json::json!({"runs": runs, "runs_per_request": per_request(runs as f64), "mean_ns": ns as f64 / runs as f64}),
             ))
         })
         .collect();
-    Ok(serde_json::json!({
+    serde_json::json!({
         "mean_ns_per_run": if n > 0 { t as f64 / n as f64 } else { f64::NAN },
         "runs": n,
         "requests": requests,
-        "runs_per_request": if requests > 0 { n as f64 / requests as f64 } else { f64::NAN },
-        "bpf_us_per_request": if requests > 0 { t as f64 / requests as f64 / 1000.0 } else { f64::NAN },
-        "rps": summary["request_throughput"]["value"],
+        "runs_per_request": per_request(n as f64),
+        "bpf_us_per_request": per_request(t as f64 / 1000.0),
         "per_probe": per_probe,
-    }))
+    })
 }
 
 fn field(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<f64> {
@@ -355,7 +375,7 @@ fn field(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<f64> {
 
 /// The median of one figure over the rounds; None when there were none.
 /// The median of plain figures; None when there were none.
-fn median_of(v: &[f64]) -> Option<f64> {
+pub(super) fn median_of(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| pct(&mut v.to_vec(), 0.5))
 }
 
@@ -364,7 +384,7 @@ fn median(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<f64> {
 }
 
 /// (busy, total) jiffies of all cores, from /proc/stat's `cpu` line.
-fn cpu_times() -> Option<(u64, u64)> {
+pub(super) fn cpu_times() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let f: Vec<u64> = line
@@ -379,7 +399,7 @@ fn cpu_times() -> Option<(u64, u64)> {
 }
 
 /// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
+pub(super) fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')')?.1;
@@ -387,7 +407,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-fn ticks_per_s() -> f64 {
+pub(super) fn ticks_per_s() -> f64 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }

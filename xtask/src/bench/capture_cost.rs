@@ -1,0 +1,306 @@
+//! The capture-cost bench: what kernel capture costs per streamed request, at saturation.
+//!
+//! tbctl drives 256 streams against the fast static SSE server (nginx, one worker, 16 content
+//! chunks per response: ../shared/bench/fast-sse), both ends on this host, in interleaved pairs
+//! of runs with tbd stopped-from-capturing (`--no-daemon`) and capturing both sides, the order
+//! alternating from pair to pair, so that the VM's drift cancels in each pair's difference.
+//! Each run is measured over its steady middle: the whole machine's busy CPU (every process and
+//! the kernel: probe runs, tracepoint dispatch, tbd, tbctl, nginx) divided by the requests that
+//! ended inside the window. The capture's cost is the difference within each pair, median over
+//! pairs. tbd keeps BPF statistics off for these (they add a clock read to every program run);
+//! one more capture with statistics on gives the run time per program run and the runs per
+//! request. Stored bytes are the run's record bytes per kind, as tbd counts them.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use super::{
+    jsonl,
+    overhead::{bpf_figures, cpu_ticks, cpu_times, daemon_status, median_of, ticks_per_s},
+    profile,
+};
+use crate::{procs, sh};
+
+/// Interleaved (stopped, capturing) pairs.
+const PAIRS: usize = 5;
+const STREAMS: &str = "256";
+const DURATION: &str = "5s";
+/// The measured window inside each run, in seconds after tbctl starts: past the capture's
+/// start and the first connections, before the drain.
+const WINDOW: (f64, f64) = (1.5, 4.0);
+const URL: &str = "http://127.0.0.1:18090";
+
+/// The fast-sse nginx, stopped when dropped.
+struct FastSse {
+    script: PathBuf,
+    run: PathBuf,
+}
+
+impl FastSse {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        let script = sh::workspace_root().join("../shared/bench/fast-sse/start.sh");
+        if !script.exists() {
+            bail!(
+                "no fast-sse server at {}: the capture-cost bench needs ../shared/bench/fast-sse",
+                script.display()
+            );
+        }
+        if !Path::new("/usr/sbin/nginx").exists() {
+            bail!("no /usr/sbin/nginx: run `cargo xtask setup` (it installs nginx-light)");
+        }
+        let run = dir.join("fast-sse");
+        let o = Command::new("bash")
+            .arg(&script)
+            .env("RUN", &run)
+            .output()
+            .context("starting fast-sse")?;
+        if !o.status.success() {
+            bail!(
+                "fast-sse did not start: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(Self { script, run })
+    }
+}
+
+impl Drop for FastSse {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .env("RUN", &self.run)
+            .output();
+    }
+}
+
+/// One run's steady-state figures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    /// Requests that ended inside the window, per second.
+    rps: f64,
+    /// Whole-machine busy CPU per request ended inside the window, µs.
+    cpu_us_per_request: f64,
+    /// tbd's own CPU per request, µs (capturing runs).
+    tbd_us_per_request: Option<f64>,
+}
+
+fn mono_ns() -> u64 {
+    // SAFETY: clock_gettime fills the timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Machine busy jiffies, tbd's ticks and the monotonic time at the window's two ends.
+type Marks = Option<((u64, Option<u64>, u64), (u64, Option<u64>, u64))>;
+
+fn mark_window(tbd: Option<u32>) -> JoinHandle<Marks> {
+    std::thread::spawn(move || {
+        let mark = || Some((cpu_times()?.0, tbd.and_then(cpu_ticks), mono_ns()));
+        std::thread::sleep(Duration::from_secs_f64(WINDOW.0));
+        let a = mark()?;
+        std::thread::sleep(Duration::from_secs_f64(WINDOW.1 - WINDOW.0));
+        Some((a, mark()?))
+    })
+}
+
+/// One `tbctl profile` run, capturing through `daemon` when given.
+fn run(
+    dir: &Path,
+    daemon: Option<&str>,
+    tbd: Option<u32>,
+) -> anyhow::Result<(Window, Value, PathBuf)> {
+    let mut a = vec![
+        "--url",
+        URL,
+        "--concurrency",
+        STREAMS,
+        "--duration",
+        DURATION,
+        "--max-tokens",
+        "16",
+        "--span-size",
+        "small",
+    ];
+    match daemon {
+        Some(d) => a.extend(["--daemon", d]),
+        None => a.push("--no-daemon"),
+    }
+    let marks = mark_window(tbd);
+    let (summary, _, run_dir) = profile(dir, &a)?;
+    let ((busy0, tbd0, t0), (busy1, tbd1, t1)) = marks
+        .join()
+        .ok()
+        .flatten()
+        .context("could not read /proc/stat")?;
+    let ended = jsonl(&run_dir.join("requests.jsonl"))?
+        .iter()
+        .filter_map(|r| r["t_end_ns"].as_u64())
+        .filter(|t| (t0..t1).contains(t))
+        .count() as f64;
+    if ended == 0.0 {
+        bail!(
+            "no request ended inside the measured window of {}",
+            run_dir.display()
+        );
+    }
+    let per_request_us = |ticks: u64| ticks as f64 / ticks_per_s() / ended * 1e6;
+    let w = Window {
+        rps: ended / ((t1 - t0) as f64 / 1e9),
+        cpu_us_per_request: per_request_us(busy1 - busy0),
+        tbd_us_per_request: tbd0.zip(tbd1).map(|(a, b)| per_request_us(b - a)),
+    };
+    Ok((w, summary, run_dir))
+}
+
+/// `tbctl runs show ID --json` of a finished run.
+fn stored_run(daemon: &str, run_id: &str) -> anyhow::Result<Value> {
+    let o = Command::new(procs::bin("release", "tbctl"))
+        .args(["runs", "--daemon", daemon, "show", run_id])
+        .output()?;
+    serde_json::from_slice(&o.stdout).with_context(|| {
+        format!(
+            "tbctl runs show {run_id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// Bytes under `dir`, recursively.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Runs the bench; see the module docs.
+pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
+    let _sse = FastSse::start(dir)?;
+    let tdir = dir.join("tbd-cost");
+    std::fs::create_dir_all(&tdir)?;
+    let (mut tbd, sock) = procs::start_tbd_with("release", &tdir, &["--bpf-stats", "off"])?;
+    let pid = tbd.child.id();
+    let daemon = format!("unix:{}", sock.display());
+    // One unmeasured run of each kind: nginx's and the page cache's first touches.
+    run(dir, None, None)?;
+    run(dir, Some(&daemon), Some(pid))?;
+
+    let (mut cpu_added, mut ratio, mut tbd_us) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new());
+    let mut stored = Vec::new();
+    let mut kernel = Value::Null;
+    let disk_before = dir_bytes(&tdir.join("data"));
+    let mut captured_requests = 0u64;
+    for p in 0..PAIRS {
+        let capture_first = p % 2 == 1;
+        let mut pair = [Window::default(); 2];
+        for capturing in [capture_first, !capture_first] {
+            let (w, summary, _) = if capturing {
+                run(dir, Some(&daemon), Some(pid))?
+            } else {
+                run(dir, None, None)?
+            };
+            if capturing {
+                let id = summary["run_id"].as_str().unwrap_or_default();
+                let r = stored_run(&daemon, id)?;
+                let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0);
+                captured_requests += requests;
+                stored.push((r, requests));
+                kernel = summary["kernel"].clone();
+            }
+            pair[usize::from(capturing)] = w;
+        }
+        let [off, on] = pair;
+        eprintln!("bench: capture-cost pair {p}: off {off:?}, on {on:?}");
+        off_cpu.push(off.cpu_us_per_request);
+        on_cpu.push(on.cpu_us_per_request);
+        cpu_added.push(on.cpu_us_per_request - off.cpu_us_per_request);
+        ratio.push(on.rps / off.rps);
+        tbd_us.extend(on.tbd_us_per_request);
+    }
+    let info = daemon_status(&daemon)?;
+    tbd.stop();
+    let disk_after = dir_bytes(&tdir.join("data"));
+
+    // Bytes per request, per kind, over every measured capture.
+    let mut by_kind = serde_json::Map::new();
+    let (mut total, mut requests) = (0u64, 0u64);
+    for (r, n) in &stored {
+        requests += n;
+        total += r["stored_bytes"].as_u64().unwrap_or(0);
+        for (k, v) in r["stored_bytes_by_kind"].as_object().into_iter().flatten() {
+            let e = by_kind.entry(k.clone()).or_insert(json!(0u64));
+            *e = json!(e.as_u64().unwrap_or(0) + v.as_u64().unwrap_or(0));
+        }
+    }
+    let per = |b: u64| {
+        if requests > 0 {
+            b as f64 / requests as f64
+        } else {
+            f64::NAN
+        }
+    };
+    let kernel_bytes: u64 = by_kind
+        .iter()
+        .filter(|(k, _)| k.as_str() != "client_records")
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum();
+    let per_kind: serde_json::Map<String, Value> = by_kind
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(per(v.as_u64().unwrap_or(0)))))
+        .collect();
+
+    let stats = with_bpf_stats(dir)?;
+    Ok(json!({
+        "setup": format!("{PAIRS} interleaved pairs (order alternating) of tbctl profile --concurrency {STREAMS} --max-tokens 16 --duration {DURATION} against fast-sse (nginx, one worker, 16 content chunks), --no-daemon against capturing both sides with tbd --bpf-stats off; each run measured from {}s to {}s: whole-machine busy CPU (/proc/stat) and tbd's CPU (/proc/PID/stat) over the requests that ended in that window. One more capture with --bpf-stats always for the BPF figures.", WINDOW.0, WINDOW.1),
+        "cpu_us_per_request_stopped": off_cpu,
+        "cpu_us_per_request_capturing": on_cpu,
+        "capture_cpu_us_per_request": cpu_added,
+        "capture_cpu_us_per_request_median": median_of(&cpu_added),
+        "target_capture_cpu_us_per_request": 5.0,
+        "tbd_cpu_us_per_request": tbd_us,
+        "throughput_ratio_capturing_to_stopped": ratio,
+        "throughput_ratio_median": median_of(&ratio),
+        "target_throughput_ratio": 0.98,
+        "stored_bytes_per_request": per(total),
+        "stored_kernel_bytes_per_request": per(kernel_bytes),
+        "stored_bytes_per_request_by_kind": per_kind,
+        "target_stored_kernel_bytes_per_request": 350,
+        "store_disk_growth_bytes_per_request": if captured_requests > 0 { disk_after.saturating_sub(disk_before) as f64 / captured_requests as f64 } else { f64::NAN },
+        "kernel_last_capture": kernel,
+        "lost_events": info["lost"],
+        "store_reopens": info["store_reopens"],
+        "bpf": stats,
+    }))
+}
+
+/// One capture from a tbd with BPF statistics always on: run time per program run, runs per
+/// request, per probe.
+fn with_bpf_stats(dir: &Path) -> anyhow::Result<Value> {
+    let tdir = dir.join("tbd-cost-stats");
+    std::fs::create_dir_all(&tdir)?;
+    let (mut tbd, sock) = procs::start_tbd_with("release", &tdir, &["--bpf-stats", "always"])?;
+    let daemon = format!("unix:{}", sock.display());
+    let (_, summary, _) = run(dir, Some(&daemon), None)?;
+    let info = daemon_status(&daemon)?;
+    tbd.stop();
+    Ok(bpf_figures(
+        &info,
+        summary["kernel"]["requests"].as_u64().unwrap_or(0),
+    ))
+}
