@@ -57,6 +57,14 @@ pub struct Args {
     /// tbd starts; a socket past a full bucket of 8 is counted lost (`sockets_full`).
     #[arg(long, default_value_t = tbd_common::SOCK_SLOTS, value_parser = parse_max_sockets)]
     pub max_sockets: u32,
+    /// Processes a capture can follow through forks at once (tracked clients' children, and
+    /// listener holders' children, each); one past it is counted lost (`pids_full`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pids: u32,
+    /// Threads that can be inside connect(2), accept(2) or getaddrinfo at once (each); one
+    /// past it is counted lost (`inflight_full`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight: u32,
     /// Give sled's memory back (close and reopen the store) after this many MiB of records
     /// were written or read, and whenever the store has been idle for 2 s.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
@@ -203,7 +211,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             run.exchanges
         );
     }
-    let probes = Probes::load_with(&[], args.max_sockets)?;
+    let probes = Probes::load_with(
+        &[],
+        crate::probes::Limits {
+            sockets: args.max_sockets,
+            pids: args.max_pids,
+            inflight: args.max_inflight,
+        },
+    )?;
     let engine = Engine::start(probes, store.clone(), args.bpf_stats)?;
     let found = crate::sensors::discover(&args.sensor_config());
     for s in &found.info {

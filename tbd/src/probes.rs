@@ -248,18 +248,46 @@ pub struct Probes {
     sock_slots: u32,
 }
 
+/// Sizes of the kernel's tables, fixed when the programs load. What does not fit is counted
+/// lost under its reason, never dropped silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Tracked-socket slots: a power of two, at least [`SOCK_WAYS`] (`sockets_full`).
+    pub sockets: u32,
+    /// Processes a capture follows through forks, each of: tracked clients' descendants and
+    /// listener holders' descendants (`pids_full`).
+    pub pids: u32,
+    /// Threads inside connect(2), accept(2) or getaddrinfo at once, each (`inflight_full`).
+    pub inflight: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            sockets: SOCK_SLOTS,
+            pids: 4096,
+            inflight: 4096,
+        }
+    }
+}
+
 impl Probes {
-    /// [`Probes::load_with`] a socket table of the default size ([`SOCK_SLOTS`]).
+    /// [`Probes::load_with`] tables of the default sizes.
     pub fn load(only: &[&str]) -> Result<Self, TbdError> {
-        Self::load_with(only, SOCK_SLOTS)
+        Self::load_with(only, Limits::default())
     }
 
     /// Mounts tracefs if needed, checks tracepoint layouts, and loads the programs named in
-    /// `only` (all of [`PROGRAMS`] when empty) through the verifier, with a tracked-socket
-    /// table of `sock_slots` slots (a power of two, at least [`SOCK_WAYS`]). Nothing is
-    /// attached yet.
-    pub fn load_with(only: &[&str], sock_slots: u32) -> Result<Self, TbdError> {
+    /// `only` (all of [`PROGRAMS`] when empty) through the verifier, with tables of the sizes
+    /// in `limits`. Nothing is attached yet.
+    pub fn load_with(only: &[&str], limits: Limits) -> Result<Self, TbdError> {
+        let sock_slots = limits.sockets;
         check_sock_slots(sock_slots).map_err(TbdError::Config)?;
+        if limits.pids == 0 || limits.inflight == 0 {
+            return Err(TbdError::Config(format!(
+                "{limits:?}: every table needs at least one entry"
+            )));
+        }
         let bucket_bits = sock_bucket_bits(sock_slots);
         tracefs::ensure_mounted()?;
         tracefs::check_formats()?;
@@ -272,6 +300,11 @@ impl Probes {
             .map_max_entries("TRACKED_TGIDS", pid_max())
             .map_max_entries("SOCK_TAGS", sock_slots)
             .map_max_entries("SOCK_VALS", sock_slots)
+            .map_max_entries("TRACKED_PIDS", limits.pids)
+            .map_max_entries("SERVER_CHILDREN", limits.pids)
+            .map_max_entries("CONNECTS", limits.inflight)
+            .map_max_entries("ACCEPTS", limits.inflight)
+            .map_max_entries("DNS_INFLIGHT", limits.inflight)
             .override_global("SOCK_BUCKET_BITS", &bucket_bits, true)
             .override_global("EXIT_GROUP_DEAD_AT", &group_dead_at, true)
             .load(EBPF_OBJECT)?;
