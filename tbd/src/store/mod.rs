@@ -4,7 +4,8 @@
 //! records are one key range, ordered by time. Each value is a batch: the records of one kind
 //! that one drain of the ring buffer completed, as length-delimited prost messages of the API
 //! (one schema for store and API), keyed by the batch's earliest time. One sled write per
-//! batch instead of per record: per-record writes were 85% of tbd's CPU under load. sled
+//! batch instead of per record: per-record writes were 85% of tbd's CPU under load. Values
+//! are compressed (zstd), as `keys` says. sled
 //! flushes every `FLUSH_MS`: a kill -9 loses at most the last unflushed batch and corrupts
 //! nothing.
 //!
@@ -40,7 +41,8 @@ use release::hand_on_garbage;
 
 const FLUSH_MS: u64 = 1000;
 
-/// Most record bytes stored under one sled key (unless one record is larger). sled writes a
+/// Most record bytes stored under one sled key (unless one record is larger), before
+/// compression. sled writes a
 /// page over a quarter of its 512 KiB log segment as a file of its own, and rewrites a leaf
 /// page whole when it consolidates or splits it. Stored as one value, a ring drain or a client
 /// upload of thousands of records made pages of up to 4 MB: 137 MB of such files in 6 s of a
@@ -368,10 +370,11 @@ impl Store {
                     bytes += lens[end];
                     end += 1;
                 }
-                let mut value = Vec::with_capacity(bytes);
+                let mut raw = Vec::with_capacity(bytes);
                 for r in &recs[start..end] {
-                    r.encode_into(&mut value);
+                    r.encode_into(&mut raw);
                 }
+                let value = keys::seal(&raw);
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed);
                 let key = record_key(run_id, recs[start].time(), seq);
                 start = end;

@@ -1,6 +1,6 @@
 //! Time-ordered, streaming reads of one kind of a run's records.
 
-use super::keys::count_batch;
+use super::keys::{count_batch, open};
 use super::kind::from_stored;
 use super::{record_key, run_prefix, Handles, Store, Stored};
 use crate::error::TbdError;
@@ -117,7 +117,8 @@ impl Store {
                         return Ok(peak);
                     }
                 }
-                let mut buf: &[u8] = &v;
+                let raw = open(&v)?;
+                let mut buf: &[u8] = &raw;
                 while !buf.is_empty() {
                     let m = M::decode_length_delimited(&mut buf)?;
                     let t = m.time_ns();
