@@ -194,6 +194,32 @@ pub const CATALOGUE: &[MetricDef] = &[
         "kernel client first response read - kernel server first response write",
     ),
     m(
+        "ttft_arrival_ms",
+        "ms",
+        Kernel,
+        C,
+        "request whose response arrivals tbd saw whole",
+        "arrival at the client socket (tcp_probe) of the last byte of the read carrying the \
+         first token - client t_sent",
+    ),
+    m(
+        "ttft_late_ms",
+        "ms",
+        Kernel,
+        C,
+        "request whose response arrivals tbd saw whole",
+        "client ttft_ms - ttft_arrival_ms: how long after reaching the socket the client saw \
+         its first token (the client's own TTFT error)",
+    ),
+    m(
+        "itl_arrival_ms",
+        "ms",
+        Kernel,
+        C,
+        "token gap of a request whose response arrivals tbd saw whole",
+        "itl_ms with each content chunk at the arrival of the last byte of the read carrying it",
+    ),
+    m(
         "server_ttft_ms",
         "ms",
         Kernel,
@@ -216,6 +242,23 @@ pub const CATALOGUE: &[MetricDef] = &[
         S,
         "server write gap",
         "gaps between the server's response writes (as it emitted them)",
+    ),
+    m(
+        "read_delay_ms",
+        "ms",
+        Trace,
+        C,
+        "client read whose exchange's arrivals tbd saw whole",
+        "read exit - arrival (tcp_probe) of the oldest byte it returned: how long data waited \
+         in the client's socket",
+    ),
+    m(
+        "server_read_delay_ms",
+        "ms",
+        Trace,
+        S,
+        "request whose arrivals tbd saw whole",
+        "the server's first request read - arrival of the request's first byte",
     ),
     m(
         "connect_ms",

@@ -35,6 +35,9 @@ pub mod kind {
     /// A tracked server socket's peer, as getpeername() returned it to the server
     /// ([`PeerEvent`](crate::PeerEvent)): for servers that accept with a null address.
     pub const PEER: u32 = 9;
+    /// A segment with payload reached a tracked socket (`tcp/tcp_probe`):
+    /// [`ArrivalEvent`](crate::ArrivalEvent).
+    pub const ARRIVAL: u32 = 10;
 }
 
 /// Indices of the per-CPU loss counters (`LOST` map), one per reason an event can be lost.
@@ -236,6 +239,20 @@ pub struct RetransmitEvent {
     pub skaddr: u64,
     pub src: SockAddr,
     pub dst: SockAddr,
+}
+
+/// A TCP segment with payload that reached a tracked socket (`tcp/tcp_probe`, on the receive
+/// path before the data is queued for the reader): when the bytes arrived, as opposed to when
+/// the process read them. `hdr.pid` is whoever's context the receive ran in (on loopback, the
+/// sender's), not the reader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ArrivalEvent {
+    pub hdr: EventHeader,
+    pub skaddr: u64,
+    /// Payload bytes of the segment.
+    pub bytes: u32,
+    pub _pad: u32,
 }
 
 /// A `getaddrinfo` call of a tracked process, timed by a uprobe/uretprobe pair.

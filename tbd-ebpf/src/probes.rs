@@ -15,10 +15,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tbd_common::{
-    kind, lost, op, sock_bucket, tcp_state, AcceptArgs, AcceptEvent, Chunk, CloseEvent,
-    ConnectEvent, DataEvent, DnsEvent, EventHeader, ListenInfo, PeerEvent, RetransmitEvent,
-    SockAddr, SockInfo, SockKey, StateEvent, WriteStart, BATCH_HEADER_LEN, BATCH_LEN, COMM_LEN,
-    DNS_NAME_LEN, PREFIX_LEN, SOCK_SLOTS, SOCK_WAYS, WRITE_SLOTS,
+    kind, lost, op, sock_bucket, tcp_state, AcceptArgs, AcceptEvent, ArrivalEvent, Chunk,
+    CloseEvent, ConnectEvent, DataEvent, DnsEvent, EventHeader, ListenInfo, PeerEvent,
+    RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, WriteStart, BATCH_HEADER_LEN,
+    BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN, SOCK_SLOTS, SOCK_WAYS, WRITE_SLOTS,
 };
 
 const AF_INET: u16 = 2;
@@ -977,6 +977,32 @@ pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
         skaddr,
         src,
         dst,
+    };
+    emit(&ev);
+    0
+}
+
+/// A segment with payload reaching a tracked socket: its arrival, which the reader's read
+/// follows by however long the reader takes. Pure ACKs (most segments on a busy host) leave
+/// before the socket lookup.
+#[tracepoint]
+pub fn tb_tcp_probe(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets of tcp/tcp_probe's format (checked by tbd at load).
+    let bytes = unsafe { ctx.read_at::<u16>(76) }.unwrap_or(0);
+    if bytes == 0 {
+        return 0;
+    }
+    let skaddr = unsafe { ctx.read_at::<u64>(128) }.unwrap_or(0);
+    if SKS.get_ptr(skaddr).is_none() {
+        return 0;
+    }
+    let ev = ArrivalEvent {
+        hdr: header(kind::ARRIVAL, bpf_get_current_pid_tgid(), unsafe {
+            bpf_ktime_get_ns()
+        }),
+        skaddr,
+        bytes: u32::from(bytes),
+        _pad: 0,
     };
     emit(&ev);
     0

@@ -1,8 +1,8 @@
 //! Decoding ring-buffer records into typed events.
 
 use tbd_common::{
-    kind, AcceptEvent, Chunk, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent, DnsEvent,
-    EventHeader, PeerEvent, RetransmitEvent, SockAddr, StateEvent, BATCH_HEADER_LEN,
+    kind, AcceptEvent, ArrivalEvent, Chunk, CloseEvent, ConnectEvent, DataBatchEvent, DataEvent,
+    DnsEvent, EventHeader, PeerEvent, RetransmitEvent, SockAddr, StateEvent, BATCH_HEADER_LEN,
 };
 
 /// One event from the probes.
@@ -22,6 +22,8 @@ pub enum Event {
     State(StateEvent),
     Retransmit(RetransmitEvent),
     Dns(DnsEvent),
+    /// A segment with payload reached a tracked socket.
+    Arrival(ArrivalEvent),
 }
 
 /// A batch record: its header and the chunks it carries (see [`BATCH_HEADER_LEN`]); a count
@@ -61,6 +63,7 @@ impl Event {
             kind::STATE => Event::State(read(buf)?),
             kind::RETRANSMIT => Event::Retransmit(read(buf)?),
             kind::DNS => Event::Dns(read(buf)?),
+            kind::ARRIVAL => Event::Arrival(read(buf)?),
             _ => return None,
         })
     }
@@ -77,6 +80,7 @@ impl Event {
             Event::State(e) => &e.hdr,
             Event::Retransmit(e) => &e.hdr,
             Event::Dns(e) => &e.hdr,
+            Event::Arrival(e) => &e.hdr,
         }
     }
 }

@@ -133,6 +133,7 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
         "tb_tcp_retransmit",
         Attach::Tracepoint("tcp", "tcp_retransmit_skb"),
     ),
+    ("tb_tcp_probe", Attach::Tracepoint("tcp", "tcp_probe")),
     ("tb_fork", Attach::Tracepoint("sched", "sched_process_fork")),
     (
         "tb_exit_process",

@@ -2,7 +2,6 @@
 //! in one run each, as ratios where the machine's speed matters. Release builds.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     process::Command,
     time::Instant,
@@ -13,6 +12,7 @@ use serde_json::Value;
 
 use crate::{procs, setup::Env, sh};
 
+mod accuracy;
 mod capture_cost;
 mod energy;
 mod overhead;
@@ -28,7 +28,7 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
     let all = which == "all";
     let mut ran = false;
     if all || which == "accuracy" {
-        results.insert("accuracy".into(), accuracy(&dir)?);
+        results.insert("accuracy".into(), accuracy::accuracy(&dir)?);
         ran = true;
     }
     if all || which == "capacity" {
@@ -122,103 +122,6 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 
 fn u(v: &Value) -> Option<u64> {
     v.as_u64()
-}
-
-/// Client TTFT and per-gap errors against serve-sim's own log, 64 streams.
-///
-/// One warm-up request per stream goes first: the 64 first requests leave tbctl in the same
-/// millisecond and serve-sim reads them one after another, the last up to ~3 ms after it arrived.
-/// That wait is the server's (bytes unread in its socket), so its log's TTFT, which starts at
-/// the read, leaves it out while every client sees it. Those requests are reported apart.
-fn accuracy(dir: &Path) -> anyhow::Result<Value> {
-    let truth_path = dir.join("truth.jsonl");
-    let truth_arg = truth_path.display().to_string();
-    let (mut sim, port) = procs::start_sim(
-        "release",
-        dir,
-        &[
-            "--ttft", "40ms", "--itl", "8ms", "--jitter", "0.5", "--seed", "7", "--truth",
-            &truth_arg,
-        ],
-    )?;
-    let url = format!("http://127.0.0.1:{port}");
-    let (summary, _, run_dir) = profile(
-        dir,
-        &[
-            "--url",
-            &url,
-            "--concurrency",
-            "64",
-            "--requests",
-            "300",
-            "--warmup",
-            "64",
-            "--max-tokens",
-            "32",
-            "--no-daemon",
-        ],
-    )?;
-    sim.stop();
-    let truth: HashMap<u64, Value> = jsonl(&truth_path)?
-        .into_iter()
-        .filter_map(|t| {
-            let id = u(&t["request_id"]).or_else(|| t["request_id"].as_str()?.parse().ok())?;
-            Some((id, t))
-        })
-        .collect();
-    let records = jsonl(&run_dir.join("requests.jsonl"))?;
-    let (mut ttft_err, mut gap_err) = (Vec::new(), Vec::new());
-    let mut first_ttft_err = Vec::new();
-    let mut matched = 0;
-    for r in records.iter().skip(1) {
-        let Some(id) = u(&r["request_id"]) else {
-            continue;
-        };
-        let Some(t) = truth.get(&id) else { continue };
-        let (Some(sent), Some(first)) = (u(&r["t_sent_ns"]), u(&r["t_first_token_ns"])) else {
-            continue;
-        };
-        let tchunks: Vec<u64> = t["chunks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| u(&c[0]))
-            .collect();
-        let cchunks: Vec<u64> = r["chunks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| u(&c[0]))
-            .collect();
-        let (Some(t_read), Some(&t_first)) = (u(&t["t_read_ns"]), tchunks.first()) else {
-            continue;
-        };
-        if tchunks.len() != cchunks.len() {
-            continue;
-        }
-        let client_ttft = first as f64 - sent as f64;
-        let true_ttft = t_first as f64 - t_read as f64;
-        let err = (client_ttft - true_ttft).abs() / 1e6;
-        if r["warmup"].as_bool() == Some(true) {
-            first_ttft_err.push(err);
-            continue;
-        }
-        matched += 1;
-        ttft_err.push(err);
-        for i in 1..tchunks.len() {
-            let cg = cchunks[i] as f64 - cchunks[i - 1] as f64;
-            let tg = tchunks[i] as f64 - tchunks[i - 1] as f64;
-            gap_err.push((cg - tg).abs() / 1e6);
-        }
-    }
-    Ok(serde_json::json!({
-        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests after a warm-up of one per stream, 64 streams, same 2 cores",
-        "requests_matched": matched,
-        "warmup_ttft_abs_error_ms": {"p50": pct(&mut first_ttft_err, 0.5), "max": pct(&mut first_ttft_err, 1.0), "why": "the 64 first requests arrive together and the server reads them one by one: its log starts their TTFT late"},
-        "ttft_abs_error_ms": {"p50": pct(&mut ttft_err, 0.5), "p99": pct(&mut ttft_err, 0.99), "target_p99": 1.0},
-        "gap_abs_error_ms": {"p50": pct(&mut gap_err, 0.5), "p99": pct(&mut gap_err, 0.99), "target_p99": 0.5},
-        "client_ttft_p50_ms": summary["metrics"]["ttft_ms"]["p50"],
-    }))
 }
 
 /// Highest sustained rate against serve-sim with no delay and 16 tokens per response.

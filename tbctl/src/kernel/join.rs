@@ -62,6 +62,10 @@ pub struct KernelLine {
     pub t_response_first_ns: Option<u64>,
     pub t_response_last_ns: Option<u64>,
     pub chunks: Vec<[u64; 2]>,
+    /// When the bytes this side read reached its socket, per TCP segment: [t_ns, bytes]
+    /// (tcp_probe). Complete when they add up to the bytes read ([`KernelLine::arrival_at`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrivals: Vec<[u64; 2]>,
     pub http_status: Option<u32>,
     pub request_bytes: u64,
     pub response_bytes: u64,
@@ -77,6 +81,37 @@ pub struct KernelLine {
     /// Server-side write that carried the first token - server-side last request read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_ttft_ms: Option<f64>,
+    /// Arrival of the last byte of the client read that carried the first token - client
+    /// t_sent: TTFT as the socket saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_arrival_ms: Option<f64>,
+    /// Per content chunk of the client's record, in its order: the arrival of the last byte of
+    /// the read that carried it. Empty unless tbd saw the whole response arrive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_arrivals_ns: Vec<u64>,
+}
+
+impl KernelLine {
+    /// Bytes this side read in the exchange: the response on the client side, the request
+    /// on the server side.
+    pub fn read_bytes(&self) -> u64 {
+        if self.side == "client" {
+            self.response_bytes
+        } else {
+            self.request_bytes
+        }
+    }
+
+    /// When byte `offset` (0-based) of what this side read reached its socket. None unless
+    /// the arrivals cover every byte read: bytes that came before the capture, or whose
+    /// arrival was lost, leave the offsets of the rest unknown.
+    pub fn arrival_at(&self, offset: u64) -> Option<u64> {
+        let total: u64 = self.arrivals.iter().map(|a| a[1]).sum();
+        if total != self.read_bytes() {
+            return None;
+        }
+        write_carrying(&self.arrivals, offset).map(|i| self.arrivals[i][0])
+    }
 }
 
 fn nz(v: u64) -> Option<u64> {
@@ -109,7 +144,8 @@ pub fn first_token_read(chunks: &[[u64; 2]], stamp: u64) -> Option<(usize, u64)>
     found
 }
 
-/// Index of the server write that carried response byte `offset` (0-based).
+/// Index of the server write that carried response byte `offset` (0-based); of any list of
+/// [t, bytes] in byte order (reads, arrivals), the entry holding that byte.
 pub fn write_carrying(chunks: &[[u64; 2]], offset: u64) -> Option<usize> {
     let mut end = 0;
     chunks.iter().position(|[_, bytes]| {
@@ -287,6 +323,21 @@ pub fn annotate(lines: &mut [KernelLine], records: &[RequestRecord]) {
                 .t_response_first_ns
                 .zip(server_first_write.get(&id))
                 .map(|(c, s)| ms(c, *s));
+            l.content_arrivals_ns = rec
+                .and_then(|r| {
+                    r.chunks
+                        .iter()
+                        .map(|&[t, _]| {
+                            let (_, through) = first_token_read(&l.chunks, t)?;
+                            l.arrival_at(through.checked_sub(1)?)
+                        })
+                        .collect::<Option<Vec<u64>>>()
+                })
+                .unwrap_or_default();
+            l.ttft_arrival_ms = rec
+                .and_then(|r| r.t_sent_ns)
+                .zip(l.content_arrivals_ns.first())
+                .map(|(sent, a)| ms(*a, sent));
         } else {
             let through = client_side.get(&id).and_then(|c| c.1);
             l.server_ttft_ms = through
@@ -295,6 +346,25 @@ pub fn annotate(lines: &mut [KernelLine], records: &[RequestRecord]) {
                 .map(|(i, req)| ms(l.chunks[i][0], req));
         }
     }
+}
+
+/// ITL as the socket saw it: the record's token gaps (one formula, the record's) with each
+/// content chunk at its arrival (see [`KernelLine::content_arrivals_ns`]).
+pub fn arrival_token_gaps_ns(line: &KernelLine, rec: &RequestRecord) -> Vec<f64> {
+    if line.content_arrivals_ns.len() != rec.chunks.len() {
+        return Vec::new();
+    }
+    RequestRecord {
+        chunks: line
+            .content_arrivals_ns
+            .iter()
+            .zip(&rec.chunks)
+            .map(|(a, c)| [*a, c[1]])
+            .collect(),
+        ..Default::default()
+    }
+    .token_gaps_ns()
+    .collect()
 }
 
 /// Every sample of each kernel metric of the catalogue, from a run's kernel.jsonl lines and
@@ -309,7 +379,8 @@ pub struct KernelSamples {
 impl KernelSamples {
     /// The samples of `lines` that belong to `records`.
     pub fn of(lines: &[KernelLine], records: &[&RequestRecord]) -> Self {
-        let rids: HashSet<u64> = records.iter().map(|r| r.request_id).collect();
+        let recs: HashMap<u64, &RequestRecord> =
+            records.iter().map(|r| (r.request_id, *r)).collect();
         let mut seen: [HashSet<u64>; 2] = Default::default();
         let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
         let mut push = |k: &'static str, v: Option<f64>| {
@@ -318,7 +389,7 @@ impl KernelSamples {
             }
         };
         for l in lines {
-            let Some(id) = l.request_id.filter(|id| rids.contains(id)) else {
+            let Some((id, rec)) = l.request_id.and_then(|id| Some((id, *recs.get(&id)?))) else {
                 continue;
             };
             if l.side == "client" {
@@ -326,6 +397,14 @@ impl KernelSamples {
                 push("client_send_lag_ms", l.client_send_lag_ms);
                 push("client_read_lag_ms", l.client_read_lag_ms);
                 push("network_ms", l.network_ms);
+                push("ttft_arrival_ms", l.ttft_arrival_ms);
+                push(
+                    "ttft_late_ms",
+                    l.ttft_arrival_ms.zip(rec.ttft_ms).map(|(a, t)| t - a),
+                );
+                for g in arrival_token_gaps_ns(l, rec) {
+                    push("itl_arrival_ms", Some(g / 1e6));
+                }
                 push(
                     "kernel_ttfb_ms",
                     l.t_response_first_ns
@@ -417,6 +496,7 @@ pub fn line_for(ex: &Exchange, conn: Option<&Connection>, dns: &[DnsLookup]) -> 
         t_response_first_ns: nz(ex.t_response_first_ns),
         t_response_last_ns: nz(ex.t_response_last_ns),
         chunks: ex.chunks.iter().map(|c| [c.t_ns, c.bytes]).collect(),
+        arrivals: ex.arrivals.iter().map(|c| [c.t_ns, c.bytes]).collect(),
         http_status: (ex.http_status != 0).then_some(ex.http_status),
         request_bytes: ex.request_bytes,
         response_bytes: ex.response_bytes,

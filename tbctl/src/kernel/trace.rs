@@ -276,6 +276,13 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
             }
         }
         s.push("chunks_per_request", l.chunks.len() as f64);
+        let mut start = 0;
+        for [t, bytes] in &l.chunks {
+            if let Some(a) = l.arrival_at(start) {
+                s.push("read_delay_ms", ms(*t, a));
+            }
+            start += bytes;
+        }
         for [_, bytes] in &l.chunks {
             s.push("chunk_bytes", *bytes as f64);
         }
@@ -315,6 +322,11 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
     for l in &server {
         r.retransmits.server += u64::from(l.conn.retransmits);
         r.retransmits.exchanges_affected += (l.conn.retransmits > 0) as u64;
+        if let Some(a) = l.arrival_at(0) {
+            if let Some(v) = gap_ms(l.t_request_first_ns, Some(a)) {
+                s.push("server_read_delay_ms", v);
+            }
+        }
         let first_write = gap_ms(l.t_response_first_ns, l.t_request_last_ns);
         if let Some(v) = first_write {
             s.push("server_first_write_ms", v);

@@ -56,6 +56,7 @@ impl ConnTracker {
             dns: msg.is_dns.then(DnsState::default),
             last_data_ns: 0,
             tcp_closed_ns: 0,
+            arrived: Default::default(),
             msg,
         };
         if let Some((sk, _)) = pending {
@@ -91,6 +92,7 @@ impl ConnTracker {
             is_client: false,
             last_data_ns: 0,
             tcp_closed_ns: 0,
+            arrived: Default::default(),
             skaddr: 0,
             tuple: None,
             open: None,
@@ -251,6 +253,28 @@ impl ConnTracker {
                 );
             }
         }
+    }
+
+    /// A segment with payload reached a tracked socket: queued on its connection until the
+    /// reads that take its bytes. Segments of sockets tied to no connection are counted.
+    pub(super) fn on_arrival(&mut self, a: &ArrivalEvent) {
+        let conn = self
+            .by_sk
+            .get(&a.skaddr)
+            .and_then(|key| self.conns.get_mut(key));
+        let Some(conn) = conn else {
+            self.stats.orphan_arrivals += 1;
+            return;
+        };
+        if conn.arrived.len() >= MAX_ARRIVED {
+            // A reader that reads nothing (or whose reads were lost): the oldest go.
+            conn.arrived.pop_front();
+            self.stats.dropped_arrivals += 1;
+        }
+        conn.arrived.push_back(Chunk {
+            t_ns: a.hdr.ts_ns,
+            bytes: u64::from(a.bytes),
+        });
     }
 
     pub(super) fn on_retransmit(&mut self, r: &RetransmitEvent) {

@@ -12,8 +12,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use tb_proto::v1::{Chunk, Connection, DnsLookup, Endpoint, Exchange};
 use tbd_common::{
-    op, tcp_state, AcceptEvent, CloseEvent, ConnectEvent, DnsEvent, PeerEvent, RetransmitEvent,
-    SockAddr, StateEvent, PREFIX_LEN,
+    op, tcp_state, AcceptEvent, ArrivalEvent, CloseEvent, ConnectEvent, DnsEvent, PeerEvent,
+    RetransmitEvent, SockAddr, StateEvent, PREFIX_LEN,
 };
 
 use crate::events::{batch_chunks, c_str, socket_addr, Event};
@@ -67,6 +67,12 @@ pub struct TrackerStats {
     pub pending_dropped: u64,
     /// Batched chunks already taken (read out at stop while the probe sent them): skipped.
     pub duplicate_chunks: u64,
+    /// Segment arrivals on a kernel socket tied to no connection.
+    pub orphan_arrivals: u64,
+    /// Arrivals dropped unread from a connection's queue past [`MAX_ARRIVED`].
+    pub dropped_arrivals: u64,
+    /// Read bytes with no arrival queued for them (arrived before the capture, or lost).
+    pub unarrived_bytes: u64,
 }
 
 /// One data syscall as the tracker takes it: from a [`tbd_common::DataEvent`] or one chunk of a
@@ -169,6 +175,9 @@ struct Conn {
     last_data_ns: u64,
     /// When its TCP connection reached CLOSE with the fd still open, 0 before.
     tcp_closed_ns: u64,
+    /// Segments that reached the socket and are not yet read, oldest first, each with the
+    /// bytes of it still unread.
+    arrived: std::collections::VecDeque<Chunk>,
 }
 
 /// Turns probe events into exchanges, connections and DNS lookups; see the module docs.
@@ -188,6 +197,9 @@ pub struct ConnTracker {
     /// tbd's CPU under a saturated capture.
     spare: Vec<Exchange>,
 }
+
+/// Most unread segment arrivals kept per connection.
+const MAX_ARRIVED: usize = 4096;
 
 /// Most exchanges kept for reuse: several drains' worth at 17,000 exchanges a second.
 const MAX_SPARE: usize = 1024;
@@ -289,6 +301,7 @@ impl ConnTracker {
             Event::State(s) => self.on_state(s),
             Event::Retransmit(r) => self.on_retransmit(r),
             Event::Dns(d) => self.on_dns(d, out),
+            Event::Arrival(a) => self.on_arrival(a),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Stored kind: a request and its response, keyed by the request's first byte.
 //!
-//! Stored with its chunk list packed: each chunk's time as its gap from the one before (the
-//! first's from the response's first byte) and its bytes, as two packed varint lists. A
+//! Stored with its chunk and arrival lists packed: each entry's time as its gap from the one
+//! before (the first's from the response's, or the request's, first byte) and its bytes, as
+//! two packed varint lists. A
 //! streamed chunk then costs two to four bytes of time and one or two of size instead of a
 //! nested message of thirteen, and every time comes back exactly.
 
@@ -21,33 +22,59 @@ impl Stored for Exchange {
         &mut self.run_id
     }
     fn pack(&mut self) {
-        let mut prev = self.t_response_first_ns;
-        self.packed_chunk_gaps_ns.clear();
-        self.packed_chunk_bytes.clear();
-        self.packed_chunk_gaps_ns.reserve(self.chunks.len());
-        self.packed_chunk_bytes.reserve(self.chunks.len());
-        // Drained, not dropped: the list keeps its capacity for the tracker to reuse.
-        for c in self.chunks.drain(..) {
-            // Wrapping, so that any order of times (none is expected) comes back exactly.
-            self.packed_chunk_gaps_ns
-                .push(c.t_ns.wrapping_sub(prev) as i64);
-            self.packed_chunk_bytes.push(c.bytes);
-            prev = c.t_ns;
-        }
+        pack(
+            &mut self.chunks,
+            self.t_response_first_ns,
+            &mut self.packed_chunk_gaps_ns,
+            &mut self.packed_chunk_bytes,
+        );
+        pack(
+            &mut self.arrivals,
+            self.t_request_first_ns,
+            &mut self.packed_arrival_gaps_ns,
+            &mut self.packed_arrival_bytes,
+        );
     }
     fn unpack(&mut self) {
-        let mut t = self.t_response_first_ns;
-        let chunks = self
-            .packed_chunk_gaps_ns
-            .drain(..)
-            .zip(self.packed_chunk_bytes.drain(..))
-            .map(|(gap, bytes)| {
-                t = t.wrapping_add(gap as u64);
-                Chunk { t_ns: t, bytes }
-            });
-        self.chunks.extend(chunks);
-        self.packed_chunk_bytes.clear();
+        unpack(
+            &mut self.chunks,
+            self.t_response_first_ns,
+            &mut self.packed_chunk_gaps_ns,
+            &mut self.packed_chunk_bytes,
+        );
+        unpack(
+            &mut self.arrivals,
+            self.t_request_first_ns,
+            &mut self.packed_arrival_gaps_ns,
+            &mut self.packed_arrival_bytes,
+        );
     }
+}
+
+/// Moves `list` into gaps from `base` (each from the one before) and sizes.
+fn pack(list: &mut Vec<Chunk>, base: u64, gaps: &mut Vec<i64>, sizes: &mut Vec<u64>) {
+    let mut prev = base;
+    gaps.clear();
+    sizes.clear();
+    gaps.reserve(list.len());
+    sizes.reserve(list.len());
+    // Drained, not dropped: the list keeps its capacity for the tracker to reuse.
+    for c in list.drain(..) {
+        // Wrapping, so that any order of times (none is expected) comes back exactly.
+        gaps.push(c.t_ns.wrapping_sub(prev) as i64);
+        sizes.push(c.bytes);
+        prev = c.t_ns;
+    }
+}
+
+/// Undoes [`pack`].
+fn unpack(list: &mut Vec<Chunk>, base: u64, gaps: &mut Vec<i64>, sizes: &mut Vec<u64>) {
+    let mut t = base;
+    list.extend(gaps.drain(..).zip(sizes.drain(..)).map(|(gap, bytes)| {
+        t = t.wrapping_add(gap as u64);
+        Chunk { t_ns: t, bytes }
+    }));
+    sizes.clear();
 }
 
 #[cfg(test)]
@@ -65,6 +92,14 @@ mod tests {
                 .iter()
                 .map(|&(t_ns, bytes)| Chunk { t_ns, bytes })
                 .collect(),
+            // Each chunk's bytes arrived a little before it was read.
+            arrivals: chunks
+                .iter()
+                .map(|&(t_ns, bytes)| Chunk {
+                    t_ns: t_ns.wrapping_sub(3_000),
+                    bytes,
+                })
+                .collect(),
             ..Default::default()
         }
     }
@@ -79,7 +114,7 @@ mod tests {
         let plain = exchange(&chunks);
         let mut stored = plain.clone();
         stored.pack();
-        assert!(stored.chunks.is_empty());
+        assert!(stored.chunks.is_empty() && stored.arrivals.is_empty());
         let (before, after) = (plain.encoded_len(), stored.encoded_len());
         assert!(after * 3 < before * 2, "{before} bytes packed to {after}");
         let mut back = Exchange::decode(&*stored.encode_to_vec()).unwrap();

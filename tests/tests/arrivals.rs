@@ -1,0 +1,129 @@
+//! Chunk arrival in the kernel (root): tbd times each response segment reaching tbctl's
+//! socket (tcp/tcp_probe) beside the read that took it, and tbctl reports TTFT and ITL at
+//! arrival, its own lateness, and every reader's read delay. Checked against serve-sim's log
+//! of its own writes.
+
+use serde_json::Value;
+use tb_tests::*;
+
+fn quantile_of(mut v: Vec<f64>, q: f64) -> f64 {
+    quantile(&mut v, q)
+}
+
+#[test]
+fn each_token_arrives_within_a_millisecond_of_its_write_and_before_its_read() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let truth = d.path().join("truth.jsonl");
+    let (mut sim, port) = start_sim(
+        "debug",
+        d.path(),
+        &[
+            "--ttft",
+            "10ms",
+            "--itl",
+            "4ms",
+            "--truth",
+            truth.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--concurrency",
+            "8",
+            "--requests",
+            "40",
+            "--max-tokens",
+            "12",
+            "--daemon",
+            &daemon,
+        ],
+    );
+    sim.stop();
+    let truth = truth_by_id(&truth);
+    let recs: std::collections::HashMap<u64, Value> = records(&dir)
+        .into_iter()
+        .map(|r| (r["request_id"].as_u64().unwrap(), r))
+        .collect();
+    let lines = jsonl(&dir.join("kernel.jsonl"));
+    let (mut off_write, mut checked) = (Vec::new(), 0);
+    for l in lines.iter().filter(|l| l["side"] == "client") {
+        let id = l["request_id"].as_u64().unwrap();
+        // Every response byte the client read has its arrival.
+        let arrived: u64 = l["arrivals"]
+            .as_array()
+            .expect("arrivals on every client line")
+            .iter()
+            .map(|a| a[1].as_u64().unwrap())
+            .sum();
+        assert_eq!(arrived, l["response_bytes"].as_u64().unwrap(), "{l}");
+        let at: Vec<u64> = l["content_arrivals_ns"]
+            .as_array()
+            .expect("content arrivals")
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let read = chunk_times(&recs[&id]);
+        let written = chunk_times(&truth[&id]);
+        assert_eq!(at.len(), read.len(), "{l}");
+        assert_eq!(at.len(), written.len(), "{l}");
+        for i in 0..at.len() {
+            // A chunk is read after it arrived, never before.
+            assert!(
+                at[i] <= read[i],
+                "chunk {i} of {id} read before it arrived: {l}"
+            );
+            off_write.push((at[i] as f64 - written[i] as f64).abs() / 1e6);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 40);
+    // On loopback a segment reaches the socket inside its write; a chunk given the arrival of
+    // its neighbour would be 4 ms off.
+    let p99 = quantile_of(off_write, 0.99);
+    assert!(p99 < 1.0, "arrival - serve-sim's write p99 {p99} ms");
+
+    let k = &summary["kernel"]["metrics"];
+    for m in ["ttft_arrival_ms", "ttft_late_ms", "itl_arrival_ms"] {
+        assert_eq!(
+            k[m]["count"].as_u64(),
+            Some(if m == "itl_arrival_ms" { 40 * 11 } else { 40 }),
+            "{m}: {k}"
+        );
+    }
+    // tbctl saw its first tokens no earlier than they arrived, and about as TTFT says.
+    assert!(k["ttft_late_ms"]["min"].as_f64().unwrap() >= 0.0, "{k}");
+    let ttft = summary["metrics"]["ttft_ms"]["p50"].as_f64().unwrap();
+    let at_arrival = k["ttft_arrival_ms"]["p50"].as_f64().unwrap();
+    assert!(
+        at_arrival <= ttft && ttft - at_arrival < 5.0,
+        "{ttft} {at_arrival}"
+    );
+
+    // Any reader's read delay, from the kernel alone: tbctl's reads and serve-sim's request
+    // reads.
+    let t = trace_json(dir.to_str().unwrap(), None);
+    let figure = |name: &str| {
+        t["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {t}"))
+    };
+    let reads: u64 = lines
+        .iter()
+        .filter(|l| l["side"] == "client")
+        .map(|l| l["chunks"].as_array().unwrap().len() as u64)
+        .sum();
+    assert_eq!(figure("read_delay_ms")["count"].as_u64(), Some(reads));
+    assert!(figure("read_delay_ms")["min"].as_f64().unwrap() >= 0.0);
+    assert_eq!(figure("server_read_delay_ms")["count"].as_u64(), Some(40));
+    tbd.stop();
+}
