@@ -914,4 +914,14 @@ fn another_clients_exchanges_pair_with_the_servers_by_connection() {
             .contains("4 exchanges without a tbctl request id paired"),
         "{t}"
     );
+    // Any client's read delay, from when each response segment reached its socket: Python's
+    // http.client reads every chunk of the 8-token stream.
+    let read_delay = t["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "read_delay_ms")
+        .unwrap_or_else(|| panic!("no read delay for another client: {t}"));
+    assert!(read_delay["count"].as_u64().unwrap() >= 4, "{read_delay}");
+    assert!(read_delay["min"].as_f64().unwrap() >= 0.0, "{read_delay}");
 }
