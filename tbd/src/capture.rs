@@ -331,7 +331,7 @@ impl Engine {
         // Chunks still held in the kernel are newer than their socket's events in the ring.
         for b in held {
             a.tracker
-                .on_event(&Event::Batch(b), &mut |o| records.push(o));
+                .on_event(&Event::Batch(Box::new(b)), &mut |o| records.push(o));
         }
         a.tracker.flush(mono_ns(), &mut |o| records.push(o));
         let tracker_stats = a.tracker.stats();

@@ -957,7 +957,7 @@ fn server_accepted_without_address_is_linked_by_getpeername() {
     assert_eq!(got.exchanges[0].retransmits, 1);
     // Without the getpeername event the socket stays unlinked: no peer, handshake time or
     // retransmit on the connection.
-    let (got, _) = run(&[evs[0], evs[1], evs[4], evs[5], evs[8]]);
+    let (got, _) = run(&[0, 1, 4, 5, 8].map(|i| evs[i].clone()));
     let c = &got.connections[0];
     assert_eq!(c.src.as_ref().unwrap().port, 0);
     assert_eq!((c.t_established_ns, c.retransmits), (0, 0));

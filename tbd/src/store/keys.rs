@@ -15,10 +15,24 @@ const LEVEL: i32 = 1;
 
 /// A batch value as stored: the marker and the zstd frame of `raw`.
 pub(super) fn seal(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() / 3 + 64);
-    out.push(COMPRESSED);
-    // Writing into a Vec cannot fail.
-    zstd::stream::copy_encode(raw, &mut out, LEVEL).expect("zstd into memory");
+    thread_local! {
+        // One compression context per writing thread: making one per batch was 1.3% of
+        // tbd's CPU in a saturated capture.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut out = vec![0u8; 1 + zstd::zstd_safe::compress_bound(raw.len())];
+    out[0] = COMPRESSED;
+    let n = COMPRESSOR.with_borrow_mut(|c| {
+        let c = match c {
+            Some(c) => c,
+            None => c.insert(zstd::bulk::Compressor::new(LEVEL).expect("a zstd context")),
+        };
+        // The buffer holds the worst case, so this cannot fail.
+        c.compress_to_buffer(raw, &mut out[1..])
+            .expect("zstd within its bound")
+    });
+    out.truncate(1 + n);
     out
 }
 
