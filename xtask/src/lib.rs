@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod energy_fixture;
 pub mod llama;
+pub mod mutants;
 pub mod procs;
 pub mod setup;
 pub mod sh;
@@ -36,6 +37,9 @@ enum Cmd {
         #[arg(default_value = "all")]
         which: String,
     },
+    /// cargo-mutants over FILES (globs; default: the API, client, workload, kernel join and
+    /// connection tracking), with each crate's unit tests. Not part of CI.
+    Mutants { files: Vec<String> },
 }
 
 /// Entry point of `cargo xtask`.
@@ -46,6 +50,7 @@ pub fn main() -> anyhow::Result<()> {
         Cmd::Setup => Ok(()),
         Cmd::Test { args } => test(&env, &args),
         Cmd::Demo => demo::run(&env),
+        Cmd::Mutants { files } => mutants::run(&files),
         Cmd::Ci => {
             sh::cargo(&["fmt", "--all", "--check"])?;
             sh::cargo(&[
