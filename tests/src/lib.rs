@@ -15,6 +15,15 @@ pub use xtask::{
     procs::{start_sim, start_tbd, start_tbd_with, wait_for_file, Bg},
 };
 
+/// serve-sim (debug build) in `dir` with `args`, logging its own times to `dir/truth.jsonl`:
+/// it, its port and the log's path.
+pub fn start_sim_with_truth(dir: &Path, args: &[&str]) -> (Bg, u16, PathBuf) {
+    let truth = dir.join("truth.jsonl");
+    let t = truth.to_str().expect("a UTF-8 temp path");
+    let (sim, port) = start_sim("debug", dir, &[args, &["--truth", t]].concat()).unwrap();
+    (sim, port, truth)
+}
+
 /// The newest modification time of the files below `dir`.
 fn newest(dir: &Path) -> Option<std::time::SystemTime> {
     let mut latest = None;

@@ -14,20 +14,8 @@ fn quantile_of(mut v: Vec<f64>, q: f64) -> f64 {
 fn each_token_arrives_within_a_millisecond_of_its_write_and_before_its_read() {
     let d = tempfile::tempdir().unwrap();
     let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
-    let truth = d.path().join("truth.jsonl");
-    let (mut sim, port) = start_sim(
-        "debug",
-        d.path(),
-        &[
-            "--ttft",
-            "10ms",
-            "--itl",
-            "4ms",
-            "--truth",
-            truth.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
+    let (mut sim, port, truth) =
+        start_sim_with_truth(d.path(), &["--ttft", "10ms", "--itl", "4ms"]);
     let daemon = format!("unix:{}", sock.display());
     let (summary, dir) = profile(
         d.path(),

@@ -13,20 +13,8 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
-    let truth = d.path().join("truth.jsonl");
-    let (mut sim, port) = start_sim(
-        "debug",
-        d.path(),
-        &[
-            "--ttft",
-            "10ms",
-            "--itl",
-            "4ms",
-            "--truth",
-            truth.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
+    let (mut sim, port, truth) =
+        start_sim_with_truth(d.path(), &["--ttft", "10ms", "--itl", "4ms"]);
     let daemon = format!("unix:{}", sock.display());
     let (summary, dir) = profile(
         d.path(),

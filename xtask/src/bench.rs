@@ -64,6 +64,33 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tbctl profile` arguments of a saturating load: `concurrency` streams of 16 tokens for
+/// `duration` at `url`, captured by the tbd at `daemon` or without tbd.
+fn load_args<'a>(
+    url: &'a str,
+    concurrency: &'a str,
+    duration: &'a str,
+    daemon: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "--url",
+        url,
+        "--concurrency",
+        concurrency,
+        "--duration",
+        duration,
+        "--max-tokens",
+        "16",
+        "--span-size",
+        "small",
+    ];
+    match daemon {
+        Some(d) => a.extend(["--daemon", d]),
+        None => a.push("--no-daemon"),
+    }
+    a
+}
+
 /// Runs `tbctl profile ARGS --json` and returns its summary and CPU seconds (user+sys).
 fn profile(dir: &Path, args: &[&str]) -> anyhow::Result<(Value, f64, PathBuf)> {
     let out = dir.join("runs");

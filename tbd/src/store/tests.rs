@@ -354,16 +354,22 @@ fn reopens_under_concurrent_writers_and_readers_never_fail_them() {
     assert_eq!(s.count::<Exchange>("c").unwrap(), written);
 }
 
+/// A store in `dir` with an empty run `r`.
+fn with_run_r(dir: &std::path::Path) -> Store {
+    let s = Store::open(dir).unwrap();
+    s.put_run(&Run {
+        run_id: "r".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    s
+}
+
 #[test]
 fn store_reopens_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(dir.path()).unwrap();
-        s.put_run(&Run {
-            run_id: "r".into(),
-            ..Default::default()
-        })
-        .unwrap();
+        let s = with_run_r(dir.path());
         s.append(&[ex("r", 7)]).unwrap();
         s.flush().unwrap();
     }
@@ -375,12 +381,7 @@ fn store_reopens_with_its_data() {
 #[test]
 fn a_runs_bytes_are_counted_per_kind_and_add_up_to_its_total() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
-    s.put_run(&Run {
-        run_id: "r".into(),
-        ..Default::default()
-    })
-    .unwrap();
+    let s = with_run_r(dir.path());
     s.append(&[big("r", 1, 2_000), big("r", 2, 3_000)]).unwrap();
     s.append(&[Record::new(tb_proto::v1::ClientRecord {
         run_id: "r".into(),

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::{
-    jsonl,
+    jsonl, load_args,
     overhead::{bpf_figures, cpu_ticks, cpu_times, daemon_status, median_of, ticks_per_s},
     profile,
 };
@@ -119,22 +119,7 @@ fn run(
     daemon: Option<&str>,
     tbd: Option<u32>,
 ) -> anyhow::Result<(Window, Value, PathBuf)> {
-    let mut a = vec![
-        "--url",
-        URL,
-        "--concurrency",
-        STREAMS,
-        "--duration",
-        DURATION,
-        "--max-tokens",
-        "16",
-        "--span-size",
-        "small",
-    ];
-    match daemon {
-        Some(d) => a.extend(["--daemon", d]),
-        None => a.push("--no-daemon"),
-    }
+    let a = load_args(URL, STREAMS, DURATION, daemon);
     let marks = mark_window(tbd);
     let (summary, _, run_dir) = profile(dir, &a)?;
     let ((busy0, tbd0, t0), (busy1, tbd1, t1)) = marks

@@ -14,7 +14,7 @@ use std::{path::Path, process::Command, thread::JoinHandle, time::Duration};
 
 use serde_json::Value;
 
-use super::{fast_sim, pct, profile};
+use super::{fast_sim, load_args, pct, profile};
 use crate::procs;
 
 const ROUNDS: usize = 3;
@@ -53,22 +53,7 @@ impl Load<'_> {
         tbd: Option<u32>,
     ) -> anyhow::Result<(Sample, Value)> {
         let conc = self.concurrency.to_string();
-        let mut a = vec![
-            "--url",
-            self.url,
-            "--concurrency",
-            &conc,
-            "--duration",
-            self.duration,
-            "--max-tokens",
-            "16",
-            "--span-size",
-            "small",
-        ];
-        match daemon {
-            Some(d) => a.extend(["--daemon", d]),
-            None => a.push("--no-daemon"),
-        }
+        let a = load_args(self.url, &conc, self.duration, daemon);
         let sampler = sample_middle(tbd);
         let summary = profile(dir, &a)?.0;
         let (busy_pct, tbd_cpu_pct) = sampler.join().unwrap_or((f64::NAN, None));
