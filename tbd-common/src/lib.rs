@@ -241,9 +241,9 @@ pub struct RetransmitEvent {
     pub dst: SockAddr,
 }
 
-/// A TCP segment with payload that reached a tracked socket (`tcp/tcp_probe`, on the receive
-/// path before the data is queued for the reader): when the bytes arrived, as opposed to when
-/// the process read them. `hdr.pid` is whoever's context the receive ran in (on loopback, the
+/// A TCP segment with new payload that reached a tracked socket (`tcp/tcp_probe`, on the
+/// receive path, sent once the socket's `sk_data_ready` shows the bytes were new): when the
+/// bytes arrived, as opposed to when the process read them. `hdr.pid` is whoever's context the receive ran in (on loopback, the
 /// sender's), not the reader.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

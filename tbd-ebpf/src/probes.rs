@@ -982,9 +982,27 @@ pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A segment with payload that reached a tracked socket, held on its CPU until the socket's
+/// `sk_data_ready` says the bytes were new (see [`tb_sk_data_ready`]).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PendingArrival {
+    skaddr: u64,
+    ts: u64,
+    bytes: u32,
+    _pad: u32,
+}
+
+/// One pending arrival per CPU: the receive path runs one segment at a time per CPU, from
+/// `tcp_probe` to the socket's data-ready call.
+#[map]
+static PENDING_ARRIVAL: PerCpuArray<PendingArrival> = PerCpuArray::with_max_entries(1, 0);
+
 /// A segment with payload reaching a tracked socket: its arrival, which the reader's read
 /// follows by however long the reader takes. Pure ACKs (most segments on a busy host) leave
-/// before the socket lookup.
+/// before the socket lookup. Held, not sent: a segment the socket already has (a tail-loss
+/// probe or a spurious retransmission, frequent on a busy loopback) reaches `tcp_probe` too,
+/// and counting its bytes would shift every later arrival onto the bytes before it.
 #[tracepoint]
 pub fn tb_tcp_probe(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets of tcp/tcp_probe's format (checked by tbd at load).
@@ -996,12 +1014,40 @@ pub fn tb_tcp_probe(ctx: TracePointContext) -> u32 {
     if SKS.get_ptr(skaddr).is_none() {
         return 0;
     }
+    if let Some(p) = PENDING_ARRIVAL.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; the receive path is not re-entered on one CPU.
+        unsafe {
+            *p = PendingArrival {
+                skaddr,
+                ts: bpf_ktime_get_ns(),
+                bytes: u32::from(bytes),
+                _pad: 0,
+            };
+        }
+    }
+    0
+}
+
+/// The socket has new data to read: the segment `tcp_probe` held on this CPU brought it, so
+/// its arrival is sent. A duplicate segment queues nothing and calls no data-ready, and the
+/// next segment's probe replaces it.
+#[tracepoint]
+pub fn tb_sk_data_ready(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset of sock/sk_data_ready's skaddr (checked by tbd at load).
+    let skaddr = unsafe { ctx.read_at::<u64>(8) }.unwrap_or(0);
+    let Some(p) = PENDING_ARRIVAL.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot, as above.
+    let pending = unsafe { *p };
+    if skaddr == 0 || pending.skaddr != skaddr {
+        return 0;
+    }
+    unsafe { (*p).skaddr = 0 };
     let ev = ArrivalEvent {
-        hdr: header(kind::ARRIVAL, bpf_get_current_pid_tgid(), unsafe {
-            bpf_ktime_get_ns()
-        }),
+        hdr: header(kind::ARRIVAL, bpf_get_current_pid_tgid(), pending.ts),
         skaddr,
-        bytes: u32::from(bytes),
+        bytes: pending.bytes,
         _pad: 0,
     };
     emit(&ev);

@@ -134,6 +134,10 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
         Attach::Tracepoint("tcp", "tcp_retransmit_skb"),
     ),
     ("tb_tcp_probe", Attach::Tracepoint("tcp", "tcp_probe")),
+    (
+        "tb_sk_data_ready",
+        Attach::Tracepoint("sock", "sk_data_ready"),
+    ),
     ("tb_fork", Attach::Tracepoint("sched", "sched_process_fork")),
     (
         "tb_exit_process",

@@ -11,7 +11,7 @@ fn quantile_of(mut v: Vec<f64>, q: f64) -> f64 {
 }
 
 #[test]
-fn each_token_arrives_within_a_millisecond_of_its_write_and_before_its_read() {
+fn each_token_arrives_after_its_write_and_before_its_read() {
     let d = tempfile::tempdir().unwrap();
     let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
     let (mut sim, port, truth) =
@@ -61,20 +61,29 @@ fn each_token_arrives_within_a_millisecond_of_its_write_and_before_its_read() {
         assert_eq!(at.len(), read.len(), "{l}");
         assert_eq!(at.len(), written.len(), "{l}");
         for i in 0..at.len() {
-            // A chunk is read after it arrived, never before.
+            // A chunk arrives after serve-sim started writing it (its log stamps the start,
+            // the same clock), and is read after it arrived: a chunk given its predecessor's
+            // arrival would break the first, one given its successor's the second.
+            assert!(
+                at[i] >= written[i],
+                "chunk {i} of {id} arrived before its write: {l}"
+            );
             assert!(
                 at[i] <= read[i],
                 "chunk {i} of {id} read before it arrived: {l}"
             );
-            off_write.push((at[i] as f64 - written[i] as f64).abs() / 1e6);
+            off_write.push((at[i] - written[i]) as f64 / 1e6);
         }
         checked += 1;
     }
     assert_eq!(checked, 40);
-    // On loopback a segment reaches the socket inside its write; a chunk given the arrival of
-    // its neighbour would be 4 ms off.
-    let p99 = quantile_of(off_write, 0.99);
-    assert!(p99 < 1.0, "arrival - serve-sim's write p99 {p99} ms");
+    // On loopback a segment reaches the socket inside its write, so the typical chunk arrives
+    // within microseconds of its write's start; a chunk given its successor's arrival would be
+    // 2 ms or more late. (Not every chunk: on a loaded machine the receive may wait for
+    // ksoftirqd, and serve-sim may be preempted between its stamp and its write: a p99 of 4 ms
+    // was seen with both cores compiling.)
+    let p50 = quantile_of(off_write, 0.5);
+    assert!(p50 < 0.5, "arrival - serve-sim's write p50 {p50} ms");
 
     let k = &summary["kernel"]["metrics"];
     for m in ["ttft_arrival_ms", "ttft_late_ms", "itl_arrival_ms"] {
