@@ -35,6 +35,18 @@ pub enum Attach {
     Getaddrinfo,
 }
 
+/// The programs that time chunk arrival: tbd leaves them out with `--no-arrivals`.
+pub const ARRIVAL_PROGRAMS: &[&str] = &["tb_tcp_probe", "tb_sk_data_ready"];
+
+/// Every program's name but those in `except`, for [`Probes::load_with`]'s `only`.
+pub fn programs_except(except: &[&str]) -> Vec<&'static str> {
+    PROGRAMS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !except.contains(name))
+        .collect()
+}
+
 /// Every program of tbd-ebpf and where it attaches.
 pub const PROGRAMS: &[(&str, Attach)] = &[
     (

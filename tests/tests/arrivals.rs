@@ -124,3 +124,47 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
     assert_eq!(figure("server_read_delay_ms")["count"].as_u64(), Some(40));
     tbd.stop();
 }
+
+#[test]
+fn tbd_without_arrivals_leaves_their_programs_out_and_their_figures_absent() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) =
+        start_tbd_with("debug", d.path(), &["--no-arrivals"]).expect("start tbd (root)");
+    let daemon = format!("unix:{}", sock.display());
+    let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "5ms", "--itl", "2ms"]).unwrap();
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--requests",
+            "8",
+            "--max-tokens",
+            "4",
+            "--daemon",
+            &daemon,
+        ],
+    );
+    sim.stop();
+    let status: Value =
+        serde_json::from_slice(&tbctl(&["daemon", "status", "--json", "--daemon", &daemon]).stdout)
+            .unwrap();
+    tbd.stop();
+    let probes: Vec<&str> = status["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(probes.contains(&"tb_exit_recvfrom"), "{probes:?}");
+    assert!(
+        !probes.contains(&"tb_tcp_probe") && !probes.contains(&"tb_sk_data_ready"),
+        "{probes:?}"
+    );
+    // Everything else is captured as before.
+    assert_eq!(summary["kernel"]["seen_client_side"], 8, "{summary}");
+    assert!(summary["kernel"]["metrics"]["ttft_arrival_ms"].is_null());
+    for l in jsonl(&dir.join("kernel.jsonl")) {
+        assert!(l.get("arrivals").is_none(), "{l}");
+    }
+}
