@@ -70,10 +70,11 @@ pub struct Args {
     /// cost; kernel.jsonl then has no arrivals, and tbctl no figures at arrival.
     #[arg(long)]
     pub no_arrivals: bool,
-    /// Give sled's memory back (close and reopen the store) after this many MiB of records
-    /// were written or read, and whenever the store has been idle for 2 s.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
-    pub store_release_mib: u64,
+    /// Give sled's memory back (close and reopen the store) after this many MiB of stored
+    /// (compressed) records were written or read, and whenever the store has been idle for 2 s.
+    /// Fractions are allowed (0.1 is about 100 KiB).
+    #[arg(long, default_value_t = 32.0, value_parser = parse_mib)]
+    pub store_release_mib: f64,
     /// Energy sampling interval while no capture runs (e.g. 100ms, 1s).
     #[arg(long, default_value = "100ms", value_parser = parse_interval)]
     pub energy_interval: Duration,
@@ -121,6 +122,16 @@ impl Args {
             sysfs_root: self.sysfs_root.clone(),
             gpu_fixture: self.gpu_fixture.clone(),
         }
+    }
+}
+
+/// Parses `--store-release-mib`: a positive number of MiB.
+fn parse_mib(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a positive number of MiB, e.g. 32 or 0.5"
+        )),
     }
 }
 
@@ -205,7 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let store = Arc::new(Store::open(&args.data_dir)?.releasing(
-        args.store_release_mib << 20,
+        (args.store_release_mib * f64::from(1u32 << 20)) as u64,
         crate::store::RELEASE_WHEN_IDLE,
     ));
     for run in crate::recover::close_interrupted(&store)? {

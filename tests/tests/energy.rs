@@ -60,7 +60,7 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
             "--daemon",
             &daemon,
             "--idle-baseline",
-            "1s",
+            "2s",
         ],
     );
     let e = &summary["energy"];
@@ -128,16 +128,18 @@ fn a_runs_energy_per_source_token_and_request_from_fixture_sensors() {
         pre > 0.0 && dec > pre,
         "60 tokens of decode cost more than one of prefill: {pre} {dec}"
     );
-    // The baseline saw the same constant power: nothing is above idle.
+    // The baseline saw the same constant power: nothing is above idle. Within 5%: a 1 s
+    // baseline read 473.9 W (3.9% high) once in CI, beside root tests filling both cores;
+    // a unit or window mistake would be far off.
     let idle = &e["above_idle"];
     near(
         f(&idle["idle_power_w"]),
         energy_fixture::STANDARD_TOTAL_W,
-        0.03,
+        0.05,
         "idle power",
     );
     assert!(
-        f(&idle["energy_j"]).abs() < 0.03 * f(&e["energy_j"]),
+        f(&idle["energy_j"]).abs() < 0.05 * f(&e["energy_j"]),
         "{idle}"
     );
     // The samples came every 20 ms while the capture ran.

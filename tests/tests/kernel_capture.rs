@@ -564,14 +564,16 @@ fn status_while_captures_start_and_stop_never_hangs() {
     tbd.stop();
 }
 
-/// tbd closes and reopens sled to give its memory back (here after every MiB moved): no
+/// tbd closes and reopens sled to give its memory back (here after every 0.1 MiB moved; the
+/// store compresses, so 8,000 requests store about half a MiB): no
 /// record may be lost to it, whether it happens during the capture, while the client records
 /// are uploaded, or during the queries.
 #[test]
 fn reopening_the_store_during_a_capture_loses_nothing() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
-    let (mut tbd, sock) = start_tbd_with("debug", d.path(), &["--store-release-mib", "1"]).unwrap();
+    let (mut tbd, sock) =
+        start_tbd_with("debug", d.path(), &["--store-release-mib", "0.1"]).unwrap();
     let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "0", "--itl", "0"]).unwrap();
     let daemon = format!("unix:{}", sock.display());
     let url = format!("http://127.0.0.1:{port}");
@@ -631,8 +633,9 @@ fn reopening_the_store_during_a_capture_loses_nothing() {
 fn kill_9_mid_run_leaves_a_readable_store() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
-    // Sled is also closed and reopened every MiB, so the kill may land in or near a reopen.
-    let (mut tbd, sock) = start_tbd_with("debug", d.path(), &["--store-release-mib", "1"]).unwrap();
+    // Sled is also closed and reopened every 0.1 MiB, so the kill may land in or near a reopen.
+    let (mut tbd, sock) =
+        start_tbd_with("debug", d.path(), &["--store-release-mib", "0.1"]).unwrap();
     let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "5ms", "--itl", "2ms"]).unwrap();
     let daemon = format!("unix:{}", sock.display());
     let out = d.path().join("runs");
