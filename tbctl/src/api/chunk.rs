@@ -643,6 +643,35 @@ mod tests {
     }
 
     #[test]
+    fn the_first_usage_mid_stream_counts_from_zero() {
+        // No role prelude: the first chunk already says 3 tokens were generated, while its
+        // text alone would be estimated at 1.
+        let mut dec = ChunkDecoder::new(ApiFlavour::OpenAiChat);
+        let c = dec
+            .decode(br#"{"choices":[{"index":0,"delta":{"content":" b"},"finish_reason":null}],"usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}}"#)
+            .unwrap();
+        assert_eq!(c.tokens, 3);
+    }
+
+    #[test]
+    fn an_ollama_final_line_with_only_an_eval_count_has_usage() {
+        let c = parse_ollama_generate(
+            br#"{"model":"m","response":"","done":true,"done_reason":"stop","eval_count":7}"#,
+        )
+        .unwrap();
+        let u = c.usage.expect("usage from eval_count alone");
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (None, Some(7)));
+    }
+
+    #[test]
+    fn choices_that_are_not_a_list_say_what_was_expected() {
+        let e = parse_openai_chat(br#"{"choices":5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an array or null"), "{e}");
+    }
+
+    #[test]
     fn continuous_usage_gives_deltas() {
         let mut dec = ChunkDecoder::new(ApiFlavour::OpenAiChat);
         let u = |content: &str, n: u64, finish: &str| {
