@@ -203,9 +203,16 @@ const MAX_ARRIVED: usize = 4096;
 
 /// Most exchanges kept for reuse: several drains' worth at 17,000 exchanges a second.
 const MAX_SPARE: usize = 1024;
-/// Largest chunk vector kept with a spare exchange, so that the spares of long responses do
-/// not hold megabytes: at most 1024 × 64 × 16 bytes in all.
+/// Largest list (chunks, arrivals, their packed forms) kept with a spare exchange, so that the
+/// spares of long responses do not hold megabytes.
 const SPARE_CHUNKS: usize = 64;
+
+/// Drops a spare's list whose allocation is past [`SPARE_CHUNKS`] entries.
+fn bound<T>(v: &mut Vec<T>) {
+    if v.capacity() > SPARE_CHUNKS {
+        *v = Vec::new();
+    }
+}
 
 /// `from` in `buf`'s allocation, which is taken out of it.
 fn reuse(buf: &mut String, from: &str) -> String {
@@ -236,13 +243,12 @@ impl ConnTracker {
     pub fn recycle(&mut self, done: impl IntoIterator<Item = Exchange>) {
         let room = MAX_SPARE.saturating_sub(self.spare.len());
         self.spare.extend(done.into_iter().take(room).map(|mut x| {
-            if x.chunks.capacity() > SPARE_CHUNKS {
-                x.chunks = Vec::new();
-            }
-            if x.packed_chunk_gaps_ns.capacity() > SPARE_CHUNKS {
-                x.packed_chunk_gaps_ns = Vec::new();
-                x.packed_chunk_bytes = Vec::new();
-            }
+            bound(&mut x.chunks);
+            bound(&mut x.arrivals);
+            bound(&mut x.packed_chunk_gaps_ns);
+            bound(&mut x.packed_chunk_bytes);
+            bound(&mut x.packed_arrival_gaps_ns);
+            bound(&mut x.packed_arrival_bytes);
             x
         }));
     }
