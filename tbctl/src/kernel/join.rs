@@ -63,7 +63,7 @@ pub struct KernelLine {
     pub t_response_last_ns: Option<u64>,
     pub chunks: Vec<[u64; 2]>,
     /// When the bytes this side read reached its socket, per TCP segment: [t_ns, bytes]
-    /// (tcp_probe). Complete when they add up to the bytes read ([`KernelLine::arrival_at`]).
+    /// (tcp_probe). Whole when they add up to the bytes read ([`KernelLine::whole_arrivals`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arrivals: Vec<[u64; 2]>,
     pub http_status: Option<u32>,
@@ -102,15 +102,38 @@ impl KernelLine {
         }
     }
 
-    /// When byte `offset` (0-based) of what this side read reached its socket. None unless
-    /// the arrivals cover every byte read: bytes that came before the capture, or whose
-    /// arrival was lost, leave the offsets of the rest unknown.
-    pub fn arrival_at(&self, offset: u64) -> Option<u64> {
+    /// The arrivals, when they cover every byte this side read; None otherwise: bytes that
+    /// came before the capture, or whose arrival was lost, leave the offsets of the rest
+    /// unknown.
+    pub fn whole_arrivals(&self) -> Option<&[[u64; 2]]> {
         let total: u64 = self.arrivals.iter().map(|a| a[1]).sum();
-        if total != self.read_bytes() {
-            return None;
-        }
-        write_carrying(&self.arrivals, offset).map(|i| self.arrivals[i][0])
+        (total == self.read_bytes() && total > 0).then_some(&self.arrivals[..])
+    }
+
+    /// For each read in `chunks`, when its first and its last byte reached the socket, in
+    /// one pass over reads and arrivals; None unless the arrivals are whole.
+    pub fn read_arrivals(&self) -> Option<Vec<[u64; 2]>> {
+        let arrivals = self.whole_arrivals()?;
+        let (mut seg, mut seg_end) = (0, arrivals[0][1]);
+        // The arrival of byte `offset`: segments before it are passed once, for all reads.
+        let mut at = |offset: u64| {
+            while offset >= seg_end && seg + 1 < arrivals.len() {
+                seg += 1;
+                seg_end += arrivals[seg][1];
+            }
+            arrivals[seg][0]
+        };
+        let mut start = 0;
+        Some(
+            self.chunks
+                .iter()
+                .map(|[_, bytes]| {
+                    let first = at(start);
+                    start += bytes;
+                    [first, at(start.saturating_sub(1))]
+                })
+                .collect(),
+        )
     }
 }
 
@@ -324,13 +347,11 @@ pub fn annotate(lines: &mut [KernelLine], records: &[RequestRecord]) {
                 .zip(server_first_write.get(&id))
                 .map(|(c, s)| ms(c, *s));
             l.content_arrivals_ns = rec
-                .and_then(|r| {
+                .zip(l.read_arrivals())
+                .and_then(|(r, reads)| {
                     r.chunks
                         .iter()
-                        .map(|&[t, _]| {
-                            let (_, through) = first_token_read(&l.chunks, t)?;
-                            l.arrival_at(through.checked_sub(1)?)
-                        })
+                        .map(|&[t, _]| Some(reads[first_token_read(&l.chunks, t)?.0][1]))
                         .collect::<Option<Vec<u64>>>()
                 })
                 .unwrap_or_default();
@@ -511,6 +532,25 @@ mod tests {
 
     fn chunk(t: u64, b: u64) -> Chunk {
         Chunk { t_ns: t, bytes: b }
+    }
+
+    #[test]
+    fn each_read_gets_the_arrivals_of_its_first_and_last_byte_when_they_are_whole() {
+        let mut l = KernelLine {
+            side: "client".into(),
+            response_bytes: 100,
+            // Reads of 30, 50 and 20 bytes over segments of 40, 40 and 20.
+            chunks: vec![[1_000, 30], [2_000, 50], [3_000, 20]],
+            arrivals: vec![[500, 40], [900, 40], [2_500, 20]],
+            ..Default::default()
+        };
+        assert_eq!(
+            l.read_arrivals(),
+            Some(vec![[500, 500], [500, 900], [2_500, 2_500]])
+        );
+        // A segment whose arrival was not seen: no offsets are known.
+        l.arrivals.pop();
+        assert_eq!(l.read_arrivals(), None);
     }
 
     #[test]

@@ -276,12 +276,8 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
             }
         }
         s.push("chunks_per_request", l.chunks.len() as f64);
-        let mut start = 0;
-        for [t, bytes] in &l.chunks {
-            if let Some(a) = l.arrival_at(start) {
-                s.push("read_delay_ms", ms(*t, a));
-            }
-            start += bytes;
+        for ([t, _], [first, _]) in l.chunks.iter().zip(l.read_arrivals().unwrap_or_default()) {
+            s.push("read_delay_ms", ms(*t, first));
         }
         for [_, bytes] in &l.chunks {
             s.push("chunk_bytes", *bytes as f64);
@@ -322,10 +318,9 @@ pub fn analyze(lines: &[KernelLine], records: &[RequestRecord]) -> TraceReport {
     for l in &server {
         r.retransmits.server += u64::from(l.conn.retransmits);
         r.retransmits.exchanges_affected += (l.conn.retransmits > 0) as u64;
-        if let Some(a) = l.arrival_at(0) {
-            if let Some(v) = gap_ms(l.t_request_first_ns, Some(a)) {
-                s.push("server_read_delay_ms", v);
-            }
+        let first_arrival = l.whole_arrivals().map(|a| a[0][0]);
+        if let Some(v) = gap_ms(l.t_request_first_ns, first_arrival) {
+            s.push("server_read_delay_ms", v);
         }
         let first_write = gap_ms(l.t_response_first_ns, l.t_request_last_ns);
         if let Some(v) = first_write {
