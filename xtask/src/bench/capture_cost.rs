@@ -191,7 +191,6 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
     let mut stored = Vec::new();
     let mut kernel = Value::Null;
     let disk_before = dir_bytes(&tdir.join("data"));
-    let mut captured_requests = 0u64;
     for p in 0..PAIRS {
         let capture_first = p % 2 == 1;
         let mut pair = [Window::default(); 2];
@@ -205,7 +204,6 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
                 let id = summary["run_id"].as_str().unwrap_or_default();
                 let r = stored_run(&daemon, id)?;
                 let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0);
-                captured_requests += requests;
                 stored.push((r, requests));
                 kernel = summary["kernel"].clone();
             }
@@ -219,41 +217,14 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
         ratio.push(on.rps / off.rps);
         tbd_us.extend(on.tbd_us_per_request);
     }
+    let captured_requests: u64 = stored.iter().map(|(_, n)| n).sum();
     let info = daemon_status(&daemon)?;
     let disk_after = dir_bytes(&tdir.join("data"));
     let streamed = streamed_bytes(dir, &daemon)?;
     tbd.stop();
 
-    // Bytes per request, per kind, over every measured capture.
-    let mut by_kind = serde_json::Map::new();
-    let (mut total, mut requests) = (0u64, 0u64);
-    for (r, n) in &stored {
-        requests += n;
-        total += r["stored_bytes"].as_u64().unwrap_or(0);
-        for (k, v) in r["stored_bytes_by_kind"].as_object().into_iter().flatten() {
-            let e = by_kind.entry(k.clone()).or_insert(json!(0u64));
-            *e = json!(e.as_u64().unwrap_or(0) + v.as_u64().unwrap_or(0));
-        }
-    }
-    let per = |b: u64| {
-        if requests > 0 {
-            b as f64 / requests as f64
-        } else {
-            f64::NAN
-        }
-    };
-    let kernel_bytes: u64 = by_kind
-        .iter()
-        .filter(|(k, _)| k.as_str() != "client_records")
-        .map(|(_, v)| v.as_u64().unwrap_or(0))
-        .sum();
-    let per_kind: serde_json::Map<String, Value> = by_kind
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(per(v.as_u64().unwrap_or(0)))))
-        .collect();
-
     let stats = with_bpf_stats(dir)?;
-    Ok(json!({
+    let mut out = json!({
         "setup": format!("{PAIRS} interleaved pairs (order alternating) of tbctl profile --concurrency {STREAMS} --max-tokens 16 --duration {DURATION} against fast-sse (nginx, one worker, 16 content chunks), --no-daemon against capturing both sides with tbd --bpf-stats off; each run measured from {}s to {}s: whole-machine busy CPU (/proc/stat) and tbd's CPU (/proc/PID/stat) over the requests that ended in that window. One more capture with --bpf-stats always for the BPF figures.", WINDOW.0, WINDOW.1),
         "cpu_us_per_request_stopped": off_cpu,
         "cpu_us_per_request_capturing": on_cpu,
@@ -264,9 +235,6 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
         "throughput_ratio_capturing_to_stopped": ratio,
         "throughput_ratio_median": median_of(&ratio),
         "target_throughput_ratio": 0.98,
-        "stored_bytes_per_request": per(total),
-        "stored_kernel_bytes_per_request": per(kernel_bytes),
-        "stored_bytes_per_request_by_kind": per_kind,
         "target_stored_kernel_bytes_per_request": 350,
         "store_disk_growth_bytes_per_request": if captured_requests > 0 { disk_after.saturating_sub(disk_before) as f64 / captured_requests as f64 } else { f64::NAN },
         "streamed": streamed,
@@ -274,7 +242,45 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
         "lost_events": info["lost"],
         "store_reopens": info["store_reopens"],
         "bpf": stats,
-    }))
+    });
+    if let Some(o) = out.as_object_mut() {
+        o.extend(bytes_per_request(&stored));
+    }
+    Ok(out)
+}
+
+/// Stored bytes per request over captures (`tbctl runs show` JSON, requests): in all, of the
+/// kernel's records (every kind but the uploaded client records), and per kind.
+fn bytes_per_request(runs: &[(Value, u64)]) -> serde_json::Map<String, Value> {
+    let requests: u64 = runs.iter().map(|(_, n)| n).sum();
+    let per = |b: u64| {
+        if requests > 0 {
+            b as f64 / requests as f64
+        } else {
+            f64::NAN
+        }
+    };
+    let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
+    for (r, _) in runs {
+        for (k, v) in r["stored_bytes_by_kind"].as_object().into_iter().flatten() {
+            *by_kind.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+        }
+    }
+    let total: u64 = runs
+        .iter()
+        .filter_map(|(r, _)| r["stored_bytes"].as_u64())
+        .sum();
+    let kernel: u64 = by_kind
+        .iter()
+        .filter(|(k, _)| k.as_str() != "client_records")
+        .map(|(_, v)| v)
+        .sum();
+    let v = json!({
+        "stored_bytes_per_request": per(total),
+        "stored_kernel_bytes_per_request": per(kernel),
+        "stored_bytes_per_request_by_kind": by_kind.iter().map(|(k, v)| (k.clone(), json!(per(*v)))).collect::<serde_json::Map<_, _>>(),
+    });
+    v.as_object().cloned().unwrap_or_default()
 }
 
 /// Stored bytes per request where every token is a write of its own: serve-sim streaming 16
@@ -288,49 +294,23 @@ fn streamed_bytes(dir: &Path, daemon: &str) -> anyhow::Result<Value> {
         &["--ttft", "1ms", "--itl", "1ms", "--jitter", "0"],
     )?;
     let url = format!("http://127.0.0.1:{port}");
-    let (summary, _, run_dir) = profile(
-        dir,
-        &[
-            "--url",
-            &url,
-            "--concurrency",
-            "64",
-            "--duration",
-            "3s",
-            "--max-tokens",
-            "16",
-            "--span-size",
-            "small",
-            "--daemon",
-            daemon,
-        ],
-    )?;
+    let (summary, _, run_dir) = profile(dir, &load_args(&url, "64", "3s", Some(daemon)))?;
     sim.stop();
-    let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0).max(1) as f64;
+    let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0);
     let chunks: usize = jsonl(&run_dir.join("kernel.jsonl"))?
         .iter()
         .map(|x| x["chunks"].as_array().map_or(0, Vec::len))
         .sum();
     let run = stored_run(daemon, summary["run_id"].as_str().unwrap_or_default())?;
-    let by_kind: serde_json::Map<String, Value> = run["stored_bytes_by_kind"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), json!(v.as_u64().unwrap_or(0) as f64 / requests)))
-        .collect();
-    let kernel: f64 = by_kind
-        .iter()
-        .filter(|(k, _)| k.as_str() != "client_records")
-        .filter_map(|(_, v)| v.as_f64())
-        .sum();
-    Ok(json!({
+    let mut out = json!({
         "setup": "serve-sim --ttft 1ms --itl 1ms --jitter 0, 16 tokens, 64 streams, 3 s, the same tbd",
         "requests": requests,
-        "kernel_chunks_per_request": chunks as f64 / requests,
-        "stored_bytes_per_request": run["stored_bytes"].as_u64().unwrap_or(0) as f64 / requests,
-        "stored_kernel_bytes_per_request": kernel,
-        "stored_bytes_per_request_by_kind": by_kind,
-    }))
+        "kernel_chunks_per_request": chunks as f64 / requests.max(1) as f64,
+    });
+    if let Some(o) = out.as_object_mut() {
+        o.extend(bytes_per_request(&[(run, requests)]));
+    }
+    Ok(out)
 }
 
 /// One capture from a tbd with BPF statistics always on: run time per program run, runs per
