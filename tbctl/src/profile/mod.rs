@@ -21,7 +21,7 @@ use crate::{
     clock::mono_ns,
     record::{RequestRecord, RunMeta},
 };
-use dispatch::{Plan, Pool};
+use dispatch::{Feed, JobSource, Plan, Pool};
 use worker::RequestSettings;
 use writer::{OnRecord, RecordWriter};
 
@@ -85,14 +85,37 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
         }
     }
 
-    let (tx, rx) = mpsc::channel::<job::Job>(if closed_loop { 1 } else { 1 << 16 });
+    let stop = Arc::new(AtomicBool::new(false));
+    // A short lead so every worker waits on the queue before the first intended time.
+    let start_ns = mono_ns() + 5_000_000;
+    let plan = cfg.plan;
+    let feed = Feed::new(
+        plan.items,
+        plan.requests,
+        plan.duration,
+        plan.warmup,
+        start_ns,
+        stop.clone(),
+    );
+    let (jobs, open_loop) = match plan.arrivals {
+        None => (
+            Arc::new(JobSource::Direct(std::sync::Mutex::new(feed))),
+            None,
+        ),
+        Some(arrivals) => {
+            let (tx, rx) = mpsc::channel::<job::Job>(1 << 16);
+            (
+                Arc::new(JobSource::Queue(Mutex::new(rx))),
+                Some((feed, arrivals, tx)),
+            )
+        }
+    };
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let stop = Arc::new(AtomicBool::new(false));
     let pool = Arc::new(Pool::default());
     let shared = Arc::new(worker::Shared {
         req: cfg.req,
-        jobs: Mutex::new(rx),
+        jobs: jobs.clone(),
         sink,
         pool: pool.clone(),
         cancel: cancel_rx,
@@ -103,23 +126,24 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
         pool.workers.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(worker::run(shared.clone(), Some(c)));
     }
-    let handle = tokio::runtime::Handle::current();
-    let grow_shared = shared.clone();
-    let grow_pool = pool.clone();
-    let grow: dispatch::Grow = Box::new(move || {
-        grow_pool.workers.fetch_add(1, Ordering::Relaxed);
-        handle.spawn(worker::run(grow_shared.clone(), None));
-    });
+    let dispatcher = match open_loop {
+        None => None,
+        Some((feed, arrivals, tx)) => {
+            let handle = tokio::runtime::Handle::current();
+            let grow_shared = shared.clone();
+            let grow_pool = pool.clone();
+            let grow: dispatch::Grow = Box::new(move || {
+                grow_pool.workers.fetch_add(1, Ordering::Relaxed);
+                handle.spawn(worker::run(grow_shared.clone(), None));
+            });
+            let t = std::thread::Builder::new()
+                .name("tbctl-dispatch".into())
+                .spawn(move || dispatch::run(feed, arrivals, start_ns, tx, pool, max_workers, grow))
+                .map_err(|e| ClientError::Connect(format!("cannot start the dispatcher: {e}")))?;
+            Some(t)
+        }
+    };
     drop(shared);
-
-    // A short lead so every worker waits on the queue before the first intended time.
-    let start_ns = mono_ns() + 5_000_000;
-    let plan = cfg.plan;
-    let dstop = stop.clone();
-    let dispatcher = std::thread::Builder::new()
-        .name("tbctl-dispatch".into())
-        .spawn(move || dispatch::run(plan, start_ns, tx, dstop, pool, max_workers, grow))
-        .map_err(|e| ClientError::Connect(format!("cannot start the dispatcher: {e}")))?;
 
     let mut interrupted = false;
     tokio::select! {
@@ -134,9 +158,12 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
             }
         }
     }
-    let dispatched = tokio::task::spawn_blocking(move || dispatcher.join().unwrap_or(0))
-        .await
-        .unwrap_or(0);
+    let dispatched = match dispatcher {
+        Some(d) => tokio::task::spawn_blocking(move || d.join().unwrap_or(0))
+            .await
+            .unwrap_or(0),
+        None => jobs.dispatched(),
+    };
     let end_ns = mono_ns();
     let records = tokio::task::spawn_blocking(move || writer.finish())
         .await

@@ -6,13 +6,16 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     api::flavour::{build_body, RequestSpec},
     client::{ClientError, Conn, RequestTemplate},
     clock::mono_ns,
-    profile::{dispatch::Pool, job::Job, writer::RecordSink},
+    profile::{
+        dispatch::{JobSource, Pool},
+        writer::RecordSink,
+    },
     record::RequestRecord,
 };
 
@@ -30,7 +33,7 @@ pub struct RequestSettings {
 /// What every worker shares.
 pub struct Shared {
     pub req: RequestSettings,
-    pub jobs: Mutex<mpsc::Receiver<Job>>,
+    pub jobs: Arc<JobSource>,
     pub sink: RecordSink,
     pub pool: Arc<Pool>,
     /// Set to true to abandon requests in flight (Ctrl-C after the grace period).
@@ -46,7 +49,7 @@ pub async fn run(shared: Arc<Shared>, mut conn: Option<Conn>) {
     let mut cancel = shared.cancel.clone();
     loop {
         shared.pool.idle.fetch_add(1, Ordering::Relaxed);
-        let job = shared.jobs.lock().await.recv().await;
+        let job = shared.jobs.next().await;
         shared.pool.idle.fetch_sub(1, Ordering::Relaxed);
         let Some(job) = job else { break };
         if shared.stop.load(Ordering::Relaxed) {
