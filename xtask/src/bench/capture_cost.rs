@@ -26,7 +26,8 @@ use super::{
     overhead::{bpf_figures, cpu_ticks, cpu_times, daemon_status, median_of, ticks_per_s},
     profile,
 };
-use crate::{procs, sh};
+use super::fast_sse::{FastSse, URL};
+use crate::procs;
 
 /// Interleaved (stopped, capturing) pairs.
 /// Nine: on this VM single pairs ranged from -2 to 27 µs with five.
@@ -36,51 +37,6 @@ const DURATION: &str = "5s";
 /// The measured window inside each run, in seconds after tbctl starts: past the capture's
 /// start and the first connections, before the drain.
 const WINDOW: (f64, f64) = (1.5, 4.0);
-const URL: &str = "http://127.0.0.1:18090";
-
-/// The fast-sse nginx, stopped when dropped.
-struct FastSse {
-    script: PathBuf,
-    run: PathBuf,
-}
-
-impl FastSse {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
-        let script = sh::workspace_root().join("../shared/bench/fast-sse/start.sh");
-        if !script.exists() {
-            bail!(
-                "no fast-sse server at {}: the capture-cost bench needs ../shared/bench/fast-sse",
-                script.display()
-            );
-        }
-        if !Path::new("/usr/sbin/nginx").exists() {
-            bail!("no /usr/sbin/nginx: run `cargo xtask setup` (it installs nginx-light)");
-        }
-        let run = dir.join("fast-sse");
-        let o = Command::new("bash")
-            .arg(&script)
-            .env("RUN", &run)
-            .output()
-            .context("starting fast-sse")?;
-        if !o.status.success() {
-            bail!(
-                "fast-sse did not start: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        Ok(Self { script, run })
-    }
-}
-
-impl Drop for FastSse {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .env("RUN", &self.run)
-            .output();
-    }
-}
 
 /// One run's steady-state figures.
 #[derive(Clone, Copy, Debug, Default)]
