@@ -60,7 +60,7 @@ pub enum ParseError {
 
 /// Deserialises a JSON array (or null) keeping only its first element, so the per-chunk
 /// `choices` list costs no allocation.
-struct First<T>(Option<T>);
+pub(super) struct First<T>(pub(super) Option<T>);
 
 impl<T> Default for First<T> {
     fn default() -> Self {
@@ -97,47 +97,47 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct WireUsage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
+pub(super) struct WireUsage {
+    pub(super) prompt_tokens: Option<u64>,
+    pub(super) completion_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct WireDelta<'a> {
+pub(super) struct WireDelta<'a> {
     #[serde(borrow)]
-    content: Option<Cow<'a, str>>,
+    pub(super) content: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
+    pub(super) reasoning_content: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    reasoning: Option<Cow<'a, str>>,
+    pub(super) reasoning: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct WireChoice<'a> {
+pub(super) struct WireChoice<'a> {
     /// Streamed chat.
     #[serde(borrow)]
-    delta: Option<WireDelta<'a>>,
+    pub(super) delta: Option<WireDelta<'a>>,
     /// Non-streamed chat.
     #[serde(borrow)]
-    message: Option<WireDelta<'a>>,
+    pub(super) message: Option<WireDelta<'a>>,
     /// Completions, streamed or not.
     #[serde(borrow)]
-    text: Option<Cow<'a, str>>,
+    pub(super) text: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    pub(super) finish_reason: Option<Cow<'a, str>>,
 }
 
 /// Any OpenAI-compatible chunk or body (chat or completions; vLLM, SGLang, TGI, llama.cpp).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct WireOpenAi<'a> {
+pub(super) struct WireOpenAi<'a> {
     #[serde(borrow)]
-    choices: First<WireChoice<'a>>,
-    usage: Option<WireUsage>,
+    pub(super) choices: First<WireChoice<'a>>,
+    pub(super) usage: Option<WireUsage>,
     /// Rare, and a string or an object depending on the server, so a `Value` is fine here.
-    error: Option<serde_json::Value>,
+    pub(super) error: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,7 +241,10 @@ fn decode_openai(flavour: ApiFlavour, payload: &[u8], whole: bool) -> Result<Dec
             estimate: 0,
         });
     }
-    let w: WireOpenAi<'_> = serde_json::from_slice(payload)?;
+    let w = match super::scan::openai(payload) {
+        Some(w) => w,
+        None => serde_json::from_slice::<WireOpenAi<'_>>(payload)?,
+    };
     let (text, finish_reason) = match &w.choices.0 {
         None => (Text::default(), None),
         Some(c) => {

@@ -4,6 +4,7 @@ pub mod chunk;
 pub mod discover;
 pub mod flavour;
 pub mod ndjson;
+mod scan;
 pub mod sse;
 
 pub use chunk::{decode_full, parse_chunk, ChunkDecoder, ChunkInfo, ParseError, Usage};
