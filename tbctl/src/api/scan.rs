@@ -14,9 +14,13 @@ const MAX_DEPTH: u32 = 32;
 
 /// `payload` read as serde_json would read it into [`WireOpenAi`], when it is the usual shape.
 pub(super) fn openai(payload: &[u8]) -> Option<WireOpenAi<'_>> {
-    // One pass up front makes every borrowed string valid UTF-8.
-    std::str::from_utf8(payload).ok()?;
-    let mut s = Scan { b: payload, i: 0 };
+    // One pass up front; each string is then a slice of valid text.
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut s = Scan {
+        text,
+        b: payload,
+        i: 0,
+    };
     let mut w = WireOpenAi::default();
     let (mut choices, mut usage) = (false, false);
     s.object(|s, key| {
@@ -37,6 +41,8 @@ pub(super) fn openai(payload: &[u8]) -> Option<WireOpenAi<'_>> {
 }
 
 struct Scan<'a> {
+    text: &'a str,
+    /// `text`'s bytes.
     b: &'a [u8],
     i: usize,
 }
@@ -67,17 +73,14 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.i;
-        loop {
-            match self.peek()? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.i += 1,
-            }
+        let len = string_end(&self.b[start..])?;
+        self.i = start + len;
+        if self.b[self.i] != b'"' {
+            return None;
         }
-        let bytes = &self.b[start..self.i];
         self.i += 1;
-        // The whole payload was checked, and a quote never splits a character.
-        std::str::from_utf8(bytes).ok()
+        // Quotes are ASCII, so both ends are character boundaries.
+        self.text.get(start..start + len)
     }
 
     /// `null` as None, else `read`.
@@ -303,6 +306,32 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// Where the first `"`, `\\` or control character of `b` is: eight bytes at a time (SWAR), since
+/// strings are most of a chunk's bytes.
+fn string_end(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = b.get(at..at + 8) {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        // A byte's high bit is set where it is zero after the xor, or below 0x20; borrows only
+        // ever mark bytes after the first true one, so the lowest mark is exact.
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+        let found = (zero(w ^ (ONES * b'"' as u64))
+            | zero(w ^ (ONES * b'\\' as u64))
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    b[at..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| at + p)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -355,6 +384,29 @@ mod tests {
             (None, _) => {}
         }
         fast.is_some()
+    }
+
+    #[test]
+    fn string_end_finds_the_first_special_byte_at_every_place() {
+        for len in 0..20 {
+            for special in [b'"', b'\\', 0, 0x1f] {
+                for at in 0..=len {
+                    // Bytes around the specials' values, and above 0x7f, must not be taken for them.
+                    let mut b: Vec<u8> = (0..len)
+                        .map(|i| [b'!', b'#', b' ', 0x5b, 0x5d, 0xc3, 0xff][i % 7])
+                        .collect();
+                    if at < len {
+                        b[at] = special;
+                        // A second one after it must not hide the first.
+                        if at + 1 < len {
+                            b[at + 1] = b'"';
+                        }
+                    }
+                    let want = (at < len).then_some(at);
+                    assert_eq!(string_end(&b), want, "{b:?}");
+                }
+            }
+        }
     }
 
     #[test]

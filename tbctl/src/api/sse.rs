@@ -58,7 +58,8 @@ impl SseParser {
                 bytes = rest;
             }
         }
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+        // memchr: a whole response often comes in one read, and the search ran byte by byte.
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) {
             let (segment, term) = (&bytes[..end], bytes[end]);
             let mut next = end + 1;
             if term == b'\r' {
@@ -107,7 +108,7 @@ impl SseParser {
             self.dispatch(out);
             return;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(0) => return, // comment, e.g. a keep-alive `: ping`
             Some(i) => {
                 let v = &line[i + 1..];
