@@ -2,6 +2,7 @@
 
 pub mod dispatch;
 pub mod job;
+pub mod loops;
 pub mod worker;
 pub mod writer;
 
@@ -22,6 +23,7 @@ use crate::{
     record::{RequestRecord, RunMeta},
 };
 use dispatch::{Feed, JobSource, Plan, Pool};
+use loops::Loops;
 use worker::RequestSettings;
 use writer::{OnRecord, RecordWriter};
 
@@ -75,13 +77,47 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
         .concurrency
         .unwrap_or(if closed_loop { 1 } else { 100_000 });
 
-    // Pre-connect: also the check that the target accepts connections at all.
-    let mut conns = Vec::with_capacity(workers_wanted);
-    for chunk in (0..workers_wanted).collect::<Vec<_>>().chunks(64) {
-        let batch =
-            futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(cfg.req.addr))).await;
-        for c in batch {
-            conns.push(c?);
+    // One loop per core, or per connection when there are fewer.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let loops = Loops::start(if closed_loop {
+        cores.min(workers_wanted)
+    } else {
+        cores
+    })
+    .map_err(|e| ClientError::Connect(format!("cannot start the event loops: {e}")))?;
+    let spawner = loops.spawner();
+
+    // Pre-connect, each connection on the loop that will drive it: also the check that the
+    // target accepts connections at all.
+    let addr = cfg.req.addr;
+    let connecting: Vec<_> = (0..loops.len())
+        .map(|i| {
+            let n = workers_wanted / loops.len() + usize::from(i < workers_wanted % loops.len());
+            spawner.spawn_on(i, async move {
+                let mut conns = Vec::with_capacity(n);
+                for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+                    let batch =
+                        futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(addr)))
+                            .await;
+                    for c in batch {
+                        conns.push(c?);
+                    }
+                }
+                Ok::<_, ClientError>(conns)
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(loops.len());
+    for (i, c) in connecting.into_iter().enumerate() {
+        let c = c
+            .await
+            .map_err(|e| ClientError::Connect(format!("connecting: {e}")))?;
+        match c {
+            Ok(c) => conns.push((i, c)),
+            Err(e) => {
+                loops.stop().await;
+                return Err(e);
+            }
         }
     }
 
@@ -122,19 +158,21 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
         stop: stop.clone(),
         alive: alive_tx,
     });
-    for c in conns {
-        pool.workers.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(worker::run(shared.clone(), Some(c)));
+    for (i, loop_conns) in conns {
+        for c in loop_conns {
+            pool.workers.fetch_add(1, Ordering::Relaxed);
+            spawner.spawn_on(i, worker::run(shared.clone(), Some(c)));
+        }
     }
     let dispatcher = match open_loop {
         None => None,
         Some((feed, arrivals, tx)) => {
-            let handle = tokio::runtime::Handle::current();
+            let grow_spawner = spawner.clone();
             let grow_shared = shared.clone();
             let grow_pool = pool.clone();
             let grow: dispatch::Grow = Box::new(move || {
                 grow_pool.workers.fetch_add(1, Ordering::Relaxed);
-                handle.spawn(worker::run(grow_shared.clone(), None));
+                grow_spawner.spawn(worker::run(grow_shared.clone(), None));
             });
             let t = std::thread::Builder::new()
                 .name("tbctl-dispatch".into())
@@ -165,6 +203,7 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
         None => jobs.dispatched(),
     };
     let end_ns = mono_ns();
+    loops.stop().await;
     let records = tokio::task::spawn_blocking(move || writer.finish())
         .await
         .map_err(|e| ClientError::Connect(e.to_string()))?
