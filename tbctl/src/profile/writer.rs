@@ -79,3 +79,93 @@ impl RecordWriter {
             .unwrap_or_else(|_| Err(std::io::Error::other("record writer panicked")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RequestRecord;
+
+    #[test]
+    fn every_record_lands_once_in_order_after_the_metadata_line_whole_and_derived() {
+        let dir = std::env::temp_dir().join(format!("tb-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("requests.jsonl");
+        let meta = RunMeta {
+            run_id: "r1".into(),
+            target: "http://127.0.0.1:1".into(),
+            model: "m".into(),
+            api: "openai-chat".into(),
+            tool: "tbctl".into(),
+            tool_version: "0".into(),
+            clock_mono_ns: 0,
+            clock_unix_ns: 0,
+        };
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let progress = seen.clone();
+        let (sink, writer) = RecordWriter::create(
+            &path,
+            &meta,
+            |t| t + 1_000,
+            Box::new(move |_| {
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
+        )
+        .unwrap();
+        // Bursts (gathered into batches) and single records (one at a time) from two senders.
+        let other = sink.clone();
+        let burst = std::thread::spawn(move || {
+            for id in 0..500 {
+                other.send(RequestRecord {
+                    request_id: id,
+                    t_sent_ns: Some(10),
+                    t_first_token_ns: Some(2_000_010),
+                    ..Default::default()
+                });
+            }
+        });
+        for id in 500..510 {
+            sink.send(RequestRecord {
+                request_id: id,
+                ..Default::default()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        burst.join().unwrap();
+        drop(sink);
+        let all = writer.finish().unwrap();
+        assert_eq!(all.len(), 510);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 510);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with('\n'));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 511);
+        let first: RunMeta = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first.run_id, "r1");
+        let recs: Vec<RequestRecord> = lines[1..]
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // Each sender's records keep their order, and the file holds what `finish` returned.
+        let ids = |lo, hi| {
+            recs.iter()
+                .map(|r| r.request_id)
+                .filter(move |&i| (lo..hi).contains(&i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(0, 500), (0..500).collect::<Vec<_>>());
+        assert_eq!(ids(500, 510), (500..510).collect::<Vec<_>>());
+        assert_eq!(
+            recs.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+            all.iter().map(|r| r.request_id).collect::<Vec<_>>()
+        );
+        // Derived on the way out, in the file as in memory.
+        let burst_rec = recs.iter().find(|r| r.request_id == 7).unwrap();
+        assert_eq!(burst_rec.ttft_ms, Some(2.0));
+        assert_eq!(
+            all.iter().find(|r| r.request_id == 7).unwrap().ttft_ms,
+            Some(2.0)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
