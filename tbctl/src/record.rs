@@ -155,6 +155,23 @@ pub struct RunMeta {
 }
 
 #[cfg(test)]
+impl RunMeta {
+    /// A run's metadata for tests: id `run_id`, clocks at zero.
+    pub(crate) fn fixture(run_id: &str) -> Self {
+        RunMeta {
+            run_id: run_id.into(),
+            target: "http://127.0.0.1:1".into(),
+            model: "m".into(),
+            api: "openai-chat".into(),
+            tool: "tbctl".into(),
+            tool_version: "0".into(),
+            clock_mono_ns: 0,
+            clock_unix_ns: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

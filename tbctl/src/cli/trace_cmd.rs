@@ -278,16 +278,7 @@ mod tests {
     #[test]
     fn loads_a_run_directory_and_analyses_it() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = RunMeta {
-            run_id: "r1".into(),
-            target: "http://127.0.0.1:1".into(),
-            model: "m".into(),
-            api: "openai-chat".into(),
-            tool: "tbctl".into(),
-            tool_version: "0".into(),
-            clock_mono_ns: 0,
-            clock_unix_ns: 0,
-        };
+        let meta = RunMeta::fixture("r1");
         let rec = RequestRecord {
             request_id: 1,
             output_tokens: Some(4),

@@ -90,16 +90,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tb-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("requests.jsonl");
-        let meta = RunMeta {
-            run_id: "r1".into(),
-            target: "http://127.0.0.1:1".into(),
-            model: "m".into(),
-            api: "openai-chat".into(),
-            tool: "tbctl".into(),
-            tool_version: "0".into(),
-            clock_mono_ns: 0,
-            clock_unix_ns: 0,
-        };
+        let meta = RunMeta::fixture("r1");
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let progress = seen.clone();
         let (sink, writer) = RecordWriter::create(
