@@ -21,12 +21,12 @@ use std::{
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+use super::fast_sse::{FastSse, URL};
 use super::{
     jsonl, load_args,
     overhead::{bpf_figures, cpu_ticks, cpu_times, daemon_status, median_of, ticks_per_s},
     profile,
 };
-use super::fast_sse::{FastSse, URL};
 use crate::procs;
 
 /// Interleaved (stopped, capturing) pairs.
