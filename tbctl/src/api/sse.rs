@@ -246,6 +246,13 @@ mod tests {
     }
 
     #[test]
+    fn a_crlf_ends_one_line_not_two() {
+        // Read whole: a CRLF taken as two line ends would split the event at its blank "line".
+        let body = b"data: a\r\ndata: b\r\n\r\ndata: c\r\n\r\n";
+        assert_eq!(collect(&[body], false), vec![data("a\nb"), data("c")]);
+    }
+
+    #[test]
     fn mixed_line_ends() {
         let body = b"data: a\r\n\ndata: b\n\r\ndata: c\r\rdata: d\n\n";
         assert_eq!(
@@ -304,9 +311,10 @@ mod tests {
     fn parser_is_reusable_after_finish_and_buffers_drain() {
         let mut p = SseParser::new();
         let mut n = 0;
-        p.push(b"data: x\n\ndata: partial", &mut |_| n += 1);
+        p.push(b"data: x\n\ndata: ab\ndata: partial", &mut |_| n += 1);
         assert_eq!(n, 1);
-        assert!(p.buffered() > 0);
+        // The event's first data line (2 bytes) and the unfinished line (13).
+        assert_eq!(p.buffered(), 2 + 13);
         p.finish(&mut |_| n += 1);
         assert_eq!(n, 2);
         assert_eq!(p.buffered(), 0);
