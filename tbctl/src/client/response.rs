@@ -155,3 +155,108 @@ fn decode_sse(decoder: &mut ChunkDecoder, ev: SseEvent<'_>) -> Result<ChunkInfo,
         SseEvent::Done => Ok(ChunkInfo::done_marker()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ErrorClass;
+
+    fn chunk(content: &str) -> String {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}},\"finish_reason\":null}}]}}\n\n")
+    }
+
+    const FINISH: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    const USAGE: &str =
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":5}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    /// Feeds `reads` (bytes, time) to a chat stream reader and finishes at `end`.
+    fn read(reads: &[(&str, u64)], end: u64) -> (Result<(), ClientError>, RequestRecord) {
+        let mut rec = RequestRecord {
+            input_tokens: Some(99),
+            ..Default::default()
+        };
+        let mut r = ResponseReader::new(ApiFlavour::OpenAiChat, true);
+        for (bytes, t) in reads {
+            r.push(bytes.as_bytes(), *t, &mut rec);
+        }
+        (r.finish(end, &mut rec), rec)
+    }
+
+    #[test]
+    fn each_content_chunk_is_timed_by_its_read_and_usage_gives_the_tokens() {
+        let first = chunk("Hello there");
+        let reads = [
+            (
+                "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+                100,
+            ),
+            (first.as_str(), 200),
+            (&chunk(" world")[..], 300),
+            // Two events in one read share its time; the finish and usage chunks carry no content.
+            (&(chunk("!") + FINISH + USAGE)[..], 400),
+            (DONE, 500),
+        ];
+        let (r, rec) = read(&reads, 600);
+        r.unwrap();
+        assert_eq!(rec.chunks, vec![[200, 2], [300, 1], [400, 1]]);
+        assert_eq!(
+            (rec.t_first_token_ns, rec.t_last_token_ns),
+            (Some(200), Some(400))
+        );
+        assert_eq!(rec.t_end_ns, Some(600));
+        assert_eq!(rec.output_tokens, Some(5));
+        assert_eq!(rec.token_source, Some(TokenSource::Usage));
+        assert_eq!(rec.input_tokens, Some(7));
+    }
+
+    #[test]
+    fn without_usage_the_chunks_estimates_are_summed() {
+        let body = chunk("one two") + &chunk(" three") + FINISH + DONE;
+        let (r, rec) = read(&[(&body, 10)], 20);
+        r.unwrap();
+        assert_eq!(rec.chunks, vec![[10, 2], [10, 1]]);
+        assert_eq!(rec.output_tokens, Some(3));
+        assert_eq!(rec.token_source, Some(TokenSource::Chunks));
+        assert_eq!(rec.input_tokens, Some(99), "the request's own count stays");
+    }
+
+    #[test]
+    fn a_stream_without_its_end_marker_is_cut() {
+        let body = chunk("a") + USAGE;
+        let (r, rec) = read(&[(&body, 10)], 20);
+        let e = r.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::StreamCut, "{e}");
+        assert_eq!(rec.chunks, vec![[10, 1]], "what did arrive is kept");
+        assert_eq!(rec.t_end_ns, Some(20));
+    }
+
+    #[test]
+    fn bad_json_and_error_events_fail_the_request_with_their_class() {
+        let body = chunk("a") + "data: {not json\n\n" + DONE;
+        let e = read(&[(&body, 10)], 20).0.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Malformed, "{e}");
+
+        let body = chunk("a") + "data: {\"error\":{\"message\":\"overloaded\"}}\n\n" + DONE;
+        match read(&[(&body, 10)], 20).0.unwrap_err() {
+            ClientError::Http { status, body } => {
+                assert_eq!((status, body.as_str()), (200, "overloaded"))
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_whole_body_is_one_chunk_at_its_end() {
+        let body = r#"{"choices":[{"message":{"content":"a b c"},"finish_reason":"stop"}],"usage":{"completion_tokens":4}}"#;
+        let mut rec = RequestRecord::default();
+        let mut r = ResponseReader::new(ApiFlavour::OpenAiChat, false);
+        r.push(&body.as_bytes()[..10], 5, &mut rec);
+        r.push(&body.as_bytes()[10..], 8, &mut rec);
+        assert!(rec.chunks.is_empty(), "nothing is decoded before the end");
+        r.finish(9, &mut rec).unwrap();
+        assert_eq!(rec.chunks, vec![[9, 4]]);
+        assert_eq!(rec.output_tokens, Some(4));
+    }
+}
