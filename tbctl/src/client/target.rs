@@ -177,6 +177,23 @@ mod tests {
     }
 
     #[test]
+    fn local_means_loopback_or_one_of_this_hosts_addresses() {
+        let t = Target::parse("http://127.0.0.1:8080/").unwrap();
+        let at = |ip: std::net::IpAddr| SocketAddr::new(ip, 8080);
+        assert!(t.is_local(&at("127.0.0.1".parse().unwrap())));
+        assert!(t.is_local(&at("::1".parse().unwrap())));
+        // TEST-NET-1: never this host's.
+        assert!(!t.is_local(&at("192.0.2.1".parse().unwrap())));
+        let mine = local_addrs();
+        let own = mine
+            .iter()
+            .find(|a| !a.is_loopback())
+            .unwrap_or_else(|| panic!("no interface address besides loopback in {mine:?}"));
+        assert!(t.is_local(&at(*own)));
+        assert!(!mine.contains(&"192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
     fn parses_hosts_ports_and_base_paths() {
         let t = Target::parse("http://127.0.0.1:8080/").unwrap();
         assert_eq!(

@@ -133,3 +133,57 @@ impl AsyncWrite for TimedStream {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn stamps_the_first_write_and_each_read_with_data_until_armed_again() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(b"ab").await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            s.write_all(b"cde").await.unwrap();
+            s.read_exact(&mut buf[..1]).await.unwrap();
+            // Then close: the client's last read returns no data.
+        });
+        let stamps = Arc::new(Stamps::default());
+        let mut c = TimedStream::new(TcpStream::connect(addr).await.unwrap(), stamps.clone());
+        assert_eq!((stamps.sent(), stamps.first_read()), (None, None));
+
+        stamps.arm();
+        let before = mono_ns();
+        c.write_all(b"ping").await.unwrap();
+        let sent = stamps.sent().expect("the write is stamped");
+        assert!(before <= sent && sent <= mono_ns());
+        let mut got = [0u8; 5];
+        c.read_exact(&mut got[..2]).await.unwrap();
+        let first = stamps.first_read().expect("the read is stamped");
+        assert!(sent < first && first == stamps.last_read());
+        c.read_exact(&mut got[2..]).await.unwrap();
+        assert_eq!(&got, b"abcde");
+        // The second read came after the server's pause: it moves the last stamp, not the first.
+        assert_eq!(stamps.first_read(), Some(first));
+        assert!(stamps.last_read() > first);
+        assert_eq!(stamps.bytes_read.load(Relaxed), 5);
+
+        // A new request starts clean; a read at the end of the stream stamps nothing.
+        let last = stamps.last_read();
+        stamps.arm();
+        assert_eq!((stamps.sent(), stamps.first_read()), (None, None));
+        assert_eq!(stamps.bytes_read.load(Relaxed), 0);
+        c.write_all(b"x").await.unwrap();
+        assert!(stamps.sent().is_some_and(|t| t > last));
+        server.await.unwrap();
+        assert_eq!(c.read(&mut got).await.unwrap(), 0);
+        assert_eq!(stamps.first_read(), None);
+        assert_eq!(stamps.last_read(), last);
+    }
+}
