@@ -114,9 +114,19 @@ fn a_retried_request_joins_its_answered_attempt_whatever_the_order() {
         t_response_first_ns: 9_000,
         ..dead.clone()
     };
+    // Answered before an unanswered one (sent again after its answer stalled): still the
+    // answered one, not the later.
+    let answered_first = Exchange {
+        conn_id: 2,
+        t_request_first_ns: 500,
+        t_response_first_ns: 700,
+        ..dead.clone()
+    };
     for exchanges in [
         vec![dead.clone(), answered.clone()],
         vec![answered.clone(), dead.clone()],
+        vec![dead.clone(), answered_first.clone()],
+        vec![answered_first.clone(), dead.clone()],
     ] {
         let data = KernelData {
             exchanges,
@@ -357,6 +367,13 @@ fn a_read_ending_on_a_segment_boundary_gets_that_segments_arrival() {
         l.read_arrivals(),
         Some(vec![[500, 500], [900, 900], [2_500, 2_500]])
     );
+    // Reads that claim more bytes than arrived (a record from a tbd that counted them
+    // apart) end on the last arrival instead of reading past the list.
+    let over = KernelLine {
+        chunks: vec![[1_000, 60], [2_000, 60]],
+        ..l.clone()
+    };
+    assert_eq!(over.read_arrivals(), Some(vec![[500, 900], [900, 2_500]]));
     // Nothing read, nothing arrived: no arrivals to speak of.
     let empty = KernelLine {
         side: "client".into(),
