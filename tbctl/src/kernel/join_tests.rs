@@ -149,20 +149,28 @@ fn unseen_requests_are_counted() {
         })
         .collect();
     let data = KernelData {
-        exchanges: vec![Exchange {
-            side: "client".into(),
-            request_id: "1".into(),
-            ..Default::default()
-        }],
+        exchanges: vec![
+            Exchange {
+                side: "client".into(),
+                request_id: "1".into(),
+                ..Default::default()
+            },
+            Exchange {
+                side: "server".into(),
+                request_id: "2".into(),
+                ..Default::default()
+            },
+        ],
         ..Default::default()
     };
     let j = join(&recs, &data);
     let summary = KernelSummary::of(&j.lines, &recs.iter().collect::<Vec<_>>(), &j.facts);
     assert_eq!(
         (summary.unseen_client_side, summary.unseen_server_side),
-        (2, 3)
+        (2, 2)
     );
 }
+
 fn ep(addr: &str, port: u32) -> Option<tb_proto::v1::Endpoint> {
     Some(tb_proto::v1::Endpoint {
         addr: addr.into(),
