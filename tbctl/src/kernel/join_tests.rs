@@ -91,7 +91,7 @@ fn ttft_splits_into_client_network_and_server_time() {
 }
 
 #[test]
-fn a_retried_request_joins_its_answered_attempt_whatever_the_order() {
+fn a_retried_request_joins_its_answered_attempt_else_its_later_one_whatever_the_order() {
     let rec = RequestRecord {
         request_id: 5,
         t_sent_ns: Some(1_000),
@@ -99,44 +99,37 @@ fn a_retried_request_joins_its_answered_attempt_whatever_the_order() {
         retries: 1,
         ..Default::default()
     };
-    // The first attempt went out on a kept-alive connection the server had closed: no
-    // response. The retry, on a new connection, was answered.
-    let dead = Exchange {
+    // Two attempts of request 5 on connections 1 and 2: (sent, first response byte or 0).
+    let attempt = |conn_id, sent, answered| Exchange {
         side: "client".into(),
         request_id: "5".into(),
-        conn_id: 1,
-        t_request_first_ns: 1_000,
+        conn_id,
+        t_request_first_ns: sent,
+        t_response_first_ns: answered,
         ..Default::default()
     };
-    let answered = Exchange {
-        conn_id: 2,
-        t_request_first_ns: 2_000,
-        t_response_first_ns: 9_000,
-        ..dead.clone()
-    };
-    // Answered before an unanswered one (sent again after its answer stalled): still the
-    // answered one, not the later.
-    let answered_first = Exchange {
-        conn_id: 2,
-        t_request_first_ns: 500,
-        t_response_first_ns: 700,
-        ..dead.clone()
-    };
-    for exchanges in [
-        vec![dead.clone(), answered.clone()],
-        vec![answered.clone(), dead.clone()],
-        vec![dead.clone(), answered_first.clone()],
-        vec![answered_first.clone(), dead.clone()],
-    ] {
-        let data = KernelData {
-            exchanges,
-            ..Default::default()
-        };
-        let j = join(std::slice::from_ref(&rec), &data);
-        assert_eq!(j.lines.len(), 1);
-        assert_eq!(j.lines[0].conn.id, 2, "the answered attempt");
-        assert_eq!(j.facts.superseded_attempts, 1);
-        assert_eq!(j.facts.unmatched_exchanges, 0);
+    let cases = [
+        // A kept-alive connection the server had closed, no response; the retry answered.
+        ((1, 1_000, 0), (2, 2_000, 9_000), 2),
+        // Answered, then sent again after its answer stalled: still the answered one.
+        ((1, 1_000, 0), (2, 500, 700), 2),
+        // Neither or both answered: the later attempt.
+        ((1, 1_000, 0), (2, 2_000, 0), 2),
+        ((1, 1_000, 1_500), (2, 2_000, 9_000), 2),
+    ];
+    for ((c1, s1, a1), (c2, s2, a2), want) in cases {
+        let (x, y) = (attempt(c1, s1, a1), attempt(c2, s2, a2));
+        for exchanges in [vec![x.clone(), y.clone()], vec![y, x]] {
+            let data = KernelData {
+                exchanges,
+                ..Default::default()
+            };
+            let j = join(std::slice::from_ref(&rec), &data);
+            assert_eq!(j.lines.len(), 1);
+            assert_eq!(j.lines[0].conn.id, want, "{c1} and {c2}");
+            assert_eq!(j.facts.superseded_attempts, 1);
+            assert_eq!(j.facts.unmatched_exchanges, 0);
+        }
     }
 }
 
@@ -317,49 +310,6 @@ fn a_line_carries_the_exchange_its_connection_and_the_lookup_before_it() {
     let l = line_for(&ex, None, &dns);
     assert_eq!((l.conn.src.as_str(), l.conn.dst.as_str()), ("", ""));
     assert_eq!((l.conn.id, l.conn.new, l.dns), (3, true, None));
-}
-
-#[test]
-fn of_two_attempts_alike_the_later_is_the_requests() {
-    let rec = RequestRecord {
-        request_id: 5,
-        ..Default::default()
-    };
-    let first = Exchange {
-        side: "client".into(),
-        request_id: "5".into(),
-        conn_id: 1,
-        t_request_first_ns: 1_000,
-        ..Default::default()
-    };
-    let second = Exchange {
-        conn_id: 2,
-        t_request_first_ns: 2_000,
-        ..first.clone()
-    };
-    // Neither answered, then both answered: the later attempt, in either order.
-    for answered in [0, 9_000] {
-        let (a, b) = (
-            Exchange {
-                t_response_first_ns: answered,
-                ..first.clone()
-            },
-            Exchange {
-                t_response_first_ns: answered,
-                ..second.clone()
-            },
-        );
-        for exchanges in [vec![a.clone(), b.clone()], vec![b, a]] {
-            let data = KernelData {
-                exchanges,
-                ..Default::default()
-            };
-            let j = join(std::slice::from_ref(&rec), &data);
-            assert_eq!(j.lines.len(), 1);
-            assert_eq!(j.lines[0].conn.id, 2, "answered: {answered}");
-            assert_eq!(j.facts.superseded_attempts, 1);
-        }
-    }
 }
 
 #[test]
