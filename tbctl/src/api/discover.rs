@@ -235,16 +235,21 @@ fn reason(e: &reqwest::Error) -> String {
     let mut last = None;
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-                std::io::ErrorKind::TimedOut => "connection timed out".to_string(),
-                _ => io.to_string(),
-            };
+            return io_reason(io);
         }
         last = Some(s);
         source = s.source();
     }
     last.map_or_else(|| e.to_string(), |s| s.to_string())
+}
+
+/// An I/O cause in words a user acts on, without the OS error number for the usual two.
+fn io_reason(io: &std::io::Error) -> String {
+    match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        std::io::ErrorKind::TimedOut => "connection timed out".to_string(),
+        _ => io.to_string(),
+    }
 }
 
 fn body_excerpt(body: &[u8]) -> String {
@@ -382,6 +387,59 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("--api-key"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_model_list_says_its_status_and_the_start_of_its_body() {
+        const LONG: &str = concat!(
+            "{\"error\": \"model\n   not loaded\"}",
+            "                                                                                ",
+            "                                                                                ",
+            "                                                                        tail"
+        );
+        let (base, _) = serve(vec![
+            ("/v1/models", 500, "{\"error\": \"model\n   not loaded\"}"),
+            ("/api/tags", 502, ""),
+        ])
+        .await;
+        let client = reqwest::Client::new();
+        let e = list_models(&client, &base, ApiFlavour::OpenAiChat, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{base}/v1/models answered HTTP 500 ({{\"error\": \"model not loaded\"}}); check --url and the server's log"
+            )
+        );
+        // No body, no parentheses.
+        let e = list_models(&client, &base, ApiFlavour::OllamaChat, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{base}/api/tags answered HTTP 502; check --url and the server's log")
+        );
+        // Only the first 200 bytes of a long body are quoted.
+        assert!(LONG.find("tail").is_some_and(|at| at > 200));
+        assert_eq!(
+            body_excerpt(LONG.as_bytes()),
+            "{\"error\": \"model not loaded\"}"
+        );
+    }
+
+    #[test]
+    fn the_usual_io_causes_read_without_their_os_numbers() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(
+            io_reason(&Error::from(ErrorKind::TimedOut)),
+            "connection timed out"
+        );
+        assert_eq!(
+            io_reason(&Error::from(ErrorKind::ConnectionRefused)),
+            "connection refused"
+        );
+        assert_eq!(io_reason(&Error::other("odd")), "odd");
     }
 
     #[test]
