@@ -194,3 +194,213 @@ fn classify_hyper(e: &hyper::Error) -> ClientError {
         ClientError::Connect(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// What the scripted server does with one request it has read whole.
+    #[derive(Clone)]
+    enum Reply {
+        /// Writes these bytes and keeps the connection.
+        Send(String),
+        /// Writes these bytes, then closes.
+        SendAndClose(String),
+        /// Writes these bytes, then never writes again.
+        Stall(String),
+    }
+
+    const SSE: &str = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    fn ok_sse() -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{SSE}",
+            SSE.len()
+        )
+    }
+
+    /// A one-connection HTTP/1.1 server that answers its requests from `replies` in turn, then
+    /// waits for the client to close; returns its address and the request heads it read.
+    async fn serve(replies: Vec<Reply>) -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let (mut heads, mut buf) = (Vec::new(), Vec::new());
+            for reply in replies {
+                // A request head, then its Content-Length of body.
+                let end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    let mut b = [0u8; 4096];
+                    let n = s.read(&mut b).await.unwrap();
+                    assert!(n > 0, "the client closed early");
+                    buf.extend_from_slice(&b[..n]);
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.parse().unwrap());
+                while buf.len() < end + len {
+                    let mut b = [0u8; 4096];
+                    let n = s.read(&mut b).await.unwrap();
+                    buf.extend_from_slice(&b[..n]);
+                }
+                buf.drain(..end + len);
+                heads.push(head);
+                match reply {
+                    Reply::Send(r) => s.write_all(r.as_bytes()).await.unwrap(),
+                    Reply::SendAndClose(r) => {
+                        s.write_all(r.as_bytes()).await.unwrap();
+                        return heads;
+                    }
+                    Reply::Stall(r) => {
+                        s.write_all(r.as_bytes()).await.unwrap();
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return heads;
+                    }
+                }
+            }
+            // Out of replies: keep the connection until the client closes it.
+            let _ = s.read(&mut [0u8; 1]).await;
+            heads
+        });
+        (addr, task)
+    }
+
+    fn tpl() -> RequestTemplate {
+        RequestTemplate {
+            path: "/v1/chat/completions".into(),
+            host_header: "inference.local".into(),
+            authorization: Some("Bearer k".into()),
+            flavour: ApiFlavour::OpenAiChat,
+            stream: true,
+        }
+    }
+
+    async fn send(c: &mut Conn, id: u64) -> (Result<(), ClientError>, RequestRecord) {
+        let mut rec = RequestRecord {
+            request_id: id,
+            ..Default::default()
+        };
+        let r = c
+            .execute(&tpl(), b"{}".to_vec(), &mut rec, Duration::from_secs(10))
+            .await;
+        (r, rec)
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_carries_requests_in_turn_each_timed_whole() {
+        let (addr, server) = serve(vec![Reply::Send(ok_sse()), Reply::Send(ok_sse())]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        assert!(c.is_usable());
+        for id in [7, 8] {
+            let (r, rec) = send(&mut c, id).await;
+            r.unwrap();
+            assert_eq!(rec.http_status, Some(200));
+            let sent = rec.t_sent_ns.unwrap();
+            assert!(rec.t_first_byte_ns.unwrap() > sent);
+            assert_eq!(rec.chunks.len(), 2);
+            assert_eq!(rec.output_tokens, Some(2));
+            assert!(c.is_usable(), "still open after request {id}");
+        }
+        assert_eq!(c.requests, 2);
+        drop(c);
+        let heads = server.await.unwrap();
+        // The request id comes first after the request line: tbd reads only a prefix.
+        assert!(
+            heads[0].starts_with("POST /v1/chat/completions HTTP/1.1\r\nx-tb-rid: 7\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(heads[1].contains("x-tb-rid: 8\r\n"));
+        assert!(heads[1].contains("host: inference.local\r\n"));
+        assert!(heads[1].contains("authorization: Bearer k\r\n"));
+    }
+
+    #[tokio::test]
+    async fn a_close_before_any_answer_is_stale_only_on_a_reused_connection() {
+        // A new connection closed under its first request: the request may have been
+        // processed, so it is a cut stream, never sent again.
+        let (addr, _server) = serve(vec![Reply::SendAndClose(String::new())]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        let (r, _) = send(&mut c, 1).await;
+        assert!(matches!(r, Err(ClientError::StreamCut(_))), "{r:?}");
+        assert!(!c.is_usable());
+
+        // The keep-alive race: the server closed a kept-alive connection as the second
+        // request went out, before any answer: safe to send again.
+        let (addr, _server) = serve(vec![
+            Reply::Send(ok_sse()),
+            Reply::SendAndClose(String::new()),
+        ])
+        .await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        send(&mut c, 1).await.0.unwrap();
+        let (r, _) = send(&mut c, 2).await;
+        assert!(matches!(r, Err(ClientError::Stale)), "{r:?}");
+
+        // Part of an answer came first: the server took the request; a cut stream.
+        let (addr, _server) = serve(vec![
+            Reply::Send(ok_sse()),
+            Reply::SendAndClose("HTTP/1.1 200 OK\r\nContent-Length: 10".into()),
+        ])
+        .await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        send(&mut c, 1).await.0.unwrap();
+        let (r, _) = send(&mut c, 2).await;
+        assert!(matches!(r, Err(ClientError::StreamCut(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn an_error_status_keeps_the_start_of_its_body() {
+        let body = "x".repeat(600);
+        let (addr, _server) = serve(vec![Reply::Send(format!(
+            "HTTP/1.1 429 Too Many Requests\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))])
+        .await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        let (r, rec) = send(&mut c, 1).await;
+        match r {
+            Err(ClientError::Http { status, body }) => {
+                assert_eq!(status, 429);
+                assert_eq!(body, "x".repeat(512));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rec.http_status, Some(429));
+        assert!(rec.t_end_ns.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_stall_past_the_timeout_ends_the_request_and_the_connection() {
+        let (addr, _server) = serve(vec![Reply::Stall(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 4000\r\n\r\ndata: "
+                .into(),
+        )])
+        .await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        let mut rec = RequestRecord::default();
+        let r = c
+            .execute(&tpl(), b"{}".to_vec(), &mut rec, Duration::from_millis(200))
+            .await;
+        assert!(
+            matches!(r, Err(ClientError::Timeout(t)) if t == Duration::from_millis(200)),
+            "{r:?}"
+        );
+        assert!(rec.t_sent_ns.is_some() && rec.t_end_ns.is_some());
+        // Mid-response: the connection cannot carry another request.
+        assert!(!c.is_usable());
+    }
+}
