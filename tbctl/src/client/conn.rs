@@ -364,10 +364,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_status_keeps_the_start_of_its_body() {
-        let body = "x".repeat(600);
+        // Two chunks of 300 bytes: the second is cut to what is left of 512.
+        let chunk = "x".repeat(300);
         let (addr, _server) = serve(vec![Reply::Send(format!(
-            "HTTP/1.1 429 Too Many Requests\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
+            "HTTP/1.1 429 Too Many Requests\r\nTransfer-Encoding: chunked\r\n\r\n\
+             12c\r\n{chunk}\r\n12c\r\n{chunk}\r\n0\r\n\r\n"
         ))])
         .await;
         let mut c = Conn::connect(addr).await.unwrap();
@@ -381,6 +382,19 @@ mod tests {
         }
         assert_eq!(rec.http_status, Some(429));
         assert!(rec.t_end_ns.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_response_saying_connection_close_ends_the_connection_at_once() {
+        // The server keeps its end open: only the header says the connection is done.
+        let close = ok_sse().replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
+        let (addr, _server) = serve(vec![Reply::Send(close)]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        send(&mut c, 1).await.0.unwrap();
+        assert!(
+            !c.is_usable(),
+            "the next request would race the server's close"
+        );
     }
 
     #[tokio::test]
