@@ -140,12 +140,19 @@ mod tests {
 
     use super::*;
 
+    /// A timed client stream and the server's end of its connection.
+    async fn pair() -> (TimedStream, Arc<Stamps>, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stamps = Arc::new(Stamps::default());
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (TimedStream::new(c, stamps.clone()), stamps, s)
+    }
+
     #[tokio::test]
     async fn stamps_the_first_write_and_each_read_with_data_until_armed_again() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
+        let (mut c, stamps, mut s) = pair().await;
         let server = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
             let mut buf = [0u8; 4];
             s.read_exact(&mut buf).await.unwrap();
             s.write_all(b"ab").await.unwrap();
@@ -154,8 +161,6 @@ mod tests {
             s.read_exact(&mut buf[..1]).await.unwrap();
             // Then close: the client's last read returns no data.
         });
-        let stamps = Arc::new(Stamps::default());
-        let mut c = TimedStream::new(TcpStream::connect(addr).await.unwrap(), stamps.clone());
         assert_eq!((stamps.sent(), stamps.first_read()), (None, None));
 
         stamps.arm();
@@ -196,17 +201,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_vectored_write_is_stamped_and_sent_and_shutdown_ends_the_stream() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
+        let (mut c, stamps, mut s) = pair().await;
         let server = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
             let mut got = Vec::new();
             // Everything the client sent, up to its shutdown.
             s.read_to_end(&mut got).await.unwrap();
             got
         });
-        let stamps = Arc::new(Stamps::default());
-        let mut c = TimedStream::new(TcpStream::connect(addr).await.unwrap(), stamps.clone());
         // hyper writes a request's head and body with one vectored write when it can.
         assert!(c.is_write_vectored());
         stamps.arm();

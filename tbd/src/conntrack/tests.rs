@@ -368,17 +368,23 @@ fn reused_exchanges_carry_nothing_of_what_they_held() {
     }
 }
 
+/// `events` on client fd 5: connected to the server first, closed last.
+fn on_client_conn(events: &[Event]) -> Vec<Event> {
+    let mut evs = vec![connect(5, 1_000, 1_100, 0, server_addr())];
+    evs.extend_from_slice(events);
+    evs.push(close(CLIENT, 5, 4_000));
+    evs
+}
+
 #[test]
 fn a_request_written_in_parts_counts_every_part() {
     // Head, then body in a second write (as after `Expect: 100-continue`), then the answer.
     let req = request("r-0");
-    let evs = [
-        connect(5, 1_000, 1_100, 0, server_addr()),
+    let evs = on_client_conn(&[
         write(CLIENT, 5, 2_000, 2_010, req.len() as u32, &req),
         write(CLIENT, 5, 2_500, 2_520, 700, b"{\"model\":\"m\"}"),
         read(CLIENT, 5, 3_000, 3_100, 60, OK_SSE),
-        close(CLIENT, 5, 4_000),
-    ];
+    ]);
     let (got, _) = run(&evs);
     assert_eq!(got.exchanges.len(), 1);
     let x = &got.exchanges[0];
@@ -390,11 +396,7 @@ fn a_request_written_in_parts_counts_every_part() {
 fn bytes_sent_before_any_request_are_counted_unmatched() {
     // A client that writes something other than an HTTP request first (a TLS hello, a
     // protocol tbd does not parse): no exchange, counted once.
-    let evs = [
-        connect(5, 1_000, 1_100, 0, server_addr()),
-        write(CLIENT, 5, 2_000, 2_010, 5, b"\x16\x03\x01\x02\x00"),
-        close(CLIENT, 5, 4_000),
-    ];
+    let evs = on_client_conn(&[write(CLIENT, 5, 2_000, 2_010, 5, b"\x16\x03\x01\x02\x00")]);
     let (got, stats) = run(&evs);
     assert!(got.exchanges.is_empty());
     assert_eq!(stats.unmatched_data, 1);
@@ -405,13 +407,11 @@ fn a_final_status_is_not_taken_back_by_a_body_that_looks_like_one() {
     // A read of the body that starts with what reads as a status line (a proxied page, a
     // model quoting HTTP) after the 200 was read.
     let req = request("r-0");
-    let evs = [
-        connect(5, 1_000, 1_100, 0, server_addr()),
+    let evs = on_client_conn(&[
         write(CLIENT, 5, 2_000, 2_010, req.len() as u32, &req),
         read(CLIENT, 5, 3_000, 3_100, 60, OK_SSE),
         read(CLIENT, 5, 3_200, 3_300, 40, b"HTTP/1.1 404 Not Found\r\n"),
-        close(CLIENT, 5, 4_000),
-    ];
+    ]);
     let (got, _) = run(&evs);
     assert_eq!(got.exchanges[0].http_status, 200);
 }
