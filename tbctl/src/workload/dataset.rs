@@ -167,11 +167,12 @@ pub(crate) fn synth_prompt_counted(seed: u64, index: u64, tokens: u32) -> (Strin
     compose(&mut rng, domain, [&header, &short], tokens)
 }
 
-/// Mixes seed and index so nearby indices give unrelated RNG streams.
+/// Mixes seed and index so nearby indices give unrelated RNG streams: the output function of
+/// Vigna's SplitMix64 (one step from state `x`), with its published constants.
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D4_9BB1_3311_EB39);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
@@ -906,5 +907,76 @@ mod tests {
             "{} distinct of {total}",
             sentences.len()
         );
+    }
+
+    #[test]
+    fn splitmix64_matches_the_reference_generator() {
+        // The first two outputs of SplitMix64 seeded with 0 (state 0, then one golden-ratio
+        // step), as the reference implementation (prng.di.unimi.it/splitmix64.c) prints them.
+        assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(0x9E37_79B9_7F4A_7C15), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn a_replayed_request_keeps_its_reference_whatever_its_size() {
+        // (seed, index) alone fix the header: a request keeps its reference when a trace is
+        // replayed with other sizes, and the reference is four characters of the alphabet.
+        let reference = |p: &str| {
+            let start = p.find("(ref ").expect("a reference") + 5;
+            p[start..start + p[start..].find(')').expect("closed")].to_owned()
+        };
+        let r = reference(&synth_prompt(9, 17, 300));
+        assert_eq!(r.len(), 4, "{r:?}");
+        assert!(
+            r.bytes()
+                .all(|b| b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789".contains(&b)),
+            "{r:?}"
+        );
+        for tokens in [40, 1000, 16_000] {
+            assert_eq!(reference(&synth_prompt(9, 17, tokens)), r);
+        }
+        // References spread over the alphabet across indices rather than repeating one code.
+        let distinct: std::collections::HashSet<String> = (0..64)
+            .map(|i| reference(&synth_prompt(9, i, 60)))
+            .collect();
+        assert!(distinct.len() > 56, "{} distinct of 64", distinct.len());
+    }
+
+    #[test]
+    fn compose_takes_instruction_then_context_at_their_thresholds() {
+        // compose draws topic, instruction and aspect before anything depends on the target,
+        // so the same seed gives the same instruction at every target: rebuild it here.
+        let header = "Question 12 (ref ABCD):";
+        let pools = pools();
+        for domain in 0..DOMAINS.len() {
+            let text = &DOMAINS[domain];
+            let mut rng = StdRng::seed_from_u64(domain as u64);
+            let topic = rng.random_range(0..text.topics.len());
+            let instruction = text.instructions[rng.random_range(0..text.instructions.len())]
+                .replace("{topic}", text.topics[topic])
+                .replace(
+                    "{aspect}",
+                    text.aspects[rng.random_range(0..text.aspects.len())],
+                );
+            let with_instruction = estimate(header) + estimate(&instruction);
+            let context = estimate(text.label)
+                + pools.by_topic[domain][topic].counts[0].min(pools.by_domain[domain].counts[0]);
+            let at = |target: u32| {
+                let mut rng = StdRng::seed_from_u64(domain as u64);
+                compose(&mut rng, domain, [header, "#12:"], target).0
+            };
+            let opening = format!("{header} {instruction}");
+            assert!(
+                !at(with_instruction - 1).contains(&instruction),
+                "domain {domain}"
+            );
+            assert_eq!(at(with_instruction), opening, "domain {domain}");
+            let below = at(with_instruction + context - 1);
+            assert!(below.starts_with(&opening), "{below}");
+            assert!(!below.contains(text.label), "{below}");
+            let labelled = format!("{opening} {}", text.label);
+            let reached = at(with_instruction + context);
+            assert!(reached.starts_with(&labelled), "domain {domain}: {reached}");
+        }
     }
 }
