@@ -3,6 +3,7 @@
 use std::{process::Command, time::Duration};
 
 use tb_tests::*;
+use tbctl::workload::{Pattern, SpanSize};
 
 fn sim(dir: &std::path::Path, args: &[&str]) -> (Bg, String) {
     let (bg, port) = start_sim("debug", dir, args).expect("start serve-sim");
@@ -271,41 +272,33 @@ fn open_loop_keeps_its_schedule_and_seed_fixes_the_requests() {
     let (_, dir_b) = profile(d.path(), &args);
     s.stop();
     assert_eq!(a["requests"]["succeeded"], 60);
-    // Intended times come from the seeded schedule: the same offsets in both runs.
-    let offsets = |dir: &std::path::Path| -> Vec<(u64, u64)> {
-        let recs = records(dir);
-        let t0 = recs
-            .iter()
-            .map(|r| r["t_intended_ns"].as_u64().unwrap())
-            .min()
-            .unwrap();
-        let mut v: Vec<(u64, u64)> = recs
-            .iter()
-            .map(|r| {
-                (
-                    r["request_id"].as_u64().unwrap(),
-                    (r["t_intended_ns"].as_u64().unwrap() - t0) / 1000,
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(offsets(&dir_a), offsets(&dir_b));
-    let inputs = |dir: &std::path::Path| -> Vec<u64> {
-        let mut v: Vec<(u64, u64)> = records(dir)
+    // Intended times are the seeded schedule's own offsets, request by request, in both runs;
+    // the prompts are the seeded dataset's, in order.
+    let want_offsets: Vec<u64> = tbctl::workload::Schedule::new(Pattern::Poisson, 100.0, 9)
+        .unwrap()
+        .take(60)
+        .collect();
+    let want_inputs: Vec<u64> = tbctl::workload::Dataset::new(9, SpanSize::Mixed)
+        .take(60)
+        .map(|i| u64::from(i.input_tokens))
+        .collect();
+    for dir in [&dir_a, &dir_b] {
+        let mut recs: Vec<(u64, u64, u64)> = records(dir)
             .iter()
             .map(|r| {
-                (
-                    r["request_id"].as_u64().unwrap(),
-                    r["input_tokens"].as_u64().unwrap(),
-                )
+                let n = |k: &str| r[k].as_u64().unwrap();
+                (n("request_id"), n("t_intended_ns"), n("input_tokens"))
             })
             .collect();
-        v.sort();
-        v.into_iter().map(|x| x.1).collect()
-    };
-    assert_eq!(inputs(&dir_a), inputs(&dir_b));
+        recs.sort();
+        let ids: Vec<u64> = recs.iter().map(|r| r.0).collect();
+        assert_eq!(ids, (0..60).collect::<Vec<u64>>());
+        let t0 = recs[0].1;
+        let offsets: Vec<u64> = recs.iter().map(|r| r.1 - t0).collect();
+        assert_eq!(offsets, want_offsets);
+        let inputs: Vec<u64> = recs.iter().map(|r| r.2).collect();
+        assert_eq!(inputs, want_inputs);
+    }
     // Dispatch does not wait for responses: at 100/s, responses of 36 ms overlap. Counted
     // from the records, not timed: a slow CI machine once saw a 10.7 ms dispatch lag p90 in
     // this debug build, while a closed loop would fall behind by over a second.
