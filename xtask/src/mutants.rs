@@ -35,7 +35,7 @@ pub fn run(files: &[String]) -> anyhow::Result<()> {
         "--test-workspace",
         "false",
         "--timeout",
-        "300",
+        "60",
         "--output",
     ]);
     cmd.arg(&out);
