@@ -948,8 +948,7 @@ mod tests {
         // so the same seed gives the same instruction at every target: rebuild it here.
         let header = "Question 12 (ref ABCD):";
         let pools = pools();
-        for domain in 0..DOMAINS.len() {
-            let text = &DOMAINS[domain];
+        for (domain, text) in DOMAINS.iter().enumerate() {
             let mut rng = StdRng::seed_from_u64(domain as u64);
             let topic = rng.random_range(0..text.topics.len());
             let instruction = text.instructions[rng.random_range(0..text.instructions.len())]
