@@ -146,6 +146,34 @@ pub const CATALOGUE: &[MetricDef] = &[
         "server usage (prompt_tokens / prompt_eval_count), else local estimate",
     ),
     m(
+        "ttft_sock_ms",
+        "ms",
+        Client,
+        C,
+        "successful request whose first content chunk ended its read (--socket-arrivals)",
+        "arrival at the client socket (SO_TIMESTAMPING receive stamp) of the last segment of \
+         the read that ended with the first content chunk - actual send time",
+    ),
+    m(
+        "ttft_sock_late_ms",
+        "ms",
+        Client,
+        C,
+        "successful request whose first content chunk ended its read (--socket-arrivals)",
+        "ttft_ms - ttft_sock_ms: how long after reaching the socket the client saw its first \
+         token (its own TTFT error, measured without tbd)",
+    ),
+    m(
+        "itl_sock_ms",
+        "ms",
+        Client,
+        C,
+        "token gap after the first chunk that ended its read (--socket-arrivals)",
+        "between consecutive chunks that each ended their read, the difference of their \
+         reads' socket arrivals split evenly over the tokens in between (a read's stamp is \
+         its last segment's, so it places only the read's last chunk)",
+    ),
+    m(
         "request_throughput",
         "req/s",
         Rate,

@@ -56,6 +56,11 @@ pub struct RequestRecord {
     pub t_end_ns: Option<u64>,
     /// Every content chunk as it arrived: [t_ns, tokens].
     pub chunks: Vec<[u64; 2]>,
+    /// With `--socket-arrivals`: for each content chunk, when the last segment of the read
+    /// that carried it reached the client's socket (kernel receive stamp, monotonic ns).
+    /// Empty otherwise, or when any read of the response came without a stamp.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_arrivals_ns: Vec<u64>,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
@@ -130,6 +135,45 @@ impl RequestRecord {
             let k = w[1][1].max(1);
             std::iter::repeat_n((w[1][0], dt / k as f64), k as usize)
         })
+    }
+
+    /// ITL at socket arrival, from exact arrivals only (see [`Self::socket_exact`]): between
+    /// two consecutive exactly placed chunks, the interval split evenly over the tokens after
+    /// the first up to the second. Tokens before the first exact chunk have no gap.
+    pub fn socket_token_gaps_ns(&self) -> impl Iterator<Item = f64> + '_ {
+        let arrivals = self.socket_arrivals().unwrap_or_default();
+        let exact: Vec<usize> = (0..arrivals.len())
+            .filter(|&i| self.socket_exact(i))
+            .collect();
+        let pairs: Vec<(usize, usize)> = exact.windows(2).map(|w| (w[0], w[1])).collect();
+        pairs.into_iter().flat_map(move |(a, b)| {
+            let k: u64 = self.chunks[a + 1..=b].iter().map(|c| c[1].max(1)).sum();
+            let dt = arrivals[b].saturating_sub(arrivals[a]) as f64;
+            std::iter::repeat_n(dt / k as f64, k as usize)
+        })
+    }
+
+    /// TTFT at socket arrival in ms, when the first content chunk's arrival is exact.
+    pub fn socket_ttft_ms(&self) -> Option<f64> {
+        let first = *self.socket_arrivals()?.first()?;
+        let sent = self.t_sent_ns?;
+        self.socket_exact(0)
+            .then(|| first.saturating_sub(sent) as f64 / MS)
+    }
+
+    /// Each content chunk's socket arrival, when every chunk has one.
+    pub fn socket_arrivals(&self) -> Option<&[u64]> {
+        (!self.chunks.is_empty() && self.chunk_arrivals_ns.len() == self.chunks.len())
+            .then_some(&self.chunk_arrivals_ns[..])
+    }
+
+    /// Whether chunk `i`'s socket arrival is its own: a read's stamp is its last segment's, so
+    /// it places only the last chunk the read delivered. Chunks of one read share its read
+    /// time; any but the last of them would be given a later chunk's arrival.
+    pub fn socket_exact(&self, i: usize) -> bool {
+        self.chunks
+            .get(i + 1)
+            .is_none_or(|next| next[0] != self.chunks[i][0])
     }
 
     /// Gaps between consecutive content chunks (ICL) in ns.

@@ -149,6 +149,15 @@ pub fn samples(measured: &[&RequestRecord]) -> BTreeMap<&'static str, Vec<f64>> 
         for g in r.chunk_gaps_ns() {
             push("icl_ms", Some(g as f64 / 1e6));
         }
+        let ttft_sock = r.socket_ttft_ms();
+        push("ttft_sock_ms", ttft_sock);
+        push(
+            "ttft_sock_late_ms",
+            ttft_sock.zip(r.ttft_ms).map(|(a, t)| t - a),
+        );
+        for g in r.socket_token_gaps_ns() {
+            push("itl_sock_ms", Some(g / 1e6));
+        }
     }
     samples
 }
@@ -302,5 +311,43 @@ mod tests {
         assert!((s.output_token_throughput.value - 5.0).abs() < 1e-9);
         assert!((s.goodput.as_ref().unwrap().value - 1.0).abs() < 1e-9);
         assert!(s.metrics["ttft_ms"].formula.contains("send time"));
+    }
+
+    #[test]
+    fn socket_arrival_figures_use_only_chunks_that_ended_their_read() {
+        // Sent at 1 s; chunks read at +10, +15 and +25 ms (the last carries 2 tokens), which
+        // reached the socket at +8, +14 and +20 ms.
+        let mut a = ok(1, 1_000_000_000, 10_000_000, &[5_000_000, 10_000_000]);
+        a.chunks[2][1] = 2;
+        a.chunk_arrivals_ns = vec![1_008_000_000, 1_014_000_000, 1_020_000_000];
+        // One arrival short: no socket figures from this record, its client figures kept.
+        let mut b = ok(2, 2_000_000_000, 10_000_000, &[5_000_000]);
+        b.chunk_arrivals_ns = vec![2_009_000_000];
+        // The first two chunks came in one read (+10 ms), stamped with its last segment
+        // (+9 ms): the first chunk's arrival is not its own, so no TTFT; the third chunk
+        // (+16 ms, arrived +15) is 6 ms after the second, the only gap.
+        let mut c = ok(3, 3_000_000_000, 10_000_000, &[0, 6_000_000]);
+        c.chunk_arrivals_ns = vec![3_009_000_000, 3_009_000_000, 3_015_000_000];
+        assert!(!c.socket_exact(0) && c.socket_exact(1) && c.socket_exact(2));
+        assert_eq!(c.socket_ttft_ms(), None);
+        let info = RunInfo {
+            run_id: "r",
+            target: "t",
+            model: "m",
+            api: "openai-chat",
+        };
+        let s = summarize(info, &[a, b, c], None);
+        let dist = |k: &str| s.metrics[k].dist.clone();
+        assert_eq!(dist("ttft_ms").count, 3);
+        let ttft = dist("ttft_sock_ms");
+        assert_eq!(ttft.count, 1);
+        assert!((ttft.max - 8.0).abs() < 1e-9, "{ttft:?}");
+        let late = dist("ttft_sock_late_ms");
+        assert!((late.max - 2.0).abs() < 1e-9 && late.count == 1, "{late:?}");
+        // Gaps at arrival: a's 6 ms and 6 ms split over 2 tokens; c's 6 ms.
+        let mut itl = dist("itl_sock_ms");
+        assert_eq!(itl.count, 4);
+        itl.mean = (itl.mean * 1e6).round() / 1e6;
+        assert_eq!((itl.min, itl.max, itl.mean), (3.0, 6.0, 4.5));
     }
 }

@@ -166,6 +166,28 @@ pub fn chunk_times(v: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// For a record read with `--socket-arrivals`: the socket figures it should give, as (1 if its
+/// first content chunk ended its read, else 0; its token gaps at arrival). Only a chunk that
+/// ended its read (the next chunk has another read time) has its own socket stamp; gaps run
+/// over the tokens after the first such chunk up to the last.
+pub fn socket_figure_counts(v: &Value) -> (u64, u64) {
+    let chunks: Vec<(u64, u64)> = v["chunks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (c[0].as_u64().unwrap(), c[1].as_u64().unwrap().max(1)))
+        .collect();
+    let ended: Vec<usize> = (0..chunks.len())
+        .filter(|&i| chunks.get(i + 1).is_none_or(|n| n.0 != chunks[i].0))
+        .collect();
+    let ttft = u64::from(ended.first() == Some(&0));
+    let gaps = match (ended.first(), ended.last()) {
+        (Some(&a), Some(&b)) if b > a => chunks[a + 1..=b].iter().map(|c| c.1).sum(),
+        _ => 0,
+    };
+    (ttft, gaps)
+}
+
 /// Stderr of an output as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -30,6 +30,8 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
             "12",
             "--daemon",
             &daemon,
+            // The socket's own receive stamps beside tbd's arrivals, for the same reads.
+            "--socket-arrivals",
         ],
     );
     sim.stop();
@@ -39,7 +41,7 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
         .map(|r| (r["request_id"].as_u64().unwrap(), r))
         .collect();
     let lines = jsonl(&dir.join("kernel.jsonl"));
-    let (mut off_write, mut checked) = (Vec::new(), 0);
+    let (mut off_write, mut sock_vs_kernel, mut checked) = (Vec::new(), Vec::new(), 0);
     for l in lines.iter().filter(|l| l["side"] == "client") {
         let id = l["request_id"].as_u64().unwrap();
         // Every response byte the client read has its arrival.
@@ -74,6 +76,27 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
             );
             off_write.push((at[i] - written[i]) as f64 / 1e6);
         }
+        // SO_TIMESTAMPING stamps the same segment (the read's last) when loopback hands it to
+        // the receive path, just before tcp_probe sees it: after the write began, never after
+        // tbd's arrival (the wall-to-monotonic conversion is good to about a microsecond).
+        let sock: Vec<u64> = recs[&id]["chunk_arrivals_ns"]
+            .as_array()
+            .unwrap_or_else(|| panic!("socket arrivals in {}", recs[&id]))
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(sock.len(), at.len(), "{}", recs[&id]);
+        for i in 0..at.len() {
+            assert!(
+                sock[i] >= written[i],
+                "chunk {i} of {id}: socket stamp before its write"
+            );
+            assert!(
+                sock[i] <= at[i] + 5_000,
+                "chunk {i} of {id}: socket stamp after tcp_probe"
+            );
+            sock_vs_kernel.push((at[i] as f64 - sock[i] as f64) / 1e6);
+        }
         checked += 1;
     }
     assert_eq!(checked, 40);
@@ -84,6 +107,19 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
     // was seen with both cores compiling.)
     let p50 = quantile_of(off_write, 0.5);
     assert!(p50 < 0.5, "arrival - serve-sim's write p50 {p50} ms");
+    let p50 = quantile_of(sock_vs_kernel, 0.5);
+    assert!(p50 < 0.05, "tcp_probe arrival - socket stamp p50 {p50} ms");
+    let (want_ttft, want_gaps) = recs
+        .values()
+        .map(socket_figure_counts)
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    for (m, want) in [
+        ("ttft_sock_ms", want_ttft),
+        ("ttft_sock_late_ms", want_ttft),
+        ("itl_sock_ms", want_gaps),
+    ] {
+        assert_eq!(summary["metrics"][m]["count"].as_u64(), Some(want), "{m}");
+    }
 
     let k = &summary["kernel"]["metrics"];
     for m in ["ttft_arrival_ms", "ttft_late_ms", "itl_arrival_ms"] {

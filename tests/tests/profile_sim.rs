@@ -456,3 +456,78 @@ fn ctrl_c_stops_dispatch_and_leaves_a_valid_run() {
     assert_eq!(records(&dir).len() as u64, total, "every record on disk");
     assert!(dir.join("run.json").exists() && dir.join("summary.json").exists());
 }
+
+#[test]
+fn socket_arrivals_without_tbd_lie_between_each_write_and_its_read() {
+    let d = tempfile::tempdir().unwrap();
+    let truth = d.path().join("truth.jsonl");
+    let (mut s, url) = sim(
+        d.path(),
+        &[
+            "--ttft",
+            "10ms",
+            "--itl",
+            "4ms",
+            "--truth",
+            truth.to_str().unwrap(),
+        ],
+    );
+    let (summary, dir) = profile(
+        d.path(),
+        &[
+            "--url",
+            &url,
+            "--concurrency",
+            "8",
+            "--requests",
+            "24",
+            "--max-tokens",
+            "6",
+            "--no-daemon",
+            "--socket-arrivals",
+        ],
+    );
+    s.stop();
+    let truth = truth_by_id(&truth);
+    let (mut after_write, mut want_ttft, mut want_gaps) = (Vec::new(), 0, 0);
+    for r in records(&dir) {
+        let (t, g) = socket_figure_counts(&r);
+        (want_ttft, want_gaps) = (want_ttft + t, want_gaps + g);
+        let id = r["request_id"].as_u64().unwrap();
+        let (read, written) = (chunk_times(&r), chunk_times(&truth[&id]));
+        let sock: Vec<u64> = r["chunk_arrivals_ns"]
+            .as_array()
+            .unwrap_or_else(|| panic!("socket arrivals in {r}"))
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!((sock.len(), written.len()), (read.len(), read.len()), "{r}");
+        for i in 0..sock.len() {
+            // Stamped when the segment reached the socket: after serve-sim began the write,
+            // before tbctl's read returned it. A chunk given its successor's stamp would be
+            // read before it arrived; one given its predecessor's would arrive before its write.
+            assert!(
+                sock[i] >= written[i],
+                "chunk {i} of {id} before its write: {r}"
+            );
+            assert!(sock[i] <= read[i], "chunk {i} of {id} after its read: {r}");
+            if read.get(i + 1) != Some(&read[i]) {
+                after_write.push((sock[i] - written[i]) as f64 / 1e6);
+            }
+        }
+    }
+    // Most chunks end their read at 8 streams; the figures take exactly those that do.
+    assert!(after_write.len() > 24 * 6 / 2, "{}", after_write.len());
+    after_write.sort_by(f64::total_cmp);
+    let p50 = after_write[after_write.len() / 2];
+    assert!(p50 < 0.5, "socket stamp - serve-sim's write p50 {p50} ms");
+    let m = &summary["metrics"];
+    assert!(want_ttft > 12, "{want_ttft}");
+    assert_eq!(m["ttft_sock_ms"]["count"], want_ttft);
+    assert_eq!(m["itl_sock_ms"]["count"], want_gaps);
+    // tbctl's own lateness is never negative: it reads what has arrived.
+    assert!(
+        m["ttft_sock_late_ms"]["min"].as_f64().unwrap() >= 0.0,
+        "{m}"
+    );
+}

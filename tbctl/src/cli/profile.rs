@@ -105,6 +105,10 @@ pub struct ProfileArgs {
     /// Built-in dataset prompt sizes: small (50-200 tokens), medium (200-500), large (500+), mixed.
     #[arg(long, default_value = "mixed")]
     pub span_size: String,
+    /// Also time each chunk at its arrival in the client's socket (kernel receive stamps,
+    /// SO_TIMESTAMPING), without tbd: adds ttft_sock_ms, ttft_sock_late_ms and itl_sock_ms.
+    #[arg(long)]
+    pub socket_arrivals: bool,
     /// Output tokens to ask for (otherwise the dataset or trace decides).
     #[arg(long)]
     pub max_tokens: Option<u32>,
@@ -470,6 +474,7 @@ pub(crate) async fn run_once(a: &ProfileArgs) -> anyhow::Result<Finished> {
                 max_tokens: a.max_tokens,
                 ignore_eos: a.ignore_eos,
                 timeout: a.timeout,
+                socket_arrivals: a.socket_arrivals,
             },
             concurrency: a.concurrency,
             preconnect: a.preconnect,

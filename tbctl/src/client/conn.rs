@@ -47,8 +47,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects and completes the HTTP/1 handshake (no request is sent yet).
-    pub async fn connect(addr: SocketAddr) -> Result<Self, ClientError> {
+    /// Connects and completes the HTTP/1 handshake (no request is sent yet). With
+    /// `socket_arrivals`, every read is stamped with its data's arrival too (SO_TIMESTAMPING).
+    pub async fn connect(addr: SocketAddr, socket_arrivals: bool) -> Result<Self, ClientError> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
@@ -57,7 +58,13 @@ impl Conn {
             .local_addr()
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let stamps = Arc::new(Stamps::default());
-        let io = TokioIo::new(TimedStream::new(tcp, stamps.clone()));
+        let mut timed = TimedStream::new(tcp, stamps.clone());
+        if socket_arrivals {
+            timed = timed.with_socket_arrivals().map_err(|e| {
+                ClientError::Connect(format!("socket arrivals (SO_TIMESTAMPING): {e}"))
+            })?;
+        }
+        let io = TokioIo::new(timed);
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
@@ -140,9 +147,11 @@ impl Conn {
                 while let Some(frame) = body.frame().await {
                     let frame = frame.map_err(|e| ClientError::StreamCut(e.to_string()))?;
                     if let Ok(data) = frame.into_data() {
+                        reader.arrived(stamps.last_arrival());
                         reader.push(&data, stamps.last_read(), rec);
                     }
                 }
+                reader.arrived(stamps.last_arrival());
                 reader.finish(stamps.last_read(), rec)
             };
             tokio::pin!(work);
@@ -302,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn a_kept_alive_connection_carries_requests_in_turn_each_timed_whole() {
         let (addr, server) = serve(vec![Reply::Send(ok_sse()), Reply::Send(ok_sse())]).await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, false).await.unwrap();
         assert!(c.is_usable());
         for id in [7, 8] {
             let (r, rec) = send(&mut c, id).await;
@@ -333,7 +342,7 @@ mod tests {
         // A new connection closed under its first request: the request may have been
         // processed, so it is a cut stream, never sent again.
         let (addr, _server) = serve(vec![Reply::SendAndClose(String::new())]).await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, false).await.unwrap();
         let (r, _) = send(&mut c, 1).await;
         assert!(matches!(r, Err(ClientError::StreamCut(_))), "{r:?}");
         assert!(!c.is_usable());
@@ -345,7 +354,7 @@ mod tests {
             Reply::SendAndClose(String::new()),
         ])
         .await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, false).await.unwrap();
         send(&mut c, 1).await.0.unwrap();
         let (r, _) = send(&mut c, 2).await;
         assert!(matches!(r, Err(ClientError::Stale)), "{r:?}");
@@ -356,7 +365,7 @@ mod tests {
             Reply::SendAndClose("HTTP/1.1 200 OK\r\nContent-Length: 10".into()),
         ])
         .await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, false).await.unwrap();
         send(&mut c, 1).await.0.unwrap();
         let (r, _) = send(&mut c, 2).await;
         assert!(matches!(r, Err(ClientError::StreamCut(_))), "{r:?}");
@@ -371,7 +380,7 @@ mod tests {
              12c\r\n{chunk}\r\n12c\r\n{chunk}\r\n0\r\n\r\n"
         ))])
         .await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, false).await.unwrap();
         let (r, rec) = send(&mut c, 1).await;
         match r {
             Err(ClientError::Http { status, body }) => {
@@ -389,7 +398,7 @@ mod tests {
         // The server keeps its end open: only the header says the connection is done.
         let close = ok_sse().replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
         let (addr, _server) = serve(vec![Reply::Send(close)]).await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, false).await.unwrap();
         send(&mut c, 1).await.0.unwrap();
         assert!(
             !c.is_usable(),
@@ -404,7 +413,7 @@ mod tests {
                 .into(),
         )])
         .await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, false).await.unwrap();
         let mut rec = RequestRecord::default();
         let r = c
             .execute(&tpl(), b"{}".to_vec(), &mut rec, Duration::from_millis(200))

@@ -32,6 +32,8 @@ struct Progress {
     chunk_tokens: u64,
     done: bool,
     error: Option<ClientError>,
+    /// Socket arrival of the bytes being fed (see [`ResponseReader::arrived`]).
+    arrival_ns: Option<u64>,
 }
 
 impl Progress {
@@ -53,6 +55,9 @@ impl Progress {
             rec.t_first_token_ns.get_or_insert(t_ns);
             rec.t_last_token_ns = Some(t_ns);
             rec.chunks.push([t_ns, info.tokens as u64]);
+            if let Some(a) = self.arrival_ns {
+                rec.chunk_arrivals_ns.push(a);
+            }
             self.chunk_tokens += info.tokens as u64;
         }
         if let Some(u) = info.usage {
@@ -75,6 +80,12 @@ impl ResponseReader {
             decoder: ChunkDecoder::new(flavour),
             progress: Progress::default(),
         }
+    }
+
+    /// Sets when the bytes fed next reached the socket (their read's last segment), for
+    /// `chunk_arrivals_ns`; None when the read had no receive stamp.
+    pub fn arrived(&mut self, arrival_ns: Option<u64>) {
+        self.progress.arrival_ns = arrival_ns;
     }
 
     /// Feeds bytes that a read returned at `t_ns`; each complete payload is applied as the
@@ -118,6 +129,10 @@ impl ResponseReader {
             ),
         }
         rec.t_end_ns = Some(t_ns);
+        // Arrivals count only for a response whose every chunk has one.
+        if rec.chunk_arrivals_ns.len() != rec.chunks.len() {
+            rec.chunk_arrivals_ns.clear();
+        }
         if let Some(e) = progress.error {
             return Err(e);
         }
@@ -258,5 +273,33 @@ mod tests {
         r.finish(9, &mut rec).unwrap();
         assert_eq!(rec.chunks, vec![[9, 4]]);
         assert_eq!(rec.output_tokens, Some(4));
+    }
+
+    #[test]
+    fn each_chunk_takes_its_reads_socket_arrival_or_none_has_any() {
+        let stream = [
+            chunk("a"),
+            chunk("b") + &chunk("c"),
+            FINISH.to_owned() + USAGE + DONE,
+        ];
+        let feed = |arrivals: [Option<u64>; 3]| {
+            let mut rec = RequestRecord::default();
+            let mut r = ResponseReader::new(ApiFlavour::OpenAiChat, true);
+            for (i, (bytes, a)) in stream.iter().zip(arrivals).enumerate() {
+                r.arrived(a);
+                r.push(bytes.as_bytes(), 100 * (i as u64 + 1), &mut rec);
+            }
+            r.finish(400, &mut rec).unwrap();
+            rec
+        };
+        // Two chunks in one read share its arrival, as they share its read time.
+        let rec = feed([Some(90), Some(150), Some(290)]);
+        assert_eq!(rec.chunks, vec![[100, 1], [200, 1], [200, 1]]);
+        assert_eq!(rec.chunk_arrivals_ns, vec![90, 150, 150]);
+        // A read without a stamp leaves the response without arrivals, never misaligned.
+        assert!(feed([Some(90), None, Some(290)])
+            .chunk_arrivals_ns
+            .is_empty());
+        assert!(feed([None; 3]).chunk_arrivals_ns.is_empty());
     }
 }

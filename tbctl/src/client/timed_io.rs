@@ -1,9 +1,15 @@
 //! A TCP stream that stamps its own syscalls: the first write of a request and every read
 //! that returned data, in CLOCK_MONOTONIC ns. The request's send time is then when its bytes
 //! really went to the kernel, not when the event loop got round to it.
+//!
+//! With socket arrivals on, each read also says when its data reached the socket: the kernel's
+//! software receive stamp (SO_TIMESTAMPING) of the last segment the read returned, which is
+//! what tbd's arrival probes report for the same read, without tbd.
 
 use std::{
     io,
+    mem::MaybeUninit,
+    os::fd::AsRawFd,
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -13,11 +19,11 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
     net::TcpStream,
 };
 
-use crate::clock::mono_ns;
+use crate::clock::{mono_ns, unix_ns};
 
 /// Times shared between the stream (inside hyper) and the request code.
 #[derive(Debug, Default)]
@@ -30,6 +36,9 @@ pub struct Stamps {
     pub last_read_ns: AtomicU64,
     /// Bytes read since the last `arm`.
     pub bytes_read: AtomicU64,
+    /// Arrival at the socket (CLOCK_MONOTONIC) of the last segment the latest read returned;
+    /// 0 when socket arrivals are off or the kernel gave no stamp.
+    pub last_arrival_ns: AtomicU64,
 }
 
 impl Stamps {
@@ -61,19 +70,158 @@ impl Stamps {
     pub fn last_read(&self) -> u64 {
         self.last_read_ns.load(Relaxed)
     }
+
+    /// When the data of the latest read reached the socket, where socket arrivals are on.
+    pub fn last_arrival(&self) -> Option<u64> {
+        Self::get(&self.last_arrival_ns)
+    }
 }
 
 /// The stamping stream.
 pub struct TimedStream {
     inner: TcpStream,
     stamps: Arc<Stamps>,
+    arrivals: bool,
 }
 
 impl TimedStream {
     /// Wraps a connected stream.
     pub fn new(inner: TcpStream, stamps: Arc<Stamps>) -> Self {
-        Self { inner, stamps }
+        Self {
+            inner,
+            stamps,
+            arrivals: false,
+        }
     }
+
+    /// Asks the kernel for a software receive stamp on every segment (SO_TIMESTAMPING), so
+    /// each read also stamps when its data arrived. Call before any data arrives: a segment
+    /// queued earlier has no stamp, and its read records none.
+    pub fn with_socket_arrivals(mut self) -> io::Result<Self> {
+        let flags = libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE;
+        // SAFETY: a valid socket and a c_uint option value of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.inner.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_TIMESTAMPING,
+                (&flags as *const libc::c_uint).cast(),
+                std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.arrivals = true;
+        Ok(self)
+    }
+
+    fn note_read(&self, n: usize, arrival_unix_ns: Option<u64>) {
+        let now = mono_ns();
+        let s = &self.stamps;
+        s.last_read_ns.store(now, Relaxed);
+        if s.first_read_ns.load(Relaxed) == 0 {
+            s.first_read_ns.store(now, Relaxed);
+        }
+        s.bytes_read.fetch_add(n as u64, Relaxed);
+        if self.arrivals {
+            let arrival = arrival_unix_ns.map_or(0, |a| unix_to_mono(a).max(1));
+            s.last_arrival_ns.store(arrival, Relaxed);
+        }
+    }
+
+    /// One read with its receive stamp, as the readiness loop of `poll_read` needs it.
+    fn poll_read_stamped(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            std::task::ready!(self.inner.poll_read_ready(cx))?;
+            let fd = self.inner.as_raw_fd();
+            // SAFETY: recv_stamped only writes initialised bytes into the unfilled part and
+            // says how many; those are marked initialised below.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            match self
+                .inner
+                .try_io(Interest::READABLE, || recv_stamped(fd, unfilled))
+            {
+                Ok((n, arrival)) => {
+                    // SAFETY: the kernel wrote n bytes into the unfilled part.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    if n > 0 {
+                        self.note_read(n, arrival);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// A wall-clock time (the kernel's receive stamps) on the monotonic clock, by the two clocks'
+/// difference read now, so a clock step during a run does not shift it. The monotonic read sits
+/// between two wall-clock reads; a pair more than 2 µs apart (preempted in between) is read
+/// again, since it would move the stamp by as much.
+fn unix_to_mono(unix: u64) -> u64 {
+    let mut best = (u64::MAX, 0, 0);
+    for _ in 0..4 {
+        let (before, mono, after) = (unix_ns(), mono_ns(), unix_ns());
+        let spread = after.saturating_sub(before);
+        if spread < best.0 {
+            best = (spread, mono, before + spread / 2);
+        }
+        if spread < 2_000 {
+            break;
+        }
+    }
+    let (_, mono, wall) = best;
+    (mono + unix).saturating_sub(wall)
+}
+
+/// SO_TIMESTAMPING (SO_TIMESTAMPING_OLD in asm-generic/socket.h): with a 64-bit time_t its
+/// control message carries 64-bit timespecs, which is what 64-bit targets have.
+#[cfg(target_pointer_width = "64")]
+const SO_TIMESTAMPING: libc::c_int = 37;
+
+/// recvmsg(2) into `buf`, with the software receive stamp (Unix ns) of the last segment it
+/// returned, when the kernel gave one.
+fn recv_stamped(fd: i32, buf: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one scm_timestamping (three timespecs) and its header; u64s for alignment.
+    let mut control = [0u64; 16];
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg describes valid buffers for the duration of the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut arrival = None;
+    // SAFETY: walking the control messages the kernel wrote, within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_TIMESTAMPING {
+                // scm_timestamping: [software, deprecated, hardware]; only the first is set.
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+                arrival = (ns > 0).then_some(ns);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, arrival))
 }
 
 impl AsyncRead for TimedStream {
@@ -82,17 +230,14 @@ impl AsyncRead for TimedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.arrivals {
+            return self.poll_read_stamped(cx, buf);
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
-            let now = mono_ns();
-            let s = &self.stamps;
-            s.last_read_ns.store(now, Relaxed);
-            if s.first_read_ns.load(Relaxed) == 0 {
-                s.first_read_ns.store(now, Relaxed);
-            }
-            s.bytes_read.fetch_add(n as u64, Relaxed);
+            self.note_read(n, None);
         }
         r
     }
@@ -230,5 +375,49 @@ mod tests {
             .expect("the server saw the stream end")
             .unwrap();
         assert_eq!(got, b"POST /x body");
+    }
+
+    #[tokio::test]
+    async fn socket_arrivals_stamp_when_the_last_segment_of_a_read_arrived() {
+        let (c, stamps, mut s) = pair().await;
+        let mut c = c.with_socket_arrivals().expect("SO_TIMESTAMPING");
+        let ms = std::time::Duration::from_millis;
+        // Two writes 30 ms apart, read only 30 ms after the second: one read returns both.
+        let before_first = mono_ns();
+        s.write_all(b"ab").await.unwrap();
+        tokio::time::sleep(ms(30)).await;
+        let before_second = mono_ns();
+        s.write_all(b"cd").await.unwrap();
+        let after_second = mono_ns();
+        tokio::time::sleep(ms(30)).await;
+        let mut got = [0u8; 8];
+        let n = c.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"abcd");
+        let arrival = stamps.last_arrival().expect("a receive stamp");
+        // The read's arrival is its last segment's, on the monotonic clock: inside the second
+        // write (loopback delivers within the send), 30 ms before the read returned.
+        assert!(
+            before_second <= arrival && arrival <= after_second + 1_000_000,
+            "arrival {} ms after the second write began",
+            (arrival as f64 - before_second as f64) / 1e6
+        );
+        assert!(arrival > before_first);
+        assert!(stamps.last_read() >= arrival + 25_000_000);
+        assert_eq!(stamps.bytes_read.load(Relaxed), 4);
+
+        // End of stream: no data, nothing stamped.
+        drop(s);
+        assert_eq!(c.read(&mut got).await.unwrap(), 0);
+        assert_eq!(stamps.last_arrival(), Some(arrival));
+    }
+
+    #[tokio::test]
+    async fn without_socket_arrivals_reads_carry_no_arrival() {
+        let (mut c, stamps, mut s) = pair().await;
+        s.write_all(b"ab").await.unwrap();
+        let mut got = [0u8; 2];
+        c.read_exact(&mut got).await.unwrap();
+        assert!(stamps.first_read().is_some());
+        assert_eq!(stamps.last_arrival(), None);
     }
 }

@@ -89,16 +89,17 @@ pub async fn run(cfg: LoadConfig, on_record: OnRecord) -> Result<LoadOutcome, Cl
 
     // Pre-connect, each connection on the loop that will drive it: also the check that the
     // target accepts connections at all.
-    let addr = cfg.req.addr;
+    let (addr, socket_arrivals) = (cfg.req.addr, cfg.req.socket_arrivals);
     let connecting: Vec<_> = (0..loops.len())
         .map(|i| {
             let n = workers_wanted / loops.len() + usize::from(i < workers_wanted % loops.len());
             spawner.spawn_on(i, async move {
                 let mut conns = Vec::with_capacity(n);
                 for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
-                    let batch =
-                        futures_util::future::join_all(chunk.iter().map(|_| Conn::connect(addr)))
-                            .await;
+                    let batch = futures_util::future::join_all(
+                        chunk.iter().map(|_| Conn::connect(addr, socket_arrivals)),
+                    )
+                    .await;
                     for c in batch {
                         conns.push(c?);
                     }

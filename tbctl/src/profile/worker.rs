@@ -28,6 +28,8 @@ pub struct RequestSettings {
     pub max_tokens: Option<u32>,
     pub ignore_eos: bool,
     pub timeout: Duration,
+    /// Stamp each read with its data's socket arrival (`--socket-arrivals`).
+    pub socket_arrivals: bool,
 }
 
 /// What every worker shares.
@@ -112,7 +114,7 @@ async fn execute(
     // A second attempt only when the kept-alive connection had died unsent (Stale).
     for attempt in 0..2 {
         if !conn.as_ref().is_some_and(Conn::is_usable) {
-            *conn = Some(Conn::connect(shared.req.addr).await?);
+            *conn = Some(Conn::connect(shared.req.addr, shared.req.socket_arrivals).await?);
         }
         let c = conn.as_mut().expect("connected above");
         let r = c

@@ -1,6 +1,7 @@
 //! The accuracy bench: tbctl's TTFT and per-gap errors against serve-sim's own log of when it
 //! read each request and wrote each token, 64 streams, as tbctl read the chunks and, with tbd
-//! capturing, as they arrived at tbctl's socket (tcp_probe).
+//! capturing, as they arrived at tbctl's socket (tcp_probe), and, with `--socket-arrivals`,
+//! as the socket's own receive stamps (SO_TIMESTAMPING) place them, with and without tbd.
 //!
 //! One warm-up request per stream goes first: the 64 first requests leave tbctl in the same
 //! millisecond and serve-sim reads them one after another, the last up to ~3 ms after it
@@ -84,6 +85,11 @@ fn read_times(r: &Value) -> Option<Vec<u64>> {
     r["chunks"].as_array()?.iter().map(|c| u(&c[0])).collect()
 }
 
+/// The record's content chunk times at their socket arrival (`--socket-arrivals`).
+fn socket_times(r: &Value) -> Option<Vec<u64>> {
+    r["chunk_arrivals_ns"].as_array()?.iter().map(u).collect()
+}
+
 /// A run's requests.jsonl, kernel.jsonl (empty without tbd), serve-sim's log by request id,
 /// and summary.
 struct Run {
@@ -93,8 +99,8 @@ struct Run {
     summary: Value,
 }
 
-/// One run of 300 requests against a fresh serve-sim.
-fn run(dir: &Path, name: &str, daemon: Option<&str>) -> anyhow::Result<Run> {
+/// One run of 300 requests against a fresh serve-sim, with `extra` profile arguments.
+fn run(dir: &Path, name: &str, daemon: Option<&str>, extra: &[&str]) -> anyhow::Result<Run> {
     let sdir = dir.join(name);
     std::fs::create_dir_all(&sdir)?;
     let truth_path = sdir.join("truth.jsonl");
@@ -120,6 +126,7 @@ fn run(dir: &Path, name: &str, daemon: Option<&str>) -> anyhow::Result<Run> {
         "--max-tokens",
         "32",
     ];
+    args.extend(extra);
     match daemon {
         Some(d) => args.extend(["--daemon", d]),
         None => args.push("--no-daemon"),
@@ -148,14 +155,17 @@ fn run(dir: &Path, name: &str, daemon: Option<&str>) -> anyhow::Result<Run> {
 
 /// Runs the bench; see the module docs.
 pub fn accuracy(dir: &Path) -> anyhow::Result<Value> {
-    let plain_run = run(dir, "plain", None)?;
+    let plain_run = run(dir, "plain", None, &[])?;
     let plain = errors(&plain_run.records, &plain_run.truth, read_times);
+    let socket_run = run(dir, "socket", None, &["--socket-arrivals"])?;
+    let socket = errors(&socket_run.records, &socket_run.truth, socket_times);
+    let socket_read = errors(&socket_run.records, &socket_run.truth, read_times);
 
     let tdir = dir.join("tbd-accuracy");
     std::fs::create_dir_all(&tdir)?;
     let (mut tbd, sock) = procs::start_tbd("release", &tdir)?;
     let daemon = format!("unix:{}", sock.display());
-    let captured = run(dir, "captured", Some(&daemon));
+    let captured = run(dir, "captured", Some(&daemon), &["--socket-arrivals"]);
     tbd.stop();
     let Run {
         records,
@@ -194,9 +204,32 @@ pub fn accuracy(dir: &Path) -> anyhow::Result<Value> {
     let arrival_times = |r: &Value| arrivals.get(&u(&r["request_id"])?).cloned();
     let arrived = errors(&records, &truth, arrival_times);
     let arrived_from_arrival = errors(&records, &from_arrival, arrival_times);
+    let socket_from_arrival = errors(&records, &from_arrival, socket_times);
+    // The same reads stamped twice: tcp_probe's arrival minus the socket's receive stamp.
+    let mut probe_minus_socket: Vec<f64> = records
+        .iter()
+        .filter_map(|r| Some((arrivals.get(&u(&r["request_id"])?)?, socket_times(r)?)))
+        .filter(|(k, s)| k.len() == s.len())
+        .flat_map(|(k, s)| {
+            k.iter()
+                .zip(s)
+                .map(|(&k, s)| (k as f64 - s as f64) / 1e6)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     Ok(json!({
-        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests after a warm-up of one per stream, 64 streams, same 2 cores; once without tbd, once with tbd capturing (read time and arrival time from the same run)",
+        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests after a warm-up of one per stream, 64 streams, same 2 cores; once without tbd, once without tbd with --socket-arrivals, once with tbd capturing and --socket-arrivals (read, tcp_probe arrival and socket stamp from the same run)",
         "read_time": plain.json(),
+        "socket_arrival_time": socket.json(),
+        "socket_run_read_time": socket_read.json(),
+        "captured_socket_arrival_time_truth_from_request_arrival": socket_from_arrival.json(),
+        "captured_chunks_probe_minus_socket_ms": {
+            "count": probe_minus_socket.len(),
+            "min": pct(&mut probe_minus_socket, 0.0),
+            "p50": pct(&mut probe_minus_socket, 0.5),
+            "p99": pct(&mut probe_minus_socket, 0.99),
+            "max": pct(&mut probe_minus_socket, 1.0),
+        },
         "target_read_time_p99_ms": {"ttft": 1.0, "gap": 0.5},
         "captured_read_time": read.json(),
         "captured_arrival_time": arrived.json(),
