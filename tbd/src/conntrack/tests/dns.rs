@@ -49,4 +49,21 @@ fn udp53_socket_is_a_dns_lookup_not_an_exchange() {
     ];
     let (got, _) = run(&evs);
     assert_eq!((got.dns[0].t_start_ns, got.dns[0].t_end_ns), (1_000, 3_000));
+
+    // A query never answered (the resolver timed out) is still a lookup, with no end.
+    let evs = [
+        connect(4, 1_000, 1_010, 0, resolver),
+        write(CLIENT, 4, 1_100, 1_120, 40, b"\x12\x34\x01\x00\x00\x01"),
+        close(CLIENT, 4, 5_000_000),
+    ];
+    let (got, stats) = run(&evs);
+    assert_eq!((got.dns[0].t_start_ns, got.dns[0].t_end_ns), (1_100, 0));
+    assert_eq!(stats.dns_lookups, 1);
+    // A resolver socket that sent and read nothing is no lookup.
+    let (got, stats) = run(&[
+        connect(4, 1_000, 1_010, 0, resolver),
+        close(CLIENT, 4, 2_000),
+    ]);
+    assert!(got.dns.is_empty());
+    assert_eq!((stats.dns_lookups, got.connections.len()), (0, 1));
 }

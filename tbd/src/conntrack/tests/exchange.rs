@@ -328,12 +328,14 @@ fn orphan_data_counted_and_ignored() {
         // Tracked connection, but bytes before any request line are not an exchange.
         connect(5, 100, 200, 0, server_addr()),
         read(CLIENT, 5, 2_100, 2_200, 60, OK_SSE),
+        // A batch of three held chunks on an untracked fd: each chunk counts.
+        batch(CLIENT, 9, true, &[(2_300, 10), (2_400, 10), (2_500, 10)]),
     ];
     let mut t = ConnTracker::new("r".into());
     let got = collect(&mut t, &evs, Some(5_000));
     assert!(got.exchanges.is_empty());
     assert_eq!(got.connections.len(), 1);
-    assert_eq!(t.stats().orphan_data, 2);
+    assert_eq!(t.stats().orphan_data, 5);
     assert_eq!(t.stats().unmatched_data, 1);
 }
 
@@ -407,4 +409,15 @@ fn interim_100_continue_then_final_status() {
     assert_eq!(x.t_response_first_ns, 1_100);
     assert_eq!(x.t_request_last_ns, 1_300);
     assert_eq!(x.request_bytes, 5_080);
+}
+
+#[test]
+fn spare_lists_are_kept_up_to_their_bound_and_dropped_past_it() {
+    let mut at: Vec<u64> = Vec::with_capacity(SPARE_CHUNKS);
+    let cap = at.capacity();
+    bound(&mut at);
+    assert_eq!(at.capacity(), cap, "a list of {cap} entries is kept");
+    let mut past: Vec<u64> = Vec::with_capacity(SPARE_CHUNKS + 1);
+    bound(&mut past);
+    assert_eq!(past.capacity(), 0);
 }

@@ -38,6 +38,18 @@ fn who_closed_first_from_state_changes_and_close() {
         close(CLIENT, 5, 3_100),
     ]);
     assert_eq!(shut, "client");
+    // shutdown(SHUT_WR) and the capture stops before close(): FIN_WAIT1 alone says who.
+    let mut t = ConnTracker::new("run-1".into());
+    let evs = [
+        syn_sent(1_000, 0xa0, 5),
+        connect(5, 1_000, 1_100, 0, server_addr()),
+        client_state(0, 1_200, 0xa0, SYN_SENT, ESTABLISHED),
+        client_state(CLIENT, 3_000, 0xa0, ESTABLISHED, FIN_WAIT1),
+    ];
+    assert_eq!(
+        collect(&mut t, &evs, Some(9_000)).connections[0].closed_by,
+        "client"
+    );
     let reset = client(&[
         client_state(0, 3_000, 0xa0, ESTABLISHED, CLOSE),
         close(CLIENT, 5, 3_100),
@@ -76,7 +88,7 @@ fn who_closed_first_from_state_changes_and_close() {
 
 #[test]
 fn handshake_time_from_syn_sent_and_established() {
-    // Non-blocking: SYN_SENT inside connect(), connect returns EINPROGRESS, then ESTABLISHED.
+    // Non-blocking: SYN_SENT inside connect(), connect returns -libc::EINPROGRESS, then ESTABLISHED.
     // The local port is still 0 at SYN_SENT; ESTABLISHED carries it.
     let syn_src = v4([10, 0, 0, 1], 0);
     let evs = [
@@ -90,7 +102,7 @@ fn handshake_time_from_syn_sent_and_established() {
             syn_src,
             server_addr(),
         ),
-        connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
+        connect(5, 1_000, 1_100, -libc::EINPROGRESS, server_addr()),
         client_state(9, 1_900, 0xa0, SYN_SENT, ESTABLISHED),
         close(CLIENT, 5, 5_000),
     ];
@@ -99,7 +111,7 @@ fn handshake_time_from_syn_sent_and_established() {
     assert_eq!(c.t_connect_start_ns, 1_000);
     assert_eq!(c.t_established_ns, 1_900);
     assert_eq!(c.t_established_ns - c.t_connect_start_ns, 900);
-    assert_eq!(c.connect_ret, EINPROGRESS);
+    assert_eq!(c.connect_ret, -libc::EINPROGRESS);
     assert_eq!(
         c.src,
         Some(Endpoint {
@@ -186,7 +198,7 @@ fn failed_connect() {
 fn non_blocking_connect_refused_closes_on_tcp_close() {
     let evs = [
         syn_sent(1_050, 0xc1, 5),
-        connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
+        connect(5, 1_000, 1_100, -libc::EINPROGRESS, server_addr()),
         client_state(9, 1_400, 0xc1, SYN_SENT, CLOSE),
         // The application's own close() of the fd ends the record; it closed when TCP did.
         close(CLIENT, 5, 1_500),
@@ -196,7 +208,7 @@ fn non_blocking_connect_refused_closes_on_tcp_close() {
     let c = &got.connections[0];
     assert_eq!(
         (c.connect_ret, c.t_established_ns, c.t_closed_ns),
-        (EINPROGRESS, 0, 1_400)
+        (-libc::EINPROGRESS, 0, 1_400)
     );
     assert_eq!(stats.connections, 1);
 }
@@ -204,13 +216,13 @@ fn non_blocking_connect_refused_closes_on_tcp_close() {
 #[test]
 fn eisconn_recheck_is_not_a_new_connection() {
     let evs = [
-        connect(5, 1_000, 1_100, EINPROGRESS, server_addr()),
+        connect(5, 1_000, 1_100, -libc::EINPROGRESS, server_addr()),
         connect(5, 1_200, 1_210, -106, server_addr()),
         close(CLIENT, 5, 2_000),
     ];
     let (got, stats) = run(&evs);
     assert_eq!(got.connections.len(), 1);
-    assert_eq!(got.connections[0].connect_ret, EINPROGRESS);
+    assert_eq!(got.connections[0].connect_ret, -libc::EINPROGRESS);
     assert_eq!(stats.failed_connects, 0);
 }
 
@@ -411,6 +423,56 @@ fn socket_address_reused_after_a_lost_tcp_close() {
         .collect();
     assert_eq!(conns, vec![(1, 0, 0), (2, 1_060, 1)]);
     assert_eq!(stats.orphan_retransmits, 0);
+}
+
+#[test]
+fn a_finished_connection_takes_only_its_own_links_and_leaves_none() {
+    // As above: fd 5's socket address passes to fd 6 before fd 5 is closed. Closing fd 5
+    // must leave fd 6's links (by socket and by 4-tuple) alone, and once both are closed no
+    // link is left behind (a leak here grows with every connection of a long capture).
+    let sk = 0xf0;
+    let mut t = ConnTracker::new("run-1".into());
+    let evs = [
+        syn_sent(150, sk, 5),
+        connect(5, 100, 200, 0, server_addr()),
+        syn_sent(1_050, sk, 6),
+        client_state(9, 1_060, sk, SYN_SENT, ESTABLISHED),
+        connect(6, 1_000, 1_100, 0, server_addr()),
+        close(CLIENT, 5, 2_000),
+    ];
+    collect(&mut t, &evs, None);
+    assert_eq!(t.by_sk.get(&sk), Some(&(CLIENT, 6)));
+    collect(&mut t, &[close(CLIENT, 6, 3_000)], None);
+    assert!(t.by_sk.is_empty() && t.by_tuple.is_empty());
+    // fd 5's TCP_CLOSE came (its address freed) and fd 6's socket took the address before
+    // fd 5's close(): that close must not unlink fd 6.
+    let evs = [
+        syn_sent(10_000, sk, 5),
+        connect(5, 10_000, 10_100, 0, server_addr()),
+        client_state(CLIENT, 10_050, sk, SYN_SENT, ESTABLISHED),
+        state(0, 11_000, sk, 9, CLOSE, -1, client_addr(), server_addr()),
+        syn_sent(12_000, sk, 6),
+        connect(6, 12_000, 12_100, 0, server_addr()),
+        close(CLIENT, 5, 13_000),
+    ];
+    collect(&mut t, &evs, None);
+    assert_eq!(t.by_sk.get(&sk), Some(&(CLIENT, 6)));
+    collect(&mut t, &[close(CLIENT, 6, 14_000)], None);
+    assert!(t.by_sk.is_empty() && t.by_tuple.is_empty());
+    // The same for a server socket, linked by its 4-tuple until an event names its socket.
+    collect(&mut t, &[accept(7, 1_000, client_addr(), 8000)], None);
+    assert_eq!(t.by_tuple.values().collect::<Vec<_>>(), vec![&(SERVER, 7)]);
+    collect(&mut t, &[close(SERVER, 7, 2_000)], None);
+    assert!(t.by_sk.is_empty() && t.by_tuple.is_empty());
+    let local = v4([10, 0, 0, 2], 8000);
+    let evs = [
+        accept(7, 3_000, client_addr(), 8000),
+        retransmit(3_500, 0xe0, local, client_addr()),
+    ];
+    collect(&mut t, &evs, None);
+    assert_eq!(t.by_sk.get(&0xe0), Some(&(SERVER, 7)));
+    collect(&mut t, &[close(SERVER, 7, 4_000)], None);
+    assert!(t.by_sk.is_empty() && t.by_tuple.is_empty());
 }
 
 #[test]
