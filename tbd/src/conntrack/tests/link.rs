@@ -210,6 +210,8 @@ fn non_blocking_connect_refused_closes_on_tcp_close() {
         (c.connect_ret, c.t_established_ns, c.t_closed_ns),
         (-libc::EINPROGRESS, 0, 1_400)
     );
+    // Refused during the handshake: never established, so nobody ended it (not a reset).
+    assert_eq!(c.closed_by, "");
     assert_eq!(stats.connections, 1);
 }
 
