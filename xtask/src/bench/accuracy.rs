@@ -200,11 +200,43 @@ pub fn accuracy(dir: &Path) -> anyhow::Result<Value> {
             u(&t["t_read_ns"]).map(|_| (id, t))
         })
         .collect();
+    // Truth from the kernel instead of serve-sim's log: each content chunk at the return of
+    // the server's write(2) that sent it (tbd's server side; the log only says which write,
+    // the first to return after its stamp), TTFT from the request's arrival. No figure of
+    // serve-sim's own clock or pacing is left in it.
+    let from_kernel: HashMap<u64, Value> = kernel
+        .iter()
+        .filter(|l| l["side"] == "server")
+        .filter_map(|l| {
+            let id = u(&l["request_id"])?;
+            let writes: Vec<u64> = l["chunks"]
+                .as_array()?
+                .iter()
+                .filter_map(|c| u(&c[0]))
+                .collect();
+            let logged = truth.get(&id)?["chunks"].as_array()?;
+            let chunks: Vec<Value> = logged
+                .iter()
+                .map(|c| {
+                    let stamp = u(&c[0])?;
+                    let w = writes.iter().find(|&&w| w >= stamp)?;
+                    Some(json!([w, c[1].clone()]))
+                })
+                .collect::<Option<_>>()?;
+            Some((
+                id,
+                json!({"t_read_ns": l["arrivals"][0][0].clone(), "chunks": chunks}),
+            ))
+        })
+        .collect();
     let read = errors(&records, &truth, read_times);
     let arrival_times = |r: &Value| arrivals.get(&u(&r["request_id"])?).cloned();
     let arrived = errors(&records, &truth, arrival_times);
     let arrived_from_arrival = errors(&records, &from_arrival, arrival_times);
     let socket_from_arrival = errors(&records, &from_arrival, socket_times);
+    let arrived_kernel_truth = errors(&records, &from_kernel, arrival_times);
+    let socket_kernel_truth = errors(&records, &from_kernel, socket_times);
+    let read_kernel_truth = errors(&records, &from_kernel, read_times);
     // The same reads stamped twice: tcp_probe's arrival minus the socket's receive stamp.
     let mut probe_minus_socket: Vec<f64> = records
         .iter()
@@ -223,6 +255,12 @@ pub fn accuracy(dir: &Path) -> anyhow::Result<Value> {
         "socket_arrival_time": socket.json(),
         "socket_run_read_time": socket_read.json(),
         "captured_socket_arrival_time_truth_from_request_arrival": socket_from_arrival.json(),
+        "kernel_truth": {
+            "what": "truth from tbd's server side: each chunk at the return of the server write that sent it, TTFT from the request's arrival at the server's socket",
+            "read_time": read_kernel_truth.json(),
+            "arrival_time": arrived_kernel_truth.json(),
+            "socket_arrival_time": socket_kernel_truth.json(),
+        },
         "captured_chunks_probe_minus_socket_ms": {
             "count": probe_minus_socket.len(),
             "min": pct(&mut probe_minus_socket, 0.0),
