@@ -81,14 +81,63 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
         p99 <= 0.2,
         "kernel write times vs serve-sim's log: p99 {p99} ms"
     );
-    let sent: std::collections::HashMap<u64, u64> = records(&dir)
+    // The kernel's server TTFT per request against serve-sim's own (first content write stamp
+    // - its read of the request): p99 and maximum bounds.
+    let mut server_ttft_err: Vec<f64> = lines
         .iter()
-        .map(|r| {
+        .filter(|l| l["side"] == "server")
+        .map(|l| {
+            let t = &truth[&l["request_id"].as_u64().unwrap()];
+            let logged = (chunk_times(t)[0] - t["t_read_ns"].as_u64().unwrap()) as f64 / 1e6;
+            (l["server_ttft_ms"].as_f64().expect("server_ttft_ms") - logged).abs()
+        })
+        .collect();
+    assert_eq!(server_ttft_err.len(), 30);
+    let (p99, max) = (
+        quantile(&mut server_ttft_err, 0.99),
+        quantile(&mut server_ttft_err, 1.0),
+    );
+    assert!(
+        p99 <= 0.2 && max <= 5.0,
+        "server_ttft_ms vs serve-sim's log: p99 {p99} ms, max {max} ms"
+    );
+    let recs: std::collections::HashMap<u64, serde_json::Value> = records(&dir)
+        .into_iter()
+        .map(|r| (r["request_id"].as_u64().unwrap(), r))
+        .collect();
+    let server_first_write: std::collections::HashMap<u64, u64> = lines
+        .iter()
+        .filter(|l| l["side"] == "server")
+        .map(|l| {
             (
-                r["request_id"].as_u64().unwrap(),
-                r["t_sent_ns"].as_u64().unwrap(),
+                l["request_id"].as_u64().unwrap(),
+                l["t_response_first_ns"].as_u64().unwrap(),
             )
         })
+        .collect();
+    for l in lines.iter().filter(|l| l["side"] == "client") {
+        // network_ms is this request's client read less its own server write, and lies within
+        // what the stamps allow: the client's first read returned before tbctl stamped it, the
+        // server's head write after serve-sim stamped it.
+        let id = l["request_id"].as_u64().unwrap();
+        let net = l["network_ms"]
+            .as_f64()
+            .expect("network_ms on both-sided requests");
+        let want = (l["t_response_first_ns"].as_u64().unwrap() as f64
+            - server_first_write[&id] as f64)
+            / 1e6;
+        assert!((net - want).abs() < 1e-9, "{l}");
+        let bound = (recs[&id]["t_first_byte_ns"].as_u64().unwrap() as f64
+            - truth[&id]["t_head_ns"].as_u64().unwrap() as f64)
+            / 1e6;
+        assert!(
+            net >= 0.0 && net <= bound,
+            "network {net} ms, stamps allow {bound} ms: {l}"
+        );
+    }
+    let sent: std::collections::HashMap<u64, u64> = recs
+        .iter()
+        .map(|(id, r)| (*id, r["t_sent_ns"].as_u64().unwrap()))
         .collect();
     for l in lines.iter().filter(|l| l["side"] == "client") {
         // The join's send lag is the kernel's first write less this request's own stamp:
