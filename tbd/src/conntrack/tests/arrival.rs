@@ -66,3 +66,22 @@ fn a_servers_request_reads_take_the_requests_arrivals() {
     );
     assert_eq!(t.stats().unarrived_bytes, 0);
 }
+
+#[test]
+fn a_connection_that_reads_nothing_keeps_only_its_newest_arrivals() {
+    const SK: u64 = 0xa11;
+    let mut evs = vec![
+        syn_sent(900, SK, 5),
+        connect(5, 800, 1_000, 0, server_addr()),
+    ];
+    let n = MAX_ARRIVED as u64 + 1;
+    evs.extend((0..n).map(|i| arrival(2_000 + i, SK, 1)));
+    let req = request("r-0");
+    evs.push(write(CLIENT, 5, 1_100, 1_200, req.len() as u32, &req));
+    // The read takes the oldest bytes still queued: the first segment was dropped.
+    evs.push(read(CLIENT, 5, 9_000, 9_100, 2, b"HT"));
+    let mut t = ConnTracker::new("run".into());
+    let got = collect(&mut t, &evs, Some(10_000));
+    assert_eq!(t.stats().dropped_arrivals, 1);
+    assert_eq!(arrived(&got.exchanges[0]), [(2_001, 1), (2_002, 1)]);
+}

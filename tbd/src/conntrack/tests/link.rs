@@ -191,6 +191,7 @@ fn failed_connect() {
     assert_eq!(c.t_established_ns, 0);
     assert_eq!(c.t_closed_ns, 1_500);
     assert_eq!(stats.failed_connects, 1);
+    assert_eq!(stats.connections, 1);
     assert_eq!(stats.orphan_data, 1);
 }
 
@@ -384,6 +385,17 @@ fn server_accepted_without_address_is_linked_by_getpeername() {
     ];
     let (got, _) = run(&evs);
     assert_eq!(got.connections[0].dst.as_ref().unwrap().addr, "10.0.0.2");
+    assert_eq!(got.connections[0].src, None, "its own end is not the peer");
+    // Nor does getpeername relink a server socket already linked to its kernel socket.
+    let mut t = ConnTracker::new("run-1".into());
+    let evs = [
+        server_state(900, 0xb0, SYN_RECV, ESTABLISHED),
+        accept(7, 1_000, client_addr(), 8000),
+        peer(SERVER, 7, 1_050, client_addr()),
+    ];
+    collect(&mut t, &evs, None);
+    assert_eq!(t.by_sk.get(&0xb0), Some(&(SERVER, 7)));
+    assert!(t.by_tuple.is_empty());
 }
 
 #[test]
@@ -400,6 +412,20 @@ fn fd_reused_without_close_finishes_the_old_connection() {
         .map(|c| (c.conn_id, c.t_closed_ns))
         .collect();
     assert_eq!(ids, vec![(1, 1_100), (2, 2_000)]);
+    assert_eq!(stats.missed_closes, 1);
+    // The same on a server: accept() hands out an fd whose close() was never seen.
+    let evs = [
+        accept(7, 100, client_addr(), 8000),
+        accept(7, 1_000, client_addr(), 8000),
+        close(SERVER, 7, 2_000),
+    ];
+    let (got, stats) = run(&evs);
+    let ids: Vec<(u64, u64)> = got
+        .connections
+        .iter()
+        .map(|c| (c.conn_id, c.t_closed_ns))
+        .collect();
+    assert_eq!(ids, vec![(1, 1_000), (2, 2_000)]);
     assert_eq!(stats.missed_closes, 1);
 }
 
@@ -457,7 +483,9 @@ fn a_finished_connection_takes_only_its_own_links_and_leaves_none() {
         connect(6, 12_000, 12_100, 0, server_addr()),
         close(CLIENT, 5, 13_000),
     ];
-    collect(&mut t, &evs, None);
+    collect(&mut t, &evs[..4], None);
+    assert!(!t.by_sk.contains_key(&sk), "TCP_CLOSE frees the address");
+    collect(&mut t, &evs[4..], None);
     assert_eq!(t.by_sk.get(&sk), Some(&(CLIENT, 6)));
     collect(&mut t, &[close(CLIENT, 6, 14_000)], None);
     assert!(t.by_sk.is_empty() && t.by_tuple.is_empty());
@@ -506,4 +534,18 @@ fn flush_emits_open_ones() {
     // Nothing is emitted twice.
     let again = collect(&mut t, &[], Some(11_000));
     assert!(again.order.is_empty());
+}
+
+#[test]
+fn a_server_socket_is_established_when_its_handshake_ends_not_when_it_appears() {
+    // The kernel's child socket appears in SYN_RECV (850) and is established at 900; accept()
+    // takes it later.
+    let evs = [
+        server_state(850, 0xb1, 10, SYN_RECV),
+        server_state(900, 0xb1, SYN_RECV, ESTABLISHED),
+        accept(7, 1_000, client_addr(), 8000),
+        close(SERVER, 7, 2_000),
+    ];
+    let (got, _) = run(&evs);
+    assert_eq!(got.connections[0].t_established_ns, 900);
 }
