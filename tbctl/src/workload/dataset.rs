@@ -192,13 +192,7 @@ fn compose(rng: &mut StdRng, domain: usize, headers: [&str; 2], target: u32) -> 
     let text = &DOMAINS[domain];
     let pools = pools();
     let target = target.max(1);
-    let topic = rng.random_range(0..text.topics.len());
-    let instruction = text.instructions[rng.random_range(0..text.instructions.len())]
-        .replace("{topic}", text.topics[topic])
-        .replace(
-            "{aspect}",
-            text.aspects[rng.random_range(0..text.aspects.len())],
-        );
+    let (topic, instruction) = draw_instruction(rng, text);
     let (header_tokens, instruction_tokens) =
         (tokens::estimate(header), tokens::estimate(&instruction));
     let label_tokens = tokens::estimate(text.label);
@@ -253,6 +247,19 @@ fn compose(rng: &mut StdRng, domain: usize, headers: [&str; 2], target: u32) -> 
         left -= count;
     }
     (out.text, out.tokens)
+}
+
+/// The prompt's topic (its index) and its instruction with topic and aspect filled in: the
+/// first draws of every prompt, made before anything depends on the target size.
+fn draw_instruction(rng: &mut StdRng, text: &DomainText) -> (usize, String) {
+    let topic = rng.random_range(0..text.topics.len());
+    let instruction = text.instructions[rng.random_range(0..text.instructions.len())]
+        .replace("{topic}", text.topics[topic])
+        .replace(
+            "{aspect}",
+            text.aspects[rng.random_range(0..text.aspects.len())],
+        );
+    (topic, instruction)
 }
 
 /// A prompt under construction with its running token count.
@@ -945,18 +952,12 @@ mod tests {
     #[test]
     fn compose_takes_instruction_then_context_at_their_thresholds() {
         // compose draws topic, instruction and aspect before anything depends on the target,
-        // so the same seed gives the same instruction at every target: rebuild it here.
+        // so the same seed gives the same instruction at every target.
         let header = "Question 12 (ref ABCD):";
         let pools = pools();
         for (domain, text) in DOMAINS.iter().enumerate() {
-            let mut rng = StdRng::seed_from_u64(domain as u64);
-            let topic = rng.random_range(0..text.topics.len());
-            let instruction = text.instructions[rng.random_range(0..text.instructions.len())]
-                .replace("{topic}", text.topics[topic])
-                .replace(
-                    "{aspect}",
-                    text.aspects[rng.random_range(0..text.aspects.len())],
-                );
+            let (topic, instruction) =
+                draw_instruction(&mut StdRng::seed_from_u64(domain as u64), text);
             let with_instruction = estimate(header) + estimate(&instruction);
             let context = estimate(text.label)
                 + pools.by_topic[domain][topic].counts[0].min(pools.by_domain[domain].counts[0]);

@@ -400,33 +400,29 @@ fn server_accepted_without_address_is_linked_by_getpeername() {
 
 #[test]
 fn fd_reused_without_close_finishes_the_old_connection() {
-    let evs = [
+    // (connection id, closed at) of each connection, and the closes counted as missed.
+    let closes = |evs: &[Event]| {
+        let (got, stats) = run(evs);
+        let ids: Vec<(u64, u64)> = got
+            .connections
+            .iter()
+            .map(|c| (c.conn_id, c.t_closed_ns))
+            .collect();
+        (ids, stats.missed_closes)
+    };
+    let client = closes(&[
         connect(5, 100, 200, 0, server_addr()),
         connect(5, 1_000, 1_100, 0, server_addr()),
         close(CLIENT, 5, 2_000),
-    ];
-    let (got, stats) = run(&evs);
-    let ids: Vec<(u64, u64)> = got
-        .connections
-        .iter()
-        .map(|c| (c.conn_id, c.t_closed_ns))
-        .collect();
-    assert_eq!(ids, vec![(1, 1_100), (2, 2_000)]);
-    assert_eq!(stats.missed_closes, 1);
+    ]);
+    assert_eq!(client, (vec![(1, 1_100), (2, 2_000)], 1));
     // The same on a server: accept() hands out an fd whose close() was never seen.
-    let evs = [
+    let server = closes(&[
         accept(7, 100, client_addr(), 8000),
         accept(7, 1_000, client_addr(), 8000),
         close(SERVER, 7, 2_000),
-    ];
-    let (got, stats) = run(&evs);
-    let ids: Vec<(u64, u64)> = got
-        .connections
-        .iter()
-        .map(|c| (c.conn_id, c.t_closed_ns))
-        .collect();
-    assert_eq!(ids, vec![(1, 1_000), (2, 2_000)]);
-    assert_eq!(stats.missed_closes, 1);
+    ]);
+    assert_eq!(server, (vec![(1, 1_000), (2, 2_000)], 1));
 }
 
 #[test]
