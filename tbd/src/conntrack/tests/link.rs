@@ -545,3 +545,24 @@ fn a_server_socket_is_established_when_its_handshake_ends_not_when_it_appears() 
     let (got, _) = run(&evs);
     assert_eq!(got.connections[0].t_established_ns, 900);
 }
+
+#[test]
+fn a_socket_closed_before_connect_or_accept_returns_leaves_nothing_pending() {
+    // A refused connect (SYN_SENT, then CLOSE inside connect()) and a handshake the client
+    // reset before accept(): neither socket is waited for any more, by fd or by 4-tuple, so
+    // a long capture of failing connections does not grow the tables.
+    let mut t = ConnTracker::new("run-1".into());
+    let evs = [
+        syn_sent(1_000, 0xd0, 5),
+        client_state(CLIENT, 1_100, 0xd0, SYN_SENT, CLOSE),
+        server_state(2_000, 0xd1, SYN_RECV, ESTABLISHED),
+        server_state(2_100, 0xd1, ESTABLISHED, CLOSE),
+    ];
+    collect(&mut t, &evs[..1], None);
+    assert_eq!(t.pending_by_fd.len(), 1);
+    collect(&mut t, &evs[1..3], None);
+    assert_eq!(t.pending_by_tuple.len(), 1);
+    collect(&mut t, &evs[3..], None);
+    assert!(t.pending.is_empty());
+    assert!(t.pending_by_fd.is_empty() && t.pending_by_tuple.is_empty());
+}
