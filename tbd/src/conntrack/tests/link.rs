@@ -566,3 +566,29 @@ fn a_socket_closed_before_connect_or_accept_returns_leaves_nothing_pending() {
     assert!(t.pending.is_empty());
     assert!(t.pending_by_fd.is_empty() && t.pending_by_tuple.is_empty());
 }
+
+#[test]
+fn unlinked_sockets_are_bounded_and_those_past_the_bound_counted() {
+    // Sockets seen connecting whose connect() never comes (lost events) fill the pending
+    // table up to its bound; one more is counted and dropped; a known socket is still updated.
+    let mut t = ConnTracker::new("run-1".into());
+    let base = 0x10_0000u64;
+    let evs: Vec<Event> = (0..MAX_PENDING as u64)
+        .map(|i| syn_sent(1_000 + i, base + i, i as i32))
+        .collect();
+    collect(&mut t, &evs, None);
+    assert_eq!(
+        (t.pending.len(), t.stats().pending_dropped),
+        (MAX_PENDING, 0)
+    );
+    collect(&mut t, &[syn_sent(900_000, 0xfeed, 900_000)], None);
+    assert_eq!(
+        (t.pending.len(), t.stats().pending_dropped),
+        (MAX_PENDING, 1)
+    );
+    assert!(!t.pending.contains_key(&0xfeed));
+    // A socket already pending, its address reused by a new connect: taken, not dropped.
+    collect(&mut t, &[syn_sent(900_100, base, 900_001)], None);
+    assert_eq!(t.stats().pending_dropped, 1);
+    assert_eq!(t.pending_by_fd.get(&(CLIENT, 900_001)), Some(&base));
+}
