@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn reads_what_servers_send() {
-        let usual: [&[u8]; 7] = [
+        let usual: [&[u8]; 9] = [
             br#"{"id":"chatcmpl-fast","object":"chat.completion.chunk","created":1700000000,"model":"gt-model","choices":[{"index":0,"delta":{"role":"assistant","content":" hello"},"finish_reason":null}]}"#,
             br#"{"id":"x","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop","stop_reason":null}],"usage":null}"#,
             br#"{"id":"x","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":16,"total_tokens":32,"completion_tokens":16,"prompt_tokens_details":{"cached_tokens":0}}}"#,
@@ -419,6 +419,8 @@ mod tests {
             br#"{"choices":[{"delta":{"reasoning_content":"why","content":null}},{"delta":{"content":"second"}}],"usage":{"completion_tokens":0,"prompt_tokens":null}}"#,
             br#"{"id":1E400,"x":[-0,0.5e+1,{}],"choices":[]}"#,
             b" {\"choices\" : [ { \"delta\" : { \"reasoning\" : \"\xc3\xa9t\xc3\xa9\" } } ] , \"created\":-0.5e-7 }\r\n",
+            br#"{"choices":null,"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+            br#"{"t":true,"f":false,"e":[ ],"o":{},"choices":[{"delta":{},"logprobs":{"x":[true,false]}}]}"#,
         ];
         for p in usual {
             assert!(agrees(p), "not read: {}", String::from_utf8_lossy(p));
@@ -458,6 +460,14 @@ mod tests {
         }
         let deep = format!("{{\"x\":{}1{}}}", "[".repeat(40), "]".repeat(40));
         assert!(!agrees(deep.as_bytes()));
+        // Nesting is read up to MAX_DEPTH levels below a field, arrays or objects alike.
+        let arrays = |n: usize| format!("{{\"x\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        let objects = |n: usize| format!("{{\"x\":{}1{}}}", "{\"k\":".repeat(n), "}".repeat(n));
+        let max = MAX_DEPTH as usize;
+        for nested in [&arrays as &dyn Fn(usize) -> String, &objects] {
+            assert!(agrees(nested(max).as_bytes()), "{}", nested(max));
+            assert!(!agrees(nested(max + 1).as_bytes()), "{}", nested(max + 1));
+        }
     }
 
     fn leaf() -> impl Strategy<Value = Value> {
