@@ -979,4 +979,38 @@ mod tests {
             assert!(reached.starts_with(&labelled), "domain {domain}: {reached}");
         }
     }
+
+    #[test]
+    fn every_prompt_asks_one_of_its_domains_instructions_on_varied_topics() {
+        let header = "Question 12 (ref ABCD):";
+        for (domain, text) in DOMAINS.iter().enumerate() {
+            let fills: Vec<String> = text
+                .instructions
+                .iter()
+                .flat_map(|i| {
+                    text.topics.iter().flat_map(move |t| {
+                        text.aspects
+                            .iter()
+                            .map(move |a| i.replace("{topic}", t).replace("{aspect}", a))
+                    })
+                })
+                .collect();
+            let mut asked = std::collections::HashSet::new();
+            for seed in 0..40 {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let (p, _) = compose(&mut rng, domain, [header, "#12:"], 300);
+                let rest = p.strip_prefix(header).unwrap().trim_start();
+                let fill = fills
+                    .iter()
+                    .find(|f| rest.starts_with(f.as_str()))
+                    .unwrap_or_else(|| panic!("domain {domain}: no instruction opens {rest:?}"));
+                asked.insert(fill.clone());
+            }
+            assert!(
+                asked.len() > 10,
+                "domain {domain}: {} distinct of 40",
+                asked.len()
+            );
+        }
+    }
 }
