@@ -844,6 +844,19 @@ mod tests {
             .unwrap(),
             TraceFormat::Jsonl
         );
+        // A TrafficBench JSONL line missing one of its two keys is still read as one, so the
+        // error names the missing key rather than the format.
+        for line in ["{\"input_tokens\": 2}", "{\"t_ms\": 1}"] {
+            assert_eq!(detect("x", line).unwrap(), TraceFormat::Jsonl, "{line}");
+        }
+        let err = parse(
+            "x.jsonl",
+            "{\"input_tokens\": 2, \"output_tokens\": 3}\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("t_ms is missing"), "{err}");
         let err = parse("x.csv", "a,b,c\n1,2,3\n", None)
             .unwrap_err()
             .to_string();
@@ -1002,5 +1015,15 @@ mod tests {
         }
         assert_eq!(to_items(&entries, 3), items);
         assert_ne!(to_items(&entries, 4)[0].prompt, items[0].prompt);
+    }
+
+    #[test]
+    fn csv_fields_keep_quoted_commas_and_doubled_quotes() {
+        assert_eq!(
+            split_csv(r#"1,"a, ""b"" c",3"#).unwrap(),
+            ["1", r#"a, "b" c"#, "3"]
+        );
+        assert_eq!(split_csv(r#""""#).unwrap(), [""]);
+        assert!(split_csv(r#"1,"open"#).unwrap_err().contains("not closed"));
     }
 }
