@@ -1024,6 +1024,8 @@ mod tests {
             ["1", r#"a, "b" c"#, "3"]
         );
         assert_eq!(split_csv(r#""""#).unwrap(), [""]);
+        // A quote inside an unquoted field is text, not the start of quoting.
+        assert_eq!(split_csv(r#"5 "in",2"#).unwrap(), [r#"5 "in""#, "2"]);
         assert!(split_csv(r#"1,"open"#).unwrap_err().contains("not closed"));
     }
 }
