@@ -1028,4 +1028,18 @@ mod tests {
         assert_eq!(split_csv(r#"5 "in",2"#).unwrap(), [r#"5 "in""#, "2"]);
         assert!(split_csv(r#"1,"open"#).unwrap_err().contains("not closed"));
     }
+
+    #[test]
+    fn fractions_past_nanoseconds_are_cut_and_absurd_times_refused() {
+        let ns = |s: &str| parse_datetime_ns(s).unwrap_or_else(|| panic!("{s}"));
+        let nine = ns("2023-11-16 18:15:46.123456789");
+        assert_eq!(ns("2023-11-16 18:15:46.1234567891"), nine);
+        assert_eq!(ns("2023-11-16T18:15:46.123456789123Z"), nine);
+        assert_eq!(nine - ns("2023-11-16 18:15:46"), 123_456_789);
+        // Times are refused from 1e30 ns (no trace spans that), not before.
+        assert_eq!(seconds_to_ns(1e20, 1e9), Some(1e29 as i128));
+        assert_eq!(seconds_to_ns(1e21, 1e9), None);
+        assert_eq!(seconds_to_ns(1e25, 1e9), None);
+        assert_eq!(seconds_to_ns(f64::NAN, 1e9), None);
+    }
 }
