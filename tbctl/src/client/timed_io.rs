@@ -163,18 +163,27 @@ impl TimedStream {
 }
 
 /// A wall-clock time (the kernel's receive stamps) on the monotonic clock, by the two clocks'
-/// difference read now, so a clock step during a run does not shift it. The monotonic read sits
-/// between two wall-clock reads; a pair more than 2 µs apart (preempted in between) is read
-/// again, since it would move the stamp by as much.
+/// difference read now, so a clock step during a run does not shift it.
 fn unix_to_mono(unix: u64) -> u64 {
+    unix_to_mono_by(unix, || (unix_ns(), mono_ns(), unix_ns()))
+}
+
+/// Wall-clock reads further apart than this (preempted in between) are taken again: they would
+/// move the stamp by as much.
+const CLOCK_PAIR_SPREAD_NS: u64 = 2_000;
+
+/// [`unix_to_mono`] with its clock reads given, (wall, monotonic, wall) per call: of up to four
+/// such reads the first whose wall reads are less than [`CLOCK_PAIR_SPREAD_NS`] apart, else the
+/// tightest; the monotonic read is paired with the middle of its two wall reads.
+fn unix_to_mono_by(unix: u64, mut read: impl FnMut() -> (u64, u64, u64)) -> u64 {
     let mut best = (u64::MAX, 0, 0);
     for _ in 0..4 {
-        let (before, mono, after) = (unix_ns(), mono_ns(), unix_ns());
+        let (before, mono, after) = read();
         let spread = after.saturating_sub(before);
         if spread < best.0 {
             best = (spread, mono, before + spread / 2);
         }
-        if spread < 2_000 {
+        if spread < CLOCK_PAIR_SPREAD_NS {
             break;
         }
     }
@@ -419,5 +428,98 @@ mod tests {
         c.read_exact(&mut got).await.unwrap();
         assert!(stamps.first_read().is_some());
         assert_eq!(stamps.last_arrival(), None);
+    }
+
+    /// Clock reads for `unix_to_mono_by`, in turn, counting how many were taken.
+    fn reads(
+        v: &[(u64, u64, u64)],
+    ) -> (
+        impl FnMut() -> (u64, u64, u64) + '_,
+        std::rc::Rc<std::cell::Cell<usize>>,
+    ) {
+        let taken = std::rc::Rc::new(std::cell::Cell::new(0));
+        let t = taken.clone();
+        let f = move || {
+            let i = t.get();
+            t.set(i + 1);
+            v[i]
+        };
+        (f, taken)
+    }
+
+    #[test]
+    fn wall_times_move_to_the_monotonic_clock_by_the_tightest_pair_of_reads() {
+        // One tight read: the monotonic read pairs with the middle of its wall reads (1,050).
+        let (f, n) = reads(&[(1_000, 500, 1_100)]);
+        assert_eq!((unix_to_mono_by(2_000, f), n.get()), (1_450, 1));
+        // Preempted reads (5,000 and 2,000 ns apart) are taken again; the first under 2 µs wins.
+        let v = [
+            (0, 10, 5_000),
+            (10_000, 10_500, 12_000),
+            (20_000, 20_100, 20_300),
+            (30_000, 30_000, 30_010),
+        ];
+        let (f, n) = reads(&v);
+        assert_eq!(
+            (unix_to_mono_by(40_000, f), n.get()),
+            (20_100 + 40_000 - 20_150, 3)
+        );
+        // Never a tight pair: four reads, the tightest kept (the first of two equal ones).
+        let v = [
+            (0, 10, 5_000),
+            (10_000, 10_500, 12_500),
+            (20_000, 20_100, 22_500),
+            (30_000, 30_000, 33_000),
+        ];
+        let (f, n) = reads(&v);
+        assert_eq!(
+            (unix_to_mono_by(40_000, f), n.get()),
+            (10_500 + 40_000 - 11_250, 4)
+        );
+        // The real clocks: a wall time read now lands next to the monotonic time read with it.
+        let (wall, mono) = (unix_ns(), mono_ns());
+        assert!(unix_to_mono(wall).abs_diff(mono) < 1_000_000);
+    }
+
+    #[tokio::test]
+    async fn with_socket_arrivals_a_read_waits_for_data_and_reports_a_reset() {
+        let (c, stamps, mut s) = pair().await;
+        let mut c = c.with_socket_arrivals().expect("SO_TIMESTAMPING");
+        let mut got = [0u8; 8];
+        s.write_all(b"ab").await.unwrap();
+        assert_eq!(c.read(&mut got).await.unwrap(), 2);
+        // Nothing queued now: the next read must wait (the socket answers EAGAIN first), not
+        // fail, and return the bytes written later with their own arrival.
+        let first = stamps.last_arrival().unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            s.write_all(b"cd").await.unwrap();
+            s
+        });
+        assert_eq!(c.read(&mut got).await.unwrap(), 2);
+        assert_eq!(&got[..2], b"cd");
+        assert!(stamps.last_arrival().unwrap() > first);
+        // A reset is an error, at once (not a loop waiting for readiness).
+        let s = writer.await.unwrap();
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a linger struct of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        drop(s);
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut got))
+            .await
+            .expect("the read returns");
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
     }
 }
