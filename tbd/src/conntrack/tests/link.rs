@@ -38,32 +38,29 @@ fn who_closed_first_from_state_changes_and_close() {
         close(CLIENT, 5, 3_100),
     ]);
     assert_eq!(shut, "client");
+    // The same connection still open when the capture stops (flush), after `tail`.
+    let at_stop = |tail: &[Event]| {
+        let mut evs = vec![
+            syn_sent(1_000, 0xa0, 5),
+            connect(5, 1_000, 1_100, 0, server_addr()),
+            client_state(0, 1_200, 0xa0, SYN_SENT, ESTABLISHED),
+        ];
+        evs.extend_from_slice(tail);
+        let mut t = ConnTracker::new("run-1".into());
+        collect(&mut t, &evs, Some(9_000)).connections[0]
+            .closed_by
+            .clone()
+    };
     // shutdown(SHUT_WR) and the capture stops before close(): FIN_WAIT1 alone says who.
-    let mut t = ConnTracker::new("run-1".into());
-    let evs = [
-        syn_sent(1_000, 0xa0, 5),
-        connect(5, 1_000, 1_100, 0, server_addr()),
-        client_state(0, 1_200, 0xa0, SYN_SENT, ESTABLISHED),
-        client_state(CLIENT, 3_000, 0xa0, ESTABLISHED, FIN_WAIT1),
-    ];
-    assert_eq!(
-        collect(&mut t, &evs, Some(9_000)).connections[0].closed_by,
-        "client"
-    );
+    let shut_at_stop = at_stop(&[client_state(CLIENT, 3_000, 0xa0, ESTABLISHED, FIN_WAIT1)]);
+    assert_eq!(shut_at_stop, "client");
     let reset = client(&[
         client_state(0, 3_000, 0xa0, ESTABLISHED, CLOSE),
         close(CLIENT, 5, 3_100),
     ]);
     assert_eq!(reset, "reset");
     // Open at capture stop: nobody closed it.
-    let mut t = ConnTracker::new("run-1".into());
-    let evs = [
-        syn_sent(1_000, 0xa0, 5),
-        connect(5, 1_000, 1_100, 0, server_addr()),
-        client_state(0, 1_200, 0xa0, SYN_SENT, ESTABLISHED),
-    ];
-    let got = collect(&mut t, &evs, Some(9_000));
-    assert_eq!(got.connections[0].closed_by, "");
+    assert_eq!(at_stop(&[]), "");
     // A socket never seen established (unlinked) gets no guess at close().
     let (got, _) = run(&[
         connect(5, 1_000, 1_100, 0, server_addr()),
