@@ -142,11 +142,14 @@ impl RequestRecord {
     /// the first up to the second. Tokens before the first exact chunk have no gap.
     pub fn socket_token_gaps_ns(&self) -> impl Iterator<Item = f64> + '_ {
         let arrivals = self.socket_arrivals().unwrap_or_default();
-        let exact: Vec<usize> = (0..arrivals.len())
+        // Consecutive exact chunks (a, b), in one pass.
+        let pairs = (0..arrivals.len())
             .filter(|&i| self.socket_exact(i))
-            .collect();
-        let pairs: Vec<(usize, usize)> = exact.windows(2).map(|w| (w[0], w[1])).collect();
-        pairs.into_iter().flat_map(move |(a, b)| {
+            .scan(None, |prev: &mut Option<usize>, b| {
+                Some(prev.replace(b).map(|a| (a, b)))
+            })
+            .flatten();
+        pairs.flat_map(move |(a, b)| {
             let k: u64 = self.chunks[a + 1..=b].iter().map(|c| c[1].max(1)).sum();
             let dt = arrivals[b].saturating_sub(arrivals[a]) as f64;
             std::iter::repeat_n(dt / k as f64, k as usize)
