@@ -95,11 +95,11 @@ impl FromStr for ApiFlavour {
 
 /// What one request asks for, independent of flavour.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestSpec {
+pub struct RequestSpec<'a> {
     /// Model name as the server knows it.
-    pub model: String,
+    pub model: &'a str,
     /// The prompt; sent as a single user message for chat flavours.
-    pub prompt: String,
+    pub prompt: &'a str,
     /// Output length to ask for; `None` leaves it to the server.
     pub max_tokens: Option<u32>,
     /// Ask for a streamed response.
@@ -155,20 +155,18 @@ struct OllamaBody<'a> {
 /// The JSON request body for `spec` in `flavour`'s shape; built per request, so it borrows and
 /// serialises straight into one pre-sized buffer.
 pub fn build_body(flavour: ApiFlavour, spec: &RequestSpec) -> Vec<u8> {
-    let messages = flavour.is_chat().then(|| {
-        [Message {
-            role: "user",
-            content: &spec.prompt,
-        }]
-    });
-    let prompt = (!flavour.is_chat()).then_some(spec.prompt.as_str());
+    let messages = flavour.is_chat().then_some([Message {
+        role: "user",
+        content: spec.prompt,
+    }]);
+    let prompt = (!flavour.is_chat()).then_some(spec.prompt);
     // Prompt plus the fixed keys; JSON escaping rarely grows the prompt much.
     let mut out = Vec::with_capacity(spec.prompt.len() + spec.model.len() + 160);
     let written = if flavour.is_ollama() {
         serde_json::to_writer(
             &mut out,
             &OllamaBody {
-                model: &spec.model,
+                model: spec.model,
                 messages,
                 prompt,
                 stream: spec.stream,
@@ -179,7 +177,7 @@ pub fn build_body(flavour: ApiFlavour, spec: &RequestSpec) -> Vec<u8> {
         serde_json::to_writer(
             &mut out,
             &OpenAiBody {
-                model: &spec.model,
+                model: spec.model,
                 messages,
                 prompt,
                 stream: spec.stream,
@@ -201,10 +199,10 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn spec(stream: bool, max_tokens: Option<u32>, ignore_eos: bool) -> RequestSpec {
+    fn spec(stream: bool, max_tokens: Option<u32>, ignore_eos: bool) -> RequestSpec<'static> {
         RequestSpec {
-            model: "m-1".into(),
-            prompt: "say \"hi\"\nnow".into(),
+            model: "m-1",
+            prompt: "say \"hi\"\nnow",
             max_tokens,
             stream,
             ignore_eos,

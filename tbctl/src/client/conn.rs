@@ -88,7 +88,7 @@ impl Conn {
     pub async fn execute(
         &mut self,
         tpl: &RequestTemplate,
-        body: Vec<u8>,
+        body: Bytes,
         rec: &mut RequestRecord,
         timeout: Duration,
     ) -> Result<(), ClientError> {
@@ -104,7 +104,7 @@ impl Conn {
             req = req.header(header::AUTHORIZATION, auth.as_str());
         }
         let req = req
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| ClientError::Malformed(e.to_string()))?;
         let stamps = self.stamps.clone();
         let stamps_check = self.stamps.clone();
@@ -303,7 +303,12 @@ mod tests {
             ..Default::default()
         };
         let r = c
-            .execute(&tpl(), b"{}".to_vec(), &mut rec, Duration::from_secs(10))
+            .execute(
+                &tpl(),
+                Bytes::from_static(b"{}"),
+                &mut rec,
+                Duration::from_secs(10),
+            )
             .await;
         (r, rec)
     }
@@ -416,7 +421,12 @@ mod tests {
         let mut c = Conn::connect(addr, false).await.unwrap();
         let mut rec = RequestRecord::default();
         let r = c
-            .execute(&tpl(), b"{}".to_vec(), &mut rec, Duration::from_millis(200))
+            .execute(
+                &tpl(),
+                Bytes::from_static(b"{}"),
+                &mut rec,
+                Duration::from_millis(200),
+            )
             .await;
         assert!(
             matches!(r, Err(ClientError::Timeout(t)) if t == Duration::from_millis(200)),

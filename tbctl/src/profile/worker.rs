@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -70,16 +71,17 @@ pub async fn run(shared: Arc<Shared>, mut conn: Option<Conn>) {
             warmup: job.warmup,
             ..Default::default()
         };
-        let body = build_body(
+        // Bytes: a retry on a fresh connection sends the same body without copying it.
+        let body = Bytes::from(build_body(
             shared.req.template.flavour,
             &RequestSpec {
-                model: shared.req.model.clone(),
-                prompt: job.item.prompt,
+                model: &shared.req.model,
+                prompt: &job.item.prompt,
                 max_tokens,
                 stream: shared.req.template.stream,
                 ignore_eos: shared.req.ignore_eos,
             },
-        );
+        ));
         let result = tokio::select! {
             r = execute(&shared, &mut conn, body, &mut rec) => r,
             _ = cancel.wait_for(|c| *c) => {
@@ -108,7 +110,7 @@ pub async fn run(shared: Arc<Shared>, mut conn: Option<Conn>) {
 async fn execute(
     shared: &Shared,
     conn: &mut Option<Conn>,
-    body: Vec<u8>,
+    body: Bytes,
     rec: &mut RequestRecord,
 ) -> Result<(), ClientError> {
     // A second attempt only when the kept-alive connection had died unsent (Stale).
