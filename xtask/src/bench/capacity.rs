@@ -167,13 +167,16 @@ fn measure(sse: &FastSse, client: &Client, dir: &Path) -> anyhow::Result<(Window
         .spawn()
         .with_context(|| format!("starting {cmd:?}"))?;
     let pid = child.id();
-    // Load has begun when nginx's counter moves (our own status request adds one per look).
-    let before = sse.served()?;
+    // Load has begun when nginx's counter moves by more than our own status requests (one
+    // per look) and a start-up request or two (vllm-bench asks for /v1/models and /tokenize).
+    let mut last = sse.served()?;
     let begun = loop {
         std::thread::sleep(Duration::from_millis(20));
-        if sse.served()? > before + 100 {
+        let now = sse.served()?;
+        if now > last + 20 {
             break Instant::now();
         }
+        last = now;
         if child.try_wait()?.is_some() {
             let out = child.wait_with_output()?;
             bail!(
