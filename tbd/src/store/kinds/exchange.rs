@@ -6,6 +6,7 @@
 //! streamed chunk then costs two to four bytes of time and one or two of size instead of a
 //! nested message of thirteen, and every time comes back exactly.
 
+use prost::encoding::{decode_varint, encode_varint};
 use tb_proto::v1::{Chunk, Exchange};
 
 use crate::store::Stored;
@@ -51,29 +52,35 @@ impl Stored for Exchange {
     }
 }
 
-/// Moves `list` into gaps from `base` (each from the one before) and sizes.
-fn pack(list: &mut Vec<Chunk>, base: u64, gaps: &mut Vec<i64>, sizes: &mut Vec<u64>) {
+/// Moves `list` into gaps from `base` (each from the one before, zigzag varints) and sizes
+/// (varints): the wire form of packed `sint64` and `uint64` lists, written in one pass.
+fn pack(list: &mut Vec<Chunk>, base: u64, gaps: &mut Vec<u8>, sizes: &mut Vec<u8>) {
     let mut prev = base;
     gaps.clear();
     sizes.clear();
-    gaps.reserve(list.len());
-    sizes.reserve(list.len());
     // Drained, not dropped: the list keeps its capacity for the tracker to reuse.
     for c in list.drain(..) {
         // Wrapping, so that any order of times (none is expected) comes back exactly.
-        gaps.push(c.t_ns.wrapping_sub(prev) as i64);
-        sizes.push(c.bytes);
+        let gap = c.t_ns.wrapping_sub(prev) as i64;
+        encode_varint(((gap << 1) ^ (gap >> 63)) as u64, gaps);
+        encode_varint(c.bytes, sizes);
         prev = c.t_ns;
     }
 }
 
-/// Undoes [`pack`].
-fn unpack(list: &mut Vec<Chunk>, base: u64, gaps: &mut Vec<i64>, sizes: &mut Vec<u64>) {
+/// Undoes [`pack`]; a list cut short (a corrupt record) ends at its last whole entry.
+fn unpack(list: &mut Vec<Chunk>, base: u64, gaps: &mut Vec<u8>, sizes: &mut Vec<u8>) {
+    let (mut g, mut s) = (&gaps[..], &sizes[..]);
     let mut t = base;
-    list.extend(gaps.drain(..).zip(sizes.drain(..)).map(|(gap, bytes)| {
+    while !g.is_empty() && !s.is_empty() {
+        let (Ok(zigzag), Ok(bytes)) = (decode_varint(&mut g), decode_varint(&mut s)) else {
+            break;
+        };
+        let gap = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
         t = t.wrapping_add(gap as u64);
-        Chunk { t_ns: t, bytes }
-    }));
+        list.push(Chunk { t_ns: t, bytes });
+    }
+    gaps.clear();
     sizes.clear();
 }
 
@@ -120,6 +127,85 @@ mod tests {
         let mut back = Exchange::decode(&*stored.encode_to_vec()).unwrap();
         back.unpack();
         assert_eq!(back, plain);
+    }
+
+    /// The stored form before tbd wrote the lists as bytes: packed repeated fields.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Listed {
+        #[prost(uint64, tag = "10")]
+        t_request_first_ns: u64,
+        #[prost(uint64, tag = "12")]
+        t_response_first_ns: u64,
+        #[prost(sint64, repeated, tag = "20")]
+        chunk_gaps: Vec<i64>,
+        #[prost(uint64, repeated, tag = "21")]
+        chunk_bytes: Vec<u64>,
+        #[prost(sint64, repeated, tag = "23")]
+        arrival_gaps: Vec<i64>,
+        #[prost(uint64, repeated, tag = "24")]
+        arrival_bytes: Vec<u64>,
+    }
+
+    #[test]
+    fn records_stored_as_packed_lists_read_back_the_same_and_are_written_the_same() {
+        let old = Listed {
+            t_request_first_ns: 1_000,
+            t_response_first_ns: 5_000,
+            chunk_gaps: vec![0, 300, -20, i64::MAX, i64::MIN],
+            chunk_bytes: vec![1, 200, 70_000, u64::MAX, 0],
+            arrival_gaps: vec![3_000, -1],
+            arrival_bytes: vec![9, 10],
+        };
+        let mut x = Exchange::decode(&*old.encode_to_vec()).unwrap();
+        x.unpack();
+        let mut t = 5_000u64;
+        let want: Vec<Chunk> = old
+            .chunk_gaps
+            .iter()
+            .zip(&old.chunk_bytes)
+            .map(|(&g, &bytes)| {
+                t = t.wrapping_add(g as u64);
+                Chunk { t_ns: t, bytes }
+            })
+            .collect();
+        assert_eq!(x.chunks, want);
+        assert_eq!(
+            x.arrivals,
+            [
+                Chunk {
+                    t_ns: 4_000,
+                    bytes: 9
+                },
+                Chunk {
+                    t_ns: 3_999,
+                    bytes: 10
+                }
+            ]
+        );
+        // And what tbd writes now is what the packed lists were on the wire, byte for byte.
+        x.pack();
+        assert_eq!(x.encode_to_vec(), old.encode_to_vec());
+    }
+
+    #[test]
+    fn a_list_cut_short_ends_at_its_last_whole_entry() {
+        let mut x = exchange(&[(5_000, 1), (6_000, 300), (7_000, 2)]);
+        x.pack();
+        // The last size's varint cut (300 takes two bytes; 2 one): two whole entries remain.
+        x.packed_chunk_bytes.truncate(2);
+        x.unpack();
+        assert_eq!(
+            x.chunks,
+            [Chunk {
+                t_ns: 5_000,
+                bytes: 1
+            }]
+        );
+        let mut y = exchange(&[(5_000, 1), (6_000, 300), (7_000, 2)]);
+        y.pack();
+        y.packed_chunk_bytes.truncate(3);
+        y.unpack();
+        assert_eq!(y.chunks.len(), 2);
     }
 
     #[test]
