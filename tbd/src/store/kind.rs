@@ -35,20 +35,27 @@ pub struct Record {
 
 impl Record {
     /// Wraps a record of a stored kind, packing it.
-    pub fn new<M: Stored>(mut m: M) -> Self {
+    pub fn new<M: Stored>(m: M) -> Self {
+        Self::boxed(Box::new(m))
+    }
+
+    /// [`Record::new`] for a record already boxed, which is kept in its box (no copy).
+    pub fn boxed<M: Stored>(mut m: Box<M>) -> Self {
         m.pack();
         let run_id = std::mem::take(m.run_id_mut());
-        Self {
-            run_id,
-            m: Box::new(m),
-        }
+        Self { run_id, m }
     }
 
     /// The record as its kind `M` in its stored form (packed, see [`Stored::pack`]), or
     /// itself back when it is of another kind.
     pub fn take<M: Stored>(self) -> Result<M, Self> {
+        self.take_boxed().map(|m| *m)
+    }
+
+    /// [`Record::take`], leaving the record in its box.
+    pub fn take_boxed<M: Stored>(self) -> Result<Box<M>, Self> {
         if self.m.as_any().is::<M>() {
-            let mut m = *self.m.into_any().downcast::<M>().expect("checked kind");
+            let mut m = self.m.into_any().downcast::<M>().expect("checked kind");
             *m.run_id_mut() = self.run_id;
             Ok(m)
         } else {

@@ -45,9 +45,9 @@ fn reused_exchanges_carry_nothing_of_what_they_held() {
         chunks: vec![Chunk::default(); 1000],
         ..junk.clone()
     };
-    t.recycle([long]);
+    t.recycle([Box::new(long)]);
     assert_eq!(t.spare[0].chunks.capacity(), 0);
-    t.recycle(vec![junk; 3]);
+    t.recycle(vec![Box::new(junk); 3]);
     let got = collect(&mut t, &evs, None);
     assert_eq!(got.exchanges, want.exchanges);
     assert_eq!(got.connections, want.connections);
@@ -66,7 +66,7 @@ fn reused_exchanges_carry_nothing_of_what_they_held() {
         }
     }
     // What the store hands back is reused the same way.
-    t.recycle(got.exchanges);
+    t.recycle(got.exchanges.into_iter().map(Box::new));
     let mut again = keep_alive_events();
     for ev in again.iter_mut() {
         if let Event::Connect(c) = ev {

@@ -185,7 +185,7 @@ fn collect(t: &mut ConnTracker, events: &[Event], flush_at: Option<u64>) -> Got 
     let mut sink = |o: Output| match o {
         Output::Exchange(x) => {
             got.order.push("exchange");
-            got.exchanges.push(x)
+            got.exchanges.push(*x)
         }
         Output::Connection(c) => {
             got.order.push("connection");
