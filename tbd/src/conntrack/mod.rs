@@ -17,7 +17,7 @@ use tbd_common::{
 };
 
 use crate::events::{batch_chunks, c_str, socket_addr, Event};
-use crate::http_prefix::{request_line, status_line};
+use crate::http_prefix::{request_line, status_line, RequestHead};
 
 /// connect()'s return for a non-blocking socket whose handshake is under way.
 const EINPROGRESS: i32 = -115;
