@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(kept.full.len(), 3);
         assert!(kept.full.iter().all(|b| b.len() == Blocks::SIZE));
         assert_eq!(kept.current.len(), 5);
-        let ids: Vec<u64> = kept.into_vec().iter().map(|r| r.request_id).collect();
+        let all = kept.into_vec();
+        // Moved once into a list of exactly their number: no regrowth, no spare room.
+        assert_eq!(all.capacity(), all.len());
+        let ids: Vec<u64> = all.iter().map(|r| r.request_id).collect();
         assert_eq!(ids, (0..n).collect::<Vec<_>>());
         assert!(Blocks::default().into_vec().is_empty());
     }
