@@ -546,7 +546,7 @@ impl Reader {
         for x in self
             .pending
             .drain(..)
-            .filter_map(|r| r.take_boxed::<Exchange>().ok())
+            .filter_map(|r| r.take::<Exchange>().ok())
         {
             let last = x.t_response_last_ns.max(x.t_request_last_ns);
             latencies.push((now.saturating_sub(last) / 1_000).min(u64::from(u32::MAX)) as u32);

@@ -46,14 +46,9 @@ impl Record {
         Self { run_id, m }
     }
 
-    /// The record as its kind `M` in its stored form (packed, see [`Stored::pack`]), or
-    /// itself back when it is of another kind.
-    pub fn take<M: Stored>(self) -> Result<M, Self> {
-        self.take_boxed().map(|m| *m)
-    }
-
-    /// [`Record::take`], leaving the record in its box.
-    pub fn take_boxed<M: Stored>(self) -> Result<Box<M>, Self> {
+    /// The record as its kind `M` in its stored form (packed, see [`Stored::pack`]), still in
+    /// its box, or itself back when it is of another kind.
+    pub fn take<M: Stored>(self) -> Result<Box<M>, Self> {
         if self.m.as_any().is::<M>() {
             let mut m = self.m.into_any().downcast::<M>().expect("checked kind");
             *m.run_id_mut() = self.run_id;
