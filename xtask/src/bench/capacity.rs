@@ -46,7 +46,7 @@ const PEER_INPUT_TOKENS: &str = "340";
 const PEER_PROMPTS: &str = "180000";
 
 /// One run's steady-state figures.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Window {
     rps: f64,
     cpu_us_per_request: f64,
@@ -261,19 +261,16 @@ pub fn capacity(dir: &Path) -> anyhow::Result<Value> {
     let mut rounds: Vec<Vec<Window>> = Vec::new();
     let (mut incomplete, mut requests) = (vec![0; clients.len()], vec![0; clients.len()]);
     for r in 0..ROUNDS {
-        let mut got = vec![None; clients.len()];
+        // Every slot is written: the rotation visits each client once.
+        let mut got = vec![Window::default(); clients.len()];
         for k in 0..clients.len() {
             // Rotate the order so that no client always runs first or last.
             let c = (k + r) % clients.len();
             let (w, bad, n) = measure(&sse, &clients[c], dir)?;
             incomplete[c] += bad;
             requests[c] += n;
-            got[c] = Some(w);
+            got[c] = w;
         }
-        let got: Vec<Window> = got
-            .into_iter()
-            .map(|w| w.expect("every client ran"))
-            .collect();
         let line: Vec<String> = clients
             .iter()
             .zip(&got)
