@@ -486,11 +486,18 @@ mod tests {
         let (c, stamps, mut s) = pair().await;
         let mut c = c.with_socket_arrivals().expect("SO_TIMESTAMPING");
         let mut got = [0u8; 8];
-        s.write_all(b"ab").await.unwrap();
-        assert_eq!(c.read(&mut got).await.unwrap(), 2);
+        // The first socket on the host to ask for receive stamps turns them on in a kernel work
+        // item, so a segment right after it may come unstamped: write until one is stamped.
+        let first = loop {
+            s.write_all(b"ab").await.unwrap();
+            assert_eq!(c.read(&mut got).await.unwrap(), 2);
+            if let Some(t) = stamps.last_arrival() {
+                break t;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        };
         // Nothing queued now: the next read must wait (the socket answers EAGAIN first), not
         // fail, and return the bytes written later with their own arrival.
-        let first = stamps.last_arrival().unwrap();
         let writer = tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             s.write_all(b"cd").await.unwrap();
