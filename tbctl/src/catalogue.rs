@@ -227,7 +227,7 @@ pub const CATALOGUE: &[MetricDef] = &[
         Kernel,
         C,
         "request whose response arrivals tbd saw whole",
-        "arrival at the client socket (tcp_probe) of the last byte of the read carrying the \
+        "arrival at the client socket (cgroup_skb ingress) of the last byte of the read carrying the \
          first token - client t_sent",
     ),
     m(
@@ -277,7 +277,7 @@ pub const CATALOGUE: &[MetricDef] = &[
         Trace,
         C,
         "client read whose exchange's arrivals tbd saw whole",
-        "read exit - arrival (tcp_probe) of the oldest byte it returned: how long data waited \
+        "read exit - arrival (cgroup_skb ingress) of the oldest byte it returned: how long data waited \
          in the client's socket",
     ),
     m(

@@ -35,7 +35,7 @@ pub mod kind {
     /// A tracked server socket's peer, as getpeername() returned it to the server
     /// ([`PeerEvent`](crate::PeerEvent)): for servers that accept with a null address.
     pub const PEER: u32 = 9;
-    /// A segment with payload reached a tracked socket (`tcp/tcp_probe`):
+    /// A segment with payload reached a tracked socket (cgroup_skb ingress):
     /// [`ArrivalEvent`](crate::ArrivalEvent).
     pub const ARRIVAL: u32 = 10;
 }
@@ -241,18 +241,19 @@ pub struct RetransmitEvent {
     pub dst: SockAddr,
 }
 
-/// A TCP segment with new payload that reached a tracked socket (`tcp/tcp_probe`, on the
-/// receive path, sent once the socket's `sk_data_ready` shows the bytes were new): when the
-/// bytes arrived, as opposed to when the process read them. `hdr.pid` is whoever's context the receive ran in (on loopback, the
+/// A TCP segment with new payload that reached a tracked socket (a cgroup_skb ingress
+/// program, as the TCP receive path filters it; bytes the socket had already are left out):
+/// when the bytes arrived, as opposed to when the process read them. `hdr.pid` is whoever's context the receive ran in (on loopback, the
 /// sender's), not the reader.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ArrivalEvent {
     pub hdr: EventHeader,
     pub skaddr: u64,
-    /// Payload bytes of the segment.
+    /// Payload bytes of the segment that the socket did not have yet.
     pub bytes: u32,
-    pub _pad: u32,
+    /// TCP sequence number of the first of them.
+    pub seq: u32,
 }
 
 /// A `getaddrinfo` call of a tracked process, timed by a uprobe/uretprobe pair.

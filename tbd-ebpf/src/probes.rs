@@ -3,16 +3,16 @@
 
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
-use aya_ebpf::bindings::pt_regs;
+use aya_ebpf::bindings::{bpf_sock, pt_regs};
 use aya_ebpf::EbpfContext;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         bpf_probe_read_user_str_bytes, generated,
     },
-    macros::{map, tracepoint, uprobe, uretprobe},
+    macros::{cgroup_skb, map, tracepoint, uprobe, uretprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    programs::{ProbeContext, RetProbeContext, SkBuffContext, TracePointContext},
 };
 use tbd_common::{
     kind, lost, op, sock_bucket, tcp_state, AcceptArgs, AcceptEvent, ArrivalEvent, Chunk,
@@ -982,76 +982,82 @@ pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// A segment with payload that reached a tracked socket, held on its CPU until the socket's
-/// `sk_data_ready` says the bytes were new (see [`tb_sk_data_ready`]).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct PendingArrival {
-    skaddr: u64,
-    ts: u64,
-    bytes: u32,
-    _pad: u32,
-}
-
-/// One pending arrival per CPU: the receive path runs one segment at a time per CPU, from
-/// `tcp_probe` to the socket's data-ready call.
-#[map]
-static PENDING_ARRIVAL: PerCpuArray<PendingArrival> = PerCpuArray::with_max_entries(1, 0);
-
-/// A segment with payload reaching a tracked socket: its arrival, which the reader's read
-/// follows by however long the reader takes. Pure ACKs (most segments on a busy host) leave
-/// before the socket lookup. Held, not sent: a segment the socket already has (a tail-loss
-/// probe or a spurious retransmission, frequent on a busy loopback) reaches `tcp_probe` too,
-/// and counting its bytes would shift every later arrival onto the bytes before it.
-#[tracepoint]
-pub fn tb_tcp_probe(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets of tcp/tcp_probe's format (checked by tbd at load).
-    let bytes = unsafe { ctx.read_at::<u16>(76) }.unwrap_or(0);
-    if bytes == 0 {
-        return 0;
-    }
-    let skaddr = unsafe { ctx.read_at::<u64>(128) }.unwrap_or(0);
-    if SKS.get_ptr(skaddr).is_none() {
-        return 0;
-    }
-    if let Some(p) = PENDING_ARRIVAL.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot; the receive path is not re-entered on one CPU.
-        unsafe {
-            *p = PendingArrival {
-                skaddr,
-                ts: bpf_ktime_get_ns(),
-                bytes: u32::from(bytes),
-                _pad: 0,
-            };
-        }
-    }
-    0
-}
-
-/// The socket has new data to read: the segment `tcp_probe` held on this CPU brought it, so
-/// its arrival is sent. A duplicate segment queues nothing and calls no data-ready, and the
-/// next segment's probe replaces it.
-#[tracepoint]
-pub fn tb_sk_data_ready(ctx: TracePointContext) -> u32 {
-    // SAFETY: offset of sock/sk_data_ready's skaddr (checked by tbd at load).
-    let skaddr = unsafe { ctx.read_at::<u64>(8) }.unwrap_or(0);
-    let Some(p) = PENDING_ARRIVAL.get_ptr_mut(0) else {
-        return 0;
+/// The sequence number and count of the bytes of a segment's payload that a tracked socket did
+/// not have yet, from its IP and TCP headers and the socket's next expected sequence number
+/// (a segment past it, which overtook a lost one, is sent whole: tbd holds it until the gap
+/// is filled); None when the segment brings
+/// nothing new (a pure ACK, a tail-loss probe or a spurious retransmission, frequent on a busy
+/// loopback: counting those would shift every later arrival onto the bytes before it).
+#[inline(always)]
+fn new_payload(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<(u32, u32)> {
+    // The context's data starts at the network header (ingress and egress alike). Two loads:
+    // the IP header's first 8 bytes, then the TCP header's first 16.
+    let ip: [u8; 8] = ctx.load(0).ok()?;
+    let (ip_len, ip_hl) = match ip[0] >> 4 {
+        4 => (
+            u32::from(u16::from_be_bytes([ip[2], ip[3]])),
+            u32::from(ip[0] & 0xf) * 4,
+        ),
+        // Extension headers before TCP are not followed: such segments are not counted.
+        6 if ip[6] == IPPROTO_TCP as u8 => (u32::from(u16::from_be_bytes([ip[4], ip[5]])) + 40, 40),
+        _ => return None,
     };
-    // SAFETY: this CPU's slot, as above.
-    let pending = unsafe { *p };
-    if skaddr == 0 || pending.skaddr != skaddr {
-        return 0;
+    let tcp: [u8; 16] = ctx.load(ip_hl as usize).ok()?;
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let doff = tcp[12];
+    let hl = ip_hl + u32::from(doff >> 4) * 4;
+    if ip_len <= hl {
+        return None;
     }
-    unsafe { (*p).skaddr = 0 };
+    let bytes = ip_len - hl;
+    // SAFETY: `sk` is the context's non-null socket; the helper returns a checked pointer.
+    let tp = unsafe { generated::bpf_tcp_sock(sk) };
+    if tp.is_null() {
+        return None;
+    }
+    let rcv_nxt = unsafe { (*tp).rcv_nxt };
+    // Sequence space wraps: how far the segment's end is past what the socket has.
+    let past = seq.wrapping_add(bytes).wrapping_sub(rcv_nxt) as i32;
+    if past <= 0 {
+        return None;
+    }
+    let end = seq.wrapping_add(bytes);
+    Some(if (past as u32) < bytes {
+        (end.wrapping_sub(past as u32), past as u32)
+    } else {
+        (seq, bytes)
+    })
+}
+
+/// A segment with new payload reaching a tracked socket: its arrival, which the reader's read
+/// follows by however long the reader takes. A cgroup_skb ingress program sees each segment
+/// as the TCP receive path filters it, before it waits behind a socket its owner holds, and
+/// costs no tracepoint dispatch (the `tcp_probe` and `sk_data_ready` pair it replaces cost
+/// about 0.4 µs per run on this kernel, against 0.1 µs here). It always lets the segment
+/// through.
+#[cgroup_skb(ingress)]
+pub fn tb_arrival(ctx: SkBuffContext) -> i32 {
+    // SAFETY: a load of the context's socket field, checked by the verifier.
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return 1;
+    }
+    // The socket's address, as the sock tracepoints name it (tracked sockets are keyed by it).
+    let skaddr = sk as u64;
+    if SKS.get_ptr(skaddr).is_none() {
+        return 1;
+    }
+    let Some((seq, bytes)) = new_payload(&ctx, sk) else {
+        return 1;
+    };
     let ev = ArrivalEvent {
-        hdr: header(kind::ARRIVAL, bpf_get_current_pid_tgid(), pending.ts),
+        hdr: header(kind::ARRIVAL, 0, unsafe { bpf_ktime_get_ns() }),
         skaddr,
-        bytes: pending.bytes,
-        _pad: 0,
+        bytes,
+        seq,
     };
     emit(&ev);
-    0
+    1
 }
 
 // ---- processes: children of tracked processes --------------------------------------------

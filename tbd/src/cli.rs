@@ -65,9 +65,9 @@ pub struct Args {
     /// past it is counted lost (`inflight_full`).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_inflight: u32,
-    /// Leave chunk arrival out (the tcp_probe and sk_data_ready programs: about 7 of 17.5
-    /// program runs per request at 256 streams against a static server) for the lowest capture
-    /// cost; kernel.jsonl then has no arrivals, and tbctl no figures at arrival.
+    /// Leave chunk arrival out (the cgroup_skb ingress program, one run per segment reaching
+    /// the host) for the lowest capture cost; kernel.jsonl then has no arrivals, and tbctl no
+    /// figures at arrival.
     #[arg(long)]
     pub no_arrivals: bool,
     /// Give sled's memory back (close and reopen the store) after this many MiB of stored

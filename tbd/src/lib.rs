@@ -3,6 +3,7 @@
 
 pub mod authority;
 pub mod capture;
+pub mod cgroup_root;
 pub mod cli;
 pub mod conntrack;
 pub mod descendants;

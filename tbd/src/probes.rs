@@ -5,9 +5,10 @@ use std::{os::fd::OwnedFd, path::Path};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
+        cgroup_skb::{CgroupSkbAttachType, CgroupSkbLinkId},
         trace_point::TracePointLinkId,
         uprobe::{UProbeLinkId, UProbeScope},
-        TracePoint, UProbe,
+        CgroupAttachMode, CgroupSkb, TracePoint, UProbe,
     },
     Ebpf,
 };
@@ -33,10 +34,12 @@ pub enum Attach {
     Tracepoint(&'static str, &'static str),
     /// A uprobe (false) or uretprobe (true) on libc's `getaddrinfo`.
     Getaddrinfo,
+    /// A cgroup_skb ingress program on the root of the host's cgroup2 hierarchy.
+    CgroupIngress,
 }
 
 /// The programs that time chunk arrival: tbd leaves them out with `--no-arrivals`.
-pub const ARRIVAL_PROGRAMS: &[&str] = &["tb_tcp_probe", "tb_sk_data_ready"];
+pub const ARRIVAL_PROGRAMS: &[&str] = &["tb_arrival"];
 
 /// Every program's name but those in `except`, for [`Probes::load_with`]'s `only`.
 pub fn programs_except(except: &[&str]) -> Vec<&'static str> {
@@ -145,11 +148,7 @@ pub const PROGRAMS: &[(&str, Attach)] = &[
         "tb_tcp_retransmit",
         Attach::Tracepoint("tcp", "tcp_retransmit_skb"),
     ),
-    ("tb_tcp_probe", Attach::Tracepoint("tcp", "tcp_probe")),
-    (
-        "tb_sk_data_ready",
-        Attach::Tracepoint("sock", "sk_data_ready"),
-    ),
+    ("tb_arrival", Attach::CgroupIngress),
     ("tb_fork", Attach::Tracepoint("sched", "sched_process_fork")),
     (
         "tb_exit_process",
@@ -238,6 +237,7 @@ pub fn check_sock_slots(slots: u32) -> Result<(), String> {
 enum Link {
     Tracepoint(TracePointLinkId),
     Uprobe(UProbeLinkId),
+    CgroupSkb(CgroupSkbLinkId),
 }
 
 /// A loaded program: where it attaches, and its link while attached.
@@ -255,6 +255,8 @@ pub struct Probes {
     ebpf: Ebpf,
     progs: Vec<Loaded>,
     libc: Option<&'static str>,
+    /// The host's cgroup2 root, where cgroup_skb programs attach.
+    cgroup: Option<std::path::PathBuf>,
     /// Keeps BPF run-time statistics on while held, with when they were turned on.
     stats_on: Option<(OwnedFd, std::time::Instant)>,
     /// How long they were on before that.
@@ -326,6 +328,7 @@ impl Probes {
             .override_global("EXIT_GROUP_DEAD_AT", &group_dead_at, true)
             .load(EBPF_OBJECT)?;
         let libc = LIBC_PATHS.iter().copied().find(|p| Path::new(p).exists());
+        let cgroup = crate::cgroup_root::find();
         let mut progs = Vec::new();
         for (name, at) in PROGRAMS {
             if !only.is_empty() && !only.contains(name) {
@@ -355,6 +358,18 @@ impl Probes {
                     p.load().map_err(wrap)?;
                     format!("uprobe {libc}:getaddrinfo")
                 }
+                Attach::CgroupIngress => {
+                    let Some(root) = &cgroup else {
+                        tracing::warn!(
+                            "no cgroup2 hierarchy mounted: {name} is off (mount one, e.g. \
+                             `mount -t cgroup2 none /sys/fs/cgroup/unified`, to time arrivals)"
+                        );
+                        continue;
+                    };
+                    let p: &mut CgroupSkb = prog.try_into().map_err(wrap)?;
+                    p.load().map_err(wrap)?;
+                    format!("cgroup_skb ingress {}", root.display())
+                }
             };
             progs.push(Loaded {
                 name,
@@ -367,6 +382,7 @@ impl Probes {
             ebpf,
             progs,
             libc,
+            cgroup,
             stats_on: None,
             stats_total: std::time::Duration::ZERO,
             stats_error: None,
@@ -390,6 +406,23 @@ impl Probes {
                 Attach::Tracepoint(cat, tp) => {
                     let p: &mut TracePoint = prog.try_into().map_err(wrap)?;
                     Link::Tracepoint(p.attach(cat, tp).map_err(wrap)?)
+                }
+                Attach::CgroupIngress => {
+                    let root = self
+                        .cgroup
+                        .as_ref()
+                        .expect("loaded only with a cgroup2 root");
+                    let dir = std::fs::File::open(root).map_err(|e| {
+                        TbdError::Config(format!("opening cgroup {}: {e}", root.display()))
+                    })?;
+                    let p: &mut CgroupSkb = prog.try_into().map_err(wrap)?;
+                    // A link (aya makes one on kernels from 5.7) runs beside any other
+                    // program there, which decides the segment's fate; the kernel refuses
+                    // attach flags on links, so the mode is the default.
+                    Link::CgroupSkb(
+                        p.attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+                            .map_err(wrap)?,
+                    )
                 }
                 Attach::Getaddrinfo => {
                     let libc = self.libc.expect("uprobes are loaded only with a libc");
@@ -417,6 +450,9 @@ impl Probes {
                     <&mut TracePoint>::try_from(prog).map_or(Ok(()), |p| p.detach(id))
                 }
                 Link::Uprobe(id) => <&mut UProbe>::try_from(prog).map_or(Ok(()), |p| p.detach(id)),
+                Link::CgroupSkb(id) => {
+                    <&mut CgroupSkb>::try_from(prog).map_or(Ok(()), |p| p.detach(id))
+                }
             };
             if let Err(e) = r {
                 tracing::warn!("detaching {}: {e}", l.name);

@@ -52,9 +52,6 @@ const EXPECTED: &[(&str, &str, usize)] = &[
     ("tcp/tcp_retransmit_skb", "skaddr", 16),
     ("tcp/tcp_retransmit_skb", "saddr", 34),
     ("tcp/tcp_retransmit_skb", "saddr_v6", 42),
-    ("tcp/tcp_probe", "data_len", 76),
-    ("tcp/tcp_probe", "skaddr", 128),
-    ("sock/sk_data_ready", "skaddr", 8),
     ("sched/sched_process_fork", "child_pid", 20),
 ];
 

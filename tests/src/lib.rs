@@ -24,6 +24,31 @@ pub fn start_sim_with_truth(dir: &Path, args: &[&str]) -> (Bg, u16, PathBuf) {
     (sim, port, truth)
 }
 
+/// How many programs are attached to cgroup ingress at the root of the host's cgroup2
+/// hierarchy (tbd's arrival program while it captures), from the kernel (BPF_PROG_QUERY).
+pub fn cgroup_ingress_programs() -> u32 {
+    use std::os::fd::AsRawFd;
+    let root = tbd::cgroup_root::find().expect("a cgroup2 hierarchy mounted");
+    let dir = std::fs::File::open(&root).unwrap();
+    // union bpf_attr's query: target_fd, attach_type, query_flags, attach_flags, prog_ids,
+    // prog_cnt; the rest zero. No id buffer: the kernel returns the count alone.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(dir.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&0u32.to_ne_bytes()); // BPF_CGROUP_INET_INGRESS
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    // SAFETY: a valid attr buffer of the size passed; the kernel writes prog_cnt into it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            attr.as_mut_ptr(),
+            attr.len() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "BPF_PROG_QUERY: {}", std::io::Error::last_os_error());
+    u32::from_ne_bytes(attr[24..28].try_into().unwrap())
+}
+
 /// The newest modification time of the files below `dir`.
 fn newest(dir: &Path) -> Option<std::time::SystemTime> {
     let mut latest = None;

@@ -1,5 +1,5 @@
 //! Chunk arrival in the kernel (root): tbd times each response segment reaching tbctl's
-//! socket (tcp/tcp_probe) beside the read that took it, and tbctl reports TTFT and ITL at
+//! socket (cgroup_skb ingress) beside the read that took it, and tbctl reports TTFT and ITL at
 //! arrival, its own lateness, and every reader's read delay. Checked against serve-sim's log
 //! of its own writes.
 
@@ -77,7 +77,7 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
             off_write.push((at[i] - written[i]) as f64 / 1e6);
         }
         // SO_TIMESTAMPING stamps the same segment (the read's last) when loopback hands it to
-        // the receive path, just before tcp_probe sees it: after the write began, never after
+        // the receive path, just before the ingress program sees it: after the write began, never after
         // tbd's arrival (the wall-to-monotonic conversion is good to about a microsecond).
         let sock: Vec<u64> = recs[&id]["chunk_arrivals_ns"]
             .as_array()
@@ -93,7 +93,7 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
             );
             assert!(
                 sock[i] <= at[i] + 5_000,
-                "chunk {i} of {id}: socket stamp after tcp_probe"
+                "chunk {i} of {id}: socket stamp after the ingress arrival"
             );
             sock_vs_kernel.push((at[i] as f64 - sock[i] as f64) / 1e6);
         }
@@ -108,7 +108,7 @@ fn each_token_arrives_after_its_write_and_before_its_read() {
     let p50 = quantile_of(off_write, 0.5);
     assert!(p50 < 0.5, "arrival - serve-sim's write p50 {p50} ms");
     let p50 = quantile_of(sock_vs_kernel, 0.5);
-    assert!(p50 < 0.05, "tcp_probe arrival - socket stamp p50 {p50} ms");
+    assert!(p50 < 0.05, "ingress arrival - socket stamp p50 {p50} ms");
     let (want_ttft, want_gaps) = recs
         .values()
         .map(socket_figure_counts)
@@ -193,10 +193,7 @@ fn tbd_without_arrivals_leaves_their_programs_out_and_their_figures_absent() {
         .filter_map(|p| p["name"].as_str())
         .collect();
     assert!(probes.contains(&"tb_exit_recvfrom"), "{probes:?}");
-    assert!(
-        !probes.contains(&"tb_tcp_probe") && !probes.contains(&"tb_sk_data_ready"),
-        "{probes:?}"
-    );
+    assert!(!probes.contains(&"tb_arrival"), "{probes:?}");
     // Everything else is captured as before.
     assert_eq!(summary["kernel"]["seen_client_side"], 8, "{summary}");
     assert!(summary["kernel"]["metrics"]["ttft_arrival_ms"].is_null());

@@ -176,8 +176,23 @@ fn kill_9_mid_run_leaves_a_readable_store() {
         ],
     );
     std::thread::sleep(Duration::from_millis(2500));
+    // The arrival program is attached to the cgroup root while tbd captures; the kernel takes
+    // it off when tbd dies (its link goes with tbd's file descriptors).
+    let attached = cgroup_ingress_programs();
+    assert!(
+        attached >= 1,
+        "tbd's arrival program attached while capturing"
+    );
     tbd.child.kill().unwrap();
     tbd.child.wait().unwrap();
+    let t0 = std::time::Instant::now();
+    while cgroup_ingress_programs() != attached - 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tbd's arrival program stayed attached after tbd was killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = child.kill();
     let _ = child.wait();
     sim.stop();

@@ -31,7 +31,8 @@ libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 libc.syscall.restype = ctypes.c_long
 SYS_BPF, SYS_PERF_EVENT_OPEN = 321, 298
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
-PROG_TRACEPOINT, PROG_CGROUP_SKB = 5, 8
+PROG_TRACEPOINT, PROG_CGROUP_SKB, PROG_RAW_TRACEPOINT = 5, 8, 17
+BPF_RAW_TRACEPOINT_OPEN = 17
 CGROUP_INET_INGRESS, CGROUP_INET_EGRESS = 0, 1
 PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF = 0x2400, 0x40042408
 
@@ -90,6 +91,13 @@ def attach_tracepoint(cat, name, prog):
     return lambda: os.close(fd)
 
 
+def attach_raw_tracepoint(name, prog):
+    # Attached straight to the tracepoint: no perf event, no record built before the program.
+    cname = ctypes.create_string_buffer(name.encode())
+    fd = bpf(BPF_RAW_TRACEPOINT_OPEN, struct.pack("<QI", ctypes.addressof(cname), prog))
+    return lambda: os.close(fd)
+
+
 def attach_cgroup(attach_type, prog):
     cg = os.open(CGROUP, os.O_RDONLY | os.O_DIRECTORY)
     bpf(BPF_PROG_ATTACH, struct.pack("<IIII", cg, prog, attach_type, 0))
@@ -110,6 +118,12 @@ SETS = {
     "none": [],
     "syscalls, no-op": [("tp", "syscalls", s, False) for s in SYSCALLS],
     "syscalls": [("tp", "syscalls", s, True) for s in SYSCALLS],
+    # One syscall tracepoint no request calls: every syscall of every process still takes the
+    # tracing path (the per-task flag is global), but no program runs.
+    "syscall slow path only": [("tp", "syscalls", "sys_enter_acct", False)],
+    # The raw sys_enter/sys_exit pair: one program for every syscall of every process, with no
+    # perf record built per hit (what a raw_tp or tp_btf data path would pay before filtering).
+    "raw_tp sys_enter+exit": [("raw", "sys_enter", None, True), ("raw", "sys_exit", None, True)],
     "sock_send/recv_length": [("tp", "sock", "sock_send_length", True),
                               ("tp", "sock", "sock_recv_length", True)],
     "cgroup_skb in+out": [("cg", CGROUP_INET_INGRESS, None, True),
@@ -125,6 +139,9 @@ def attach_set(hooks):
         if kind == "tp":
             p = load(PROG_TRACEPOINT, program(0, helper))
             undo.append(attach_tracepoint(a, b, p))
+        elif kind == "raw":
+            p = load(PROG_RAW_TRACEPOINT, program(0, helper))
+            undo.append(attach_raw_tracepoint(a, p))
         else:
             p = load(PROG_CGROUP_SKB, program(1, helper))
             undo.append(attach_cgroup(a, p))
@@ -165,6 +182,12 @@ def prog_stats(fd):
 
 
 def main():
+    # ONLY="none,syscalls,..." narrows the study to those sets (none is always kept).
+    only = os.environ.get("ONLY")
+    if only:
+        keep = {"none", *only.split(",")}
+        for name in [n for n in SETS if n not in keep]:
+            del SETS[name]
     if not os.path.isdir(f"{TRACEFS}/events"):
         subprocess.run(["mount", "-t", "tracefs", "tracefs", TRACEFS], check=True)
     results = {name: [] for name in SETS}

@@ -63,7 +63,7 @@ pub struct KernelLine {
     pub t_response_last_ns: Option<u64>,
     pub chunks: Vec<[u64; 2]>,
     /// When the bytes this side read reached its socket, per TCP segment: [t_ns, bytes]
-    /// (tcp_probe). Whole when they add up to the bytes read ([`KernelLine::whole_arrivals`]).
+    /// (cgroup_skb ingress, in stream order). Whole when they add up to the bytes read ([`KernelLine::whole_arrivals`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arrivals: Vec<[u64; 2]>,
     pub http_status: Option<u32>,

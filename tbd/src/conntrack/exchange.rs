@@ -85,8 +85,7 @@ impl ConnTracker {
             x.response_bytes += bytes;
         }
         if !is_write {
-            take_arrivals(
-                &mut conn.arrived,
+            conn.arrived.take(
                 bytes,
                 d.t_exit,
                 conn.open.as_mut().map(|x| &mut x.arrivals),
@@ -94,42 +93,6 @@ impl ConnTracker {
             );
         }
     }
-}
-
-/// Takes the `bytes` a read returned at `t_read` off the connection's arrived segments,
-/// oldest first, and notes them in the exchange that read them (a segment the read ends inside
-/// keeps its rest for the next read, and one two reads share is noted once). A segment that
-/// arrived after the read returned cannot be in it: the arrivals of the bytes read were lost,
-/// so none is taken and the bytes count as unarrived.
-fn take_arrivals(
-    arrived: &mut std::collections::VecDeque<Chunk>,
-    bytes: u64,
-    t_read: u64,
-    mut into: Option<&mut Vec<Chunk>>,
-    stats: &mut TrackerStats,
-) {
-    let mut need = bytes;
-    while need > 0 {
-        let Some(front) = arrived.front_mut().filter(|f| f.t_ns <= t_read) else {
-            break;
-        };
-        let take = need.min(front.bytes);
-        if let Some(list) = into.as_deref_mut() {
-            match list.last_mut() {
-                Some(last) if last.t_ns == front.t_ns => last.bytes += take,
-                _ => list.push(Chunk {
-                    t_ns: front.t_ns,
-                    bytes: take,
-                }),
-            }
-        }
-        front.bytes -= take;
-        need -= take;
-        if front.bytes == 0 {
-            arrived.pop_front();
-        }
-    }
-    stats.unarrived_bytes += need;
 }
 
 /// `x` rebuilt in place as the exchange that `head`, read at `d`, opens on `conn`, keeping its

@@ -255,8 +255,8 @@ impl ConnTracker {
         }
     }
 
-    /// A segment with payload reached a tracked socket: queued on its connection until the
-    /// reads that take its bytes. Segments of sockets tied to no connection are counted.
+    /// New bytes reached a tracked socket: queued on its connection, in stream order, until
+    /// the reads that take them. Segments of sockets tied to no connection are counted.
     pub(super) fn on_arrival(&mut self, a: &ArrivalEvent) {
         let conn = self
             .by_sk
@@ -266,15 +266,8 @@ impl ConnTracker {
             self.stats.orphan_arrivals += 1;
             return;
         };
-        if conn.arrived.len() >= MAX_ARRIVED {
-            // A reader that reads nothing (or whose reads were lost): the oldest go.
-            conn.arrived.pop_front();
-            self.stats.dropped_arrivals += 1;
-        }
-        conn.arrived.push_back(Chunk {
-            t_ns: a.hdr.ts_ns,
-            bytes: u64::from(a.bytes),
-        });
+        conn.arrived
+            .push(a.seq, a.hdr.ts_ns, a.bytes, &mut self.stats);
     }
 
     pub(super) fn on_retransmit(&mut self, r: &RetransmitEvent) {

@@ -177,9 +177,8 @@ struct Conn {
     last_data_ns: u64,
     /// When its TCP connection reached CLOSE with the fd still open, 0 before.
     tcp_closed_ns: u64,
-    /// Segments that reached the socket and are not yet read, oldest first, each with the
-    /// bytes of it still unread.
-    arrived: std::collections::VecDeque<Chunk>,
+    /// Bytes that reached the socket and are not yet read, in stream order.
+    arrived: arrived::Arrived,
 }
 
 /// Turns probe events into exchanges, connections and DNS lookups; see the module docs.
@@ -440,6 +439,7 @@ fn set_local_addr(dst: &mut Option<Endpoint>, local: &SockAddr) {
     }
 }
 
+mod arrived;
 mod dns;
 mod exchange;
 mod link;

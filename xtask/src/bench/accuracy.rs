@@ -1,6 +1,6 @@
 //! The accuracy bench: tbctl's TTFT and per-gap errors against serve-sim's own log of when it
 //! read each request and wrote each token, 64 streams, as tbctl read the chunks and, with tbd
-//! capturing, as they arrived at tbctl's socket (tcp_probe), and, with `--socket-arrivals`,
+//! capturing, as they arrived at tbctl's socket (cgroup_skb ingress), and, with `--socket-arrivals`,
 //! as the socket's own receive stamps (SO_TIMESTAMPING) place them, with and without tbd.
 //!
 //! One warm-up request per stream goes first: the 64 first requests leave tbctl in the same
@@ -237,7 +237,7 @@ pub fn accuracy(dir: &Path) -> anyhow::Result<Value> {
     let arrived_kernel_truth = errors(&records, &from_kernel, arrival_times);
     let socket_kernel_truth = errors(&records, &from_kernel, socket_times);
     let read_kernel_truth = errors(&records, &from_kernel, read_times);
-    // The same reads stamped twice: tcp_probe's arrival minus the socket's receive stamp.
+    // The same reads stamped twice: the ingress arrival minus the socket's receive stamp.
     let mut probe_minus_socket: Vec<f64> = records
         .iter()
         .filter_map(|r| Some((arrivals.get(&u(&r["request_id"])?)?, socket_times(r)?)))
@@ -250,7 +250,7 @@ pub fn accuracy(dir: &Path) -> anyhow::Result<Value> {
         })
         .collect();
     Ok(json!({
-        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests after a warm-up of one per stream, 64 streams, same 2 cores; once without tbd, once without tbd with --socket-arrivals, once with tbd capturing and --socket-arrivals (read, tcp_probe arrival and socket stamp from the same run)",
+        "setup": "serve-sim TTFT 40ms, ITL 8ms, jitter ±50%, 32 tokens, 300 requests after a warm-up of one per stream, 64 streams, same 2 cores; once without tbd, once without tbd with --socket-arrivals, once with tbd capturing and --socket-arrivals (read, ingress arrival and socket stamp from the same run)",
         "read_time": plain.json(),
         "socket_arrival_time": socket.json(),
         "socket_run_read_time": socket_read.json(),

@@ -13,18 +13,18 @@ fn arrivals_are_noted_in_the_exchange_whose_reads_take_their_bytes() {
         write(CLIENT, 5, 1_100, 1_200, req.len() as u32, &req),
         // The head and two events arrive before the client's first read, which takes the head
         // and half of the first event's segment; the next read takes the rest of both.
-        arrival(2_000, SK, 60),
-        arrival(2_100, SK, 48),
-        arrival(2_200, SK, 48),
+        arrival(2_000, SK, 0, 60),
+        arrival(2_100, SK, 60, 48),
+        arrival(2_200, SK, 108, 48),
         read(CLIENT, 5, 2_300, 2_400, 84, OK_SSE),
         read(CLIENT, 5, 2_500, 2_600, 72, SSE),
         // A segment on a socket tied to no connection.
-        arrival(2_700, 0xdead, 10),
+        arrival(2_700, 0xdead, 0, 10),
         // A read whose bytes have no arrival queued (they came before the capture, or the
         // arrival was lost); the next response's segment, handed over ahead of that read,
         // arrived after it returned, so it is not taken for it.
         write(CLIENT, 5, 2_650, 2_660, req2.len() as u32, &req2),
-        arrival(3_500, SK, 60),
+        arrival(3_500, SK, 204, 60),
         read(CLIENT, 5, 2_800, 2_900, 48, SSE),
         read(CLIENT, 5, 3_600, 3_700, 60, OK_SSE),
         close(CLIENT, 5, 4_000),
@@ -51,8 +51,8 @@ fn a_servers_request_reads_take_the_requests_arrivals() {
     let evs = vec![
         accept(7, 1_000, client_addr(), 8000),
         server_state(1_050, SK, SYN_RECV, ESTABLISHED),
-        arrival(1_100, SK, n - 10),
-        arrival(1_150, SK, 10),
+        arrival(1_100, SK, 7, n - 10),
+        arrival(1_150, SK, 7 + n - 10, 10),
         read(SERVER, 7, 1_300, 1_400, n, &req),
         write(SERVER, 7, 1_500, 1_600, 60, OK_SSE),
         close(SERVER, 7, 2_000),
@@ -75,7 +75,7 @@ fn a_connection_that_reads_nothing_keeps_only_its_newest_arrivals() {
         connect(5, 800, 1_000, 0, server_addr()),
     ];
     let n = MAX_ARRIVED as u64 + 1;
-    evs.extend((0..n).map(|i| arrival(2_000 + i, SK, 1)));
+    evs.extend((0..n).map(|i| arrival(2_000 + i, SK, i as u32, 1)));
     let req = request("r-0");
     evs.push(write(CLIENT, 5, 1_100, 1_200, req.len() as u32, &req));
     // The read takes the oldest bytes still queued: the first segment was dropped.

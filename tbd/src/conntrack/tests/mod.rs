@@ -284,12 +284,12 @@ fn keep_alive_events() -> Vec<Event> {
     evs
 }
 
-fn arrival(ts: u64, skaddr: u64, bytes: u32) -> Event {
+fn arrival(ts: u64, skaddr: u64, seq: u32, bytes: u32) -> Event {
     decode(tbd_common::ArrivalEvent {
         hdr: hdr(kind::ARRIVAL, 0, ts),
         skaddr,
         bytes,
-        _pad: 0,
+        seq,
     })
 }
 
