@@ -254,6 +254,10 @@ pub struct ArrivalEvent {
     pub bytes: u32,
     /// TCP sequence number of the first of them.
     pub seq: u32,
+    /// The socket's next expected sequence number when the segment came: where the stream
+    /// stands, for a connection whose first segment seen overtook a lost one.
+    pub rcv_nxt: u32,
+    pub _pad: u32,
 }
 
 /// A `getaddrinfo` call of a tracked process, timed by a uprobe/uretprobe pair.

@@ -982,16 +982,37 @@ pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The sequence number and count of the bytes of a segment's payload that a tracked socket did
-/// not have yet, from its IP and TCP headers and the socket's next expected sequence number
-/// (a segment past it, which overtook a lost one, is sent whole: tbd holds it until the gap
-/// is filled); None when the segment brings
-/// nothing new (a pure ACK, a tail-loss probe or a spurious retransmission, frequent on a busy
-/// loopback: counting those would shift every later arrival onto the bytes before it).
+/// (IP packet length, IP header length, TCP sequence number, TCP data-offset byte) of an IPv4
+/// segment without IP options or an IPv6 one with TCP next, read straight from the packet (no
+/// helper call: most segments a tracked socket gets are ACKs without payload, which leave
+/// here). The context's data starts at the network header.
 #[inline(always)]
-fn new_payload(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<(u32, u32)> {
-    // The context's data starts at the network header (ingress and egress alike). Two loads:
-    // the IP header's first 8 bytes, then the TCP header's first 16.
+fn headers_direct(ctx: &SkBuffContext) -> Option<(u32, u32, u32, u8)> {
+    // SAFETY: every load is bounds-checked against data_end first (the verifier checks it).
+    unsafe {
+        let skb = ctx.skb.skb;
+        let (data, end) = ((*skb).data as usize, (*skb).data_end as usize);
+        if data + 56 <= end && *(data as *const u8) >> 4 == 6 {
+            if *((data + 6) as *const u8) != IPPROTO_TCP as u8 {
+                return None;
+            }
+            let len = u16::from_be(*((data + 4) as *const u16));
+            let seq = u32::from_be(*((data + 44) as *const u32));
+            return Some((u32::from(len) + 40, 40, seq, *((data + 52) as *const u8)));
+        }
+        if data + 36 > end || *(data as *const u8) != 0x45 {
+            return None;
+        }
+        let len = u16::from_be(*((data + 2) as *const u16));
+        let seq = u32::from_be(*((data + 24) as *const u32));
+        Some((u32::from(len), 20, seq, *((data + 32) as *const u8)))
+    }
+}
+
+/// [`headers_direct`]'s figures through `bpf_skb_load_bytes`, for a segment whose headers are
+/// not all in the packet's linear part or that carries IP options.
+#[inline(always)]
+fn headers_loaded(ctx: &SkBuffContext) -> Option<(u32, u32, u32, u8)> {
     let ip: [u8; 8] = ctx.load(0).ok()?;
     let (ip_len, ip_hl) = match ip[0] >> 4 {
         4 => (
@@ -1004,7 +1025,21 @@ fn new_payload(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<(u32, u32)> {
     };
     let tcp: [u8; 16] = ctx.load(ip_hl as usize).ok()?;
     let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let doff = tcp[12];
+    Some((ip_len, ip_hl, seq, tcp[12]))
+}
+
+/// The sequence number and count of the bytes of a segment's payload that a tracked socket did
+/// not have yet, from its IP and TCP headers and the socket's next expected sequence number
+/// (a segment past it, which overtook a lost one, is sent whole: tbd holds it until the gap
+/// is filled); None when the segment brings
+/// nothing new (a pure ACK, a tail-loss probe or a spurious retransmission, frequent on a busy
+/// loopback: counting those would shift every later arrival onto the bytes before it).
+#[inline(always)]
+fn new_payload(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<(u32, u32, u32)> {
+    let (ip_len, ip_hl, seq, doff) = match headers_direct(ctx) {
+        Some(h) => h,
+        None => headers_loaded(ctx)?,
+    };
     let hl = ip_hl + u32::from(doff >> 4) * 4;
     if ip_len <= hl {
         return None;
@@ -1023,9 +1058,9 @@ fn new_payload(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<(u32, u32)> {
     }
     let end = seq.wrapping_add(bytes);
     Some(if (past as u32) < bytes {
-        (end.wrapping_sub(past as u32), past as u32)
+        (end.wrapping_sub(past as u32), past as u32, rcv_nxt)
     } else {
-        (seq, bytes)
+        (seq, bytes, rcv_nxt)
     })
 }
 
@@ -1047,7 +1082,7 @@ pub fn tb_arrival(ctx: SkBuffContext) -> i32 {
     if SKS.get_ptr(skaddr).is_none() {
         return 1;
     }
-    let Some((seq, bytes)) = new_payload(&ctx, sk) else {
+    let Some((seq, bytes, rcv_nxt)) = new_payload(&ctx, sk) else {
         return 1;
     };
     let ev = ArrivalEvent {
@@ -1055,6 +1090,8 @@ pub fn tb_arrival(ctx: SkBuffContext) -> i32 {
         skaddr,
         bytes,
         seq,
+        rcv_nxt,
+        _pad: 0,
     };
     emit(&ev);
     1

@@ -89,10 +89,15 @@ pub fn start_tbd(profile: &str, dir: &Path) -> anyhow::Result<(Bg, PathBuf)> {
 
 /// [`start_tbd`] with more arguments for tbd.
 pub fn start_tbd_with(profile: &str, dir: &Path, args: &[&str]) -> anyhow::Result<(Bg, PathBuf)> {
+    start_tbd_bin(&bin(profile, "tbd"), dir, args)
+}
+
+/// [`start_tbd_with`] for the tbd binary at `tbd` (another build, to compare against).
+pub fn start_tbd_bin(tbd: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<(Bg, PathBuf)> {
     let sock = dir.join("tbd.sock");
     let mut bg = Bg::spawn(
         "tbd",
-        Command::new(bin(profile, "tbd"))
+        Command::new(tbd)
             .arg("--socket")
             .arg(&sock)
             .arg("--data-dir")

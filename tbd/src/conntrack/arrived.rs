@@ -37,9 +37,17 @@ fn after(a: u32, b: u32) -> i32 {
 }
 
 impl Arrived {
-    /// `bytes` starting at sequence number `seq` reached the socket at `t_ns`.
-    pub(super) fn push(&mut self, seq: u32, t_ns: u64, bytes: u32, stats: &mut TrackerStats) {
-        let next = *self.next.get_or_insert(seq);
+    /// `bytes` starting at sequence number `seq` reached the socket at `t_ns`, when it expected
+    /// `rcv_nxt` next (where the stream stands for the first arrival seen).
+    pub(super) fn push(
+        &mut self,
+        seq: u32,
+        rcv_nxt: u32,
+        t_ns: u64,
+        bytes: u32,
+        stats: &mut TrackerStats,
+    ) {
+        let next = *self.next.get_or_insert(rcv_nxt);
         if after(seq, next) > 0 {
             if self.held.len() >= MAX_HELD {
                 self.held.remove(0);
@@ -161,29 +169,29 @@ mod tests {
     #[test]
     fn in_order_segments_queue_as_they_come_and_duplicates_count_once() {
         let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
-        a.push(1_000, 10, 100, &mut s);
-        a.push(1_100, 20, 50, &mut s);
+        a.push(1_000, 1_000, 10, 100, &mut s);
+        a.push(1_100, 1_100, 20, 50, &mut s);
         // A tail-loss probe repeating the last 50 bytes, and one half new.
-        a.push(1_100, 30, 50, &mut s);
-        a.push(1_120, 40, 60, &mut s);
+        a.push(1_100, 1_100, 30, 50, &mut s);
+        a.push(1_120, 1_120, 40, 60, &mut s);
         assert_eq!(queued(&a), [(10, 100), (20, 50), (40, 30)]);
     }
 
     #[test]
     fn a_segment_that_overtook_a_lost_one_counts_when_the_gap_fills() {
         let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
-        a.push(0, 10, 100, &mut s);
+        a.push(0, 0, 10, 100, &mut s);
         // 100..200 is lost; 200..300 and 300..350 arrive first and wait.
-        a.push(200, 20, 100, &mut s);
-        a.push(300, 25, 50, &mut s);
+        a.push(200, 200, 20, 100, &mut s);
+        a.push(300, 300, 25, 50, &mut s);
         assert_eq!(queued(&a), [(10, 100)]);
         // A retransmission of a held segment before the gap fills is not counted again.
-        a.push(200, 28, 100, &mut s);
-        a.push(100, 30, 100, &mut s);
+        a.push(200, 200, 28, 100, &mut s);
+        a.push(100, 100, 30, 100, &mut s);
         assert_eq!(queued(&a), [(10, 100), (30, 100), (30, 100), (30, 50)]);
         // A held segment later than the filler keeps its own time.
-        a.push(450, 50, 10, &mut s);
-        a.push(350, 40, 100, &mut s);
+        a.push(450, 450, 50, 10, &mut s);
+        a.push(350, 350, 40, 100, &mut s);
         assert_eq!(queued(&a)[4..], [(40, 100), (50, 10)]);
         assert_eq!(s.dropped_arrivals, 0);
     }
@@ -192,9 +200,9 @@ mod tests {
     fn a_read_past_a_lost_arrival_moves_the_stream_on() {
         let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
         let mut got = Vec::new();
-        a.push(0, 10, 100, &mut s);
+        a.push(0, 0, 10, 100, &mut s);
         // The arrival of 100..150 was lost; 150..200 waits for it.
-        a.push(150, 20, 50, &mut s);
+        a.push(150, 150, 20, 50, &mut s);
         a.take(120, 30, Some(&mut got), &mut s);
         assert_eq!(s.unarrived_bytes, 20);
         // The next read passes the rest of the gap and takes the held segment, at its time.
@@ -204,17 +212,27 @@ mod tests {
         assert_eq!(got, [(10, 100), (20, 50)]);
         // Bytes read with nothing queued or held are passed: the next arrival is in order.
         a.take(25, 50, None, &mut s);
-        a.push(225, 60, 5, &mut s);
+        a.push(225, 225, 60, 5, &mut s);
         assert_eq!(queued(&a), [(60, 5)]);
         assert_eq!(s.unarrived_bytes, 75);
     }
 
     #[test]
+    fn a_connections_first_segment_seen_may_have_overtaken_a_lost_one() {
+        let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
+        // The head (0..300) was lost; the first chunk came first, then both retransmitted.
+        a.push(300, 0, 10, 180, &mut s);
+        assert_eq!(queued(&a), []);
+        a.push(0, 0, 20, 480, &mut s);
+        assert_eq!(queued(&a), [(20, 480)]);
+    }
+
+    #[test]
     fn sequence_numbers_wrap() {
         let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
-        a.push(u32::MAX - 9, 10, 20, &mut s);
-        a.push(10, 20, 5, &mut s);
-        a.push(u32::MAX - 9, 30, 20, &mut s);
+        a.push(u32::MAX - 9, u32::MAX - 9, 10, 20, &mut s);
+        a.push(10, 10, 20, 5, &mut s);
+        a.push(u32::MAX - 9, u32::MAX - 9, 30, 20, &mut s);
         assert_eq!(queued(&a), [(10, 20), (20, 5)]);
     }
 }

@@ -267,7 +267,7 @@ impl ConnTracker {
             return;
         };
         conn.arrived
-            .push(a.seq, a.hdr.ts_ns, a.bytes, &mut self.stats);
+            .push(a.seq, a.rcv_nxt, a.hdr.ts_ns, a.bytes, &mut self.stats);
     }
 
     pub(super) fn on_retransmit(&mut self, r: &RetransmitEvent) {

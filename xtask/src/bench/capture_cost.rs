@@ -10,6 +10,11 @@
 //! pairs. tbd keeps BPF statistics off for these (they add a clock read to every program run);
 //! one more capture with statistics on gives the run time per program run and the runs per
 //! request. Stored bytes are the run's record bytes per kind, as tbd counts them.
+//!
+//! `CAPTURE_COST_BASELINE_TBD=PATH` adds a third run to each round, capturing through another
+//! tbd build (an older commit's, say), so that a change's effect is measured in the same
+//! rounds rather than across runs of the bench, which this VM's drift moves by more than most
+//! changes.
 
 use std::{
     path::{Path, PathBuf},
@@ -29,7 +34,7 @@ use super::{
 };
 use crate::procs;
 
-/// Interleaved (stopped, capturing) pairs.
+/// Interleaved rounds of (stopped, capturing) and, with a baseline, capturing with it.
 /// Nine: on this VM single pairs ranged from -2 to 27 µs with five.
 const PAIRS: usize = 9;
 const STREAMS: &str = "256";
@@ -37,6 +42,17 @@ const DURATION: &str = "5s";
 /// The measured window inside each run, in seconds after tbctl starts: past the capture's
 /// start and the first connections, before the drain.
 const WINDOW: (f64, f64) = (1.5, 4.0);
+
+/// What a run of a round captures with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arm {
+    /// tbd not capturing (`--no-daemon`).
+    Stopped = 0,
+    /// This build's tbd capturing both sides.
+    Capturing = 1,
+    /// The tbd named by `CAPTURE_COST_BASELINE_TBD` capturing both sides.
+    Baseline = 2,
+}
 
 /// One run's steady-state figures.
 #[derive(Clone, Copy, Debug, Default)]
@@ -142,36 +158,66 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
     run(dir, None, None)?;
     run(dir, Some(&daemon), Some(pid))?;
 
+    // Another tbd build to compare with, capturing in a third run of each round.
+    let baseline = match std::env::var_os("CAPTURE_COST_BASELINE_TBD") {
+        Some(bin) => {
+            let bdir = dir.join("tbd-cost-baseline");
+            std::fs::create_dir_all(&bdir)?;
+            let (b, bsock) = procs::start_tbd_bin(Path::new(&bin), &bdir, &["--bpf-stats", "off"])?;
+            let bdaemon = format!("unix:{}", bsock.display());
+            run(dir, Some(&bdaemon), Some(b.child.id()))?;
+            Some((b, bdaemon))
+        }
+        None => None,
+    };
+    let mut arms = vec![Arm::Stopped, Arm::Capturing];
+    if baseline.is_some() {
+        arms.push(Arm::Baseline);
+    }
+
     let (mut cpu_added, mut ratio, mut tbd_us) = (Vec::new(), Vec::new(), Vec::new());
     let (mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new());
+    let (mut base_added, mut base_ratio, mut base_tbd_us, mut change) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut stored = Vec::new();
     let mut kernel = Value::Null;
     let disk_before = dir_bytes(&tdir.join("data"));
     for p in 0..PAIRS {
-        let capture_first = p % 2 == 1;
-        let mut pair = [Window::default(); 2];
-        for capturing in [capture_first, !capture_first] {
-            let (w, summary, _) = if capturing {
-                run(dir, Some(&daemon), Some(pid))?
-            } else {
-                run(dir, None, None)?
+        // The order rotates from round to round, so that the VM's drift cancels.
+        let mut round = [Window::default(); 3];
+        for i in 0..arms.len() {
+            let arm = arms[(p + i) % arms.len()];
+            let (w, summary, _) = match (arm, &baseline) {
+                (Arm::Stopped, _) => run(dir, None, None)?,
+                (Arm::Capturing, _) => run(dir, Some(&daemon), Some(pid))?,
+                (Arm::Baseline, Some((b, bdaemon))) => run(dir, Some(bdaemon), Some(b.child.id()))?,
+                (Arm::Baseline, None) => unreachable!("a baseline arm only with a baseline tbd"),
             };
-            if capturing {
+            if arm == Arm::Capturing {
                 let id = summary["run_id"].as_str().unwrap_or_default();
                 let r = stored_run(&daemon, id)?;
                 let requests = summary["kernel"]["requests"].as_u64().unwrap_or(0);
                 stored.push((r, requests));
                 kernel = summary["kernel"].clone();
             }
-            pair[usize::from(capturing)] = w;
+            round[arm as usize] = w;
         }
-        let [off, on] = pair;
-        eprintln!("bench: capture-cost pair {p}: off {off:?}, on {on:?}");
+        let [off, on, base] = round;
+        eprintln!("bench: capture-cost round {p}: off {off:?}, on {on:?}, baseline {base:?}");
         off_cpu.push(off.cpu_us_per_request);
         on_cpu.push(on.cpu_us_per_request);
         cpu_added.push(on.cpu_us_per_request - off.cpu_us_per_request);
         ratio.push(on.rps / off.rps);
         tbd_us.extend(on.tbd_us_per_request);
+        if baseline.is_some() {
+            base_added.push(base.cpu_us_per_request - off.cpu_us_per_request);
+            base_ratio.push(base.rps / off.rps);
+            base_tbd_us.extend(base.tbd_us_per_request);
+            change.push(on.cpu_us_per_request - base.cpu_us_per_request);
+        }
+    }
+    if let Some((mut b, _)) = baseline {
+        b.stop();
     }
     let captured_requests: u64 = stored.iter().map(|(_, n)| n).sum();
     let info = daemon_status(&daemon)?;
@@ -199,6 +245,18 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
         "store_reopens": info["store_reopens"],
         "bpf": stats,
     });
+    if !base_added.is_empty() {
+        out["baseline"] = json!({
+            "tbd": std::env::var("CAPTURE_COST_BASELINE_TBD").unwrap_or_default(),
+            "capture_cpu_us_per_request": base_added,
+            "capture_cpu_us_per_request_median": median_of(&base_added),
+            "tbd_cpu_us_per_request": base_tbd_us,
+            "throughput_ratio_capturing_to_stopped": base_ratio,
+            "throughput_ratio_median": median_of(&base_ratio),
+            "this_build_minus_baseline_cpu_us_per_request": change,
+            "this_build_minus_baseline_median": median_of(&change),
+        });
+    }
     if let Some(o) = out.as_object_mut() {
         o.extend(bytes_per_request(&stored));
     }

@@ -290,6 +290,8 @@ fn arrival(ts: u64, skaddr: u64, seq: u32, bytes: u32) -> Event {
         skaddr,
         bytes,
         seq,
+        rcv_nxt: seq,
+        _pad: 0,
     })
 }
 
