@@ -14,7 +14,7 @@ whole-machine busy CPU per request (/proc/stat) and requests/s (nginx's counter)
 and the difference to no hooks. A last short pass with kernel.bpf_stats_enabled=1 counts each
 set's program runs per request and their mean run time.
 
-usage (root, fast-sse started): python3 hook_cost.py [ROUNDS] [SECONDS]
+usage (root, fast-sse started): [ONLY="set;set"] python3 hook_cost.py [ROUNDS] [SECONDS]
 """
 import ctypes, ctypes.util, os, statistics, struct, subprocess, sys, time, urllib.request
 
@@ -182,10 +182,14 @@ def prog_stats(fd):
 
 
 def main():
-    # ONLY="none,syscalls,..." narrows the study to those sets (none is always kept).
+    # ONLY="syscalls;cgroup_skb in+out" narrows the study to those sets (none is always kept;
+    # ';' separates them, since set names hold commas).
     only = os.environ.get("ONLY")
     if only:
-        keep = {"none", *only.split(",")}
+        keep = {"none", *only.split(";")}
+        unknown = keep - set(SETS)
+        if unknown:
+            sys.exit(f"ONLY names no set {sorted(unknown)}; sets: {list(SETS)}")
         for name in [n for n in SETS if n not in keep]:
             del SETS[name]
     if not os.path.isdir(f"{TRACEFS}/events"):
