@@ -24,6 +24,37 @@ pub fn start_sim_with_truth(dir: &Path, args: &[&str]) -> (Bg, u16, PathBuf) {
     (sim, port, truth)
 }
 
+/// Every kernel line of a run gives the arrival of every byte its side read (the response on
+/// the client side, the request on the server side), once, and in time order: arrivals are
+/// kept in stream order, which is the order the bytes became readable.
+pub fn assert_arrivals_whole(kernel_jsonl: &Path) {
+    let lines = jsonl(kernel_jsonl);
+    assert!(
+        !lines.is_empty(),
+        "no kernel lines in {}",
+        kernel_jsonl.display()
+    );
+    for l in lines {
+        let read = if l["side"] == "client" {
+            &l["response_bytes"]
+        } else {
+            &l["request_bytes"]
+        };
+        let arrivals: Vec<(u64, u64)> = l["arrivals"]
+            .as_array()
+            .unwrap_or_else(|| panic!("arrivals in {l}"))
+            .iter()
+            .map(|a| (a[0].as_u64().unwrap(), a[1].as_u64().unwrap()))
+            .collect();
+        let total: u64 = arrivals.iter().map(|a| a.1).sum();
+        assert_eq!(Some(total), read.as_u64(), "bytes read and arrived: {l}");
+        assert!(
+            arrivals.windows(2).all(|w| w[0].0 <= w[1].0),
+            "arrivals in stream order are readable in time order: {l}"
+        );
+    }
+}
+
 /// How many programs are attached to cgroup ingress at the root of the host's cgroup2
 /// hierarchy (tbd's arrival program while it captures), from the kernel (BPF_PROG_QUERY).
 pub fn cgroup_ingress_programs() -> u32 {

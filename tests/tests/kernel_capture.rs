@@ -240,6 +240,8 @@ fn ipv6_loopback_both_sides_with_their_addresses() {
     assert_eq!(k["seen_client_side"], 8, "{k}");
     assert_eq!(k["seen_server_side"], 8, "{k}");
     assert_sides_agree(&dir.join("kernel.jsonl"));
+    // The arrival program reads IPv6 headers as well as IPv4 ones.
+    assert_arrivals_whole(&dir.join("kernel.jsonl"));
     for l in jsonl(&dir.join("kernel.jsonl")) {
         let (src, dst) = (
             l["conn"]["src"].as_str().unwrap().to_owned(),

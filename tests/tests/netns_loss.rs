@@ -138,25 +138,7 @@ fn server_in_another_network_namespace_with_packet_loss() {
     );
     // Segments that overtook a lost one, and retransmissions of what had arrived, still give
     // each side the arrival of every byte it read, once, in stream order.
-    for l in jsonl(&dir.join("kernel.jsonl")) {
-        let read = if l["side"] == "client" {
-            &l["response_bytes"]
-        } else {
-            &l["request_bytes"]
-        };
-        let arrivals: Vec<(u64, u64)> = l["arrivals"]
-            .as_array()
-            .unwrap_or_else(|| panic!("arrivals in {l}"))
-            .iter()
-            .map(|a| (a[0].as_u64().unwrap(), a[1].as_u64().unwrap()))
-            .collect();
-        let total: u64 = arrivals.iter().map(|a| a.1).sum();
-        assert_eq!(Some(total), read.as_u64(), "bytes read and arrived: {l}");
-        assert!(
-            arrivals.windows(2).all(|w| w[0].0 <= w[1].0),
-            "arrivals in stream order are readable in time order: {l}"
-        );
-    }
+    assert_arrivals_whole(&dir.join("kernel.jsonl"));
 }
 
 #[test]
