@@ -228,6 +228,33 @@ mod tests {
     }
 
     #[test]
+    fn held_segments_past_the_cap_drop_the_oldest_and_count_it() {
+        let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
+        a.push(0, 0, 1, 10, &mut s);
+        for i in 0..=MAX_HELD as u32 {
+            a.push(20 + 10 * i, 0, 2, 10, &mut s);
+        }
+        assert_eq!(s.dropped_arrivals, 1);
+        // The oldest held (20..30) went; filling 10..20 releases only up to the next gap.
+        a.push(10, 10, 3, 10, &mut s);
+        assert_eq!(queued(&a), [(1, 10), (3, 10)]);
+    }
+
+    #[test]
+    fn a_read_takes_what_arrived_by_its_return_and_nothing_later() {
+        let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
+        let mut got = Vec::new();
+        a.push(0, 0, 10, 5, &mut s);
+        a.push(5, 5, 20, 5, &mut s);
+        // Returned at the first arrival's instant: it has those bytes, not the later ones
+        // (which came before the capture for this read: none of them is its).
+        a.take(8, 10, Some(&mut got), &mut s);
+        let got: Vec<_> = got.iter().map(|c| (c.t_ns, c.bytes)).collect();
+        assert_eq!(got, [(10, 5)]);
+        assert_eq!(s.unarrived_bytes, 3);
+    }
+
+    #[test]
     fn sequence_numbers_wrap() {
         let (mut a, mut s) = (Arrived::default(), TrackerStats::default());
         a.push(u32::MAX - 9, u32::MAX - 9, 10, 20, &mut s);
