@@ -243,8 +243,8 @@ pub struct RetransmitEvent {
 
 /// A TCP segment with new payload that reached a tracked socket (a cgroup_skb ingress
 /// program, as the TCP receive path filters it; bytes the socket had already are left out):
-/// when the bytes arrived, as opposed to when the process read them. `hdr.pid` is whoever's context the receive ran in (on loopback, the
-/// sender's), not the reader.
+/// when the bytes arrived, as opposed to when the process read them. `hdr.pid` and `hdr.tid`
+/// are 0: the receive runs in no process of the reader's.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ArrivalEvent {

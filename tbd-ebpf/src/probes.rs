@@ -1056,16 +1056,18 @@ fn new_payload(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<(u32, u32, u32)
     }
     let rcv_nxt = unsafe { (*tp).rcv_nxt };
     // Sequence space wraps: how far the segment's end is past what the socket has.
-    let past = seq.wrapping_add(bytes).wrapping_sub(rcv_nxt) as i32;
+    let end = seq.wrapping_add(bytes);
+    let past = end.wrapping_sub(rcv_nxt) as i32;
     if past <= 0 {
         return None;
     }
-    let end = seq.wrapping_add(bytes);
-    Some(if (past as u32) < bytes {
-        (end.wrapping_sub(past as u32), past as u32, rcv_nxt)
+    // The bytes before rcv_nxt the socket had already; a segment past it is new whole.
+    let new = if (past as u32) < bytes {
+        past as u32
     } else {
-        (seq, bytes, rcv_nxt)
-    })
+        bytes
+    };
+    Some((end.wrapping_sub(new), new, rcv_nxt))
 }
 
 /// A segment with new payload reaching a tracked socket: its arrival, which the reader's read

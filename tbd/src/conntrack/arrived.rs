@@ -162,8 +162,12 @@ impl Arrived {
 mod tests {
     use super::*;
 
+    fn pairs<'a>(chunks: impl IntoIterator<Item = &'a Chunk>) -> Vec<(u64, u64)> {
+        chunks.into_iter().map(|c| (c.t_ns, c.bytes)).collect()
+    }
+
     fn queued(a: &Arrived) -> Vec<(u64, u64)> {
-        a.queue.iter().map(|c| (c.t_ns, c.bytes)).collect()
+        pairs(&a.queue)
     }
 
     #[test]
@@ -208,8 +212,7 @@ mod tests {
         // The next read passes the rest of the gap and takes the held segment, at its time.
         a.take(80, 40, Some(&mut got), &mut s);
         assert_eq!(s.unarrived_bytes, 50);
-        let got: Vec<_> = got.iter().map(|c| (c.t_ns, c.bytes)).collect();
-        assert_eq!(got, [(10, 100), (20, 50)]);
+        assert_eq!(pairs(&got), [(10, 100), (20, 50)]);
         // Bytes read with nothing queued or held are passed: the next arrival is in order.
         a.take(25, 50, None, &mut s);
         a.push(225, 225, 60, 5, &mut s);
@@ -249,8 +252,7 @@ mod tests {
         // Returned at the first arrival's instant: it has those bytes, not the later ones
         // (which came before the capture for this read: none of them is its).
         a.take(8, 10, Some(&mut got), &mut s);
-        let got: Vec<_> = got.iter().map(|c| (c.t_ns, c.bytes)).collect();
-        assert_eq!(got, [(10, 5)]);
+        assert_eq!(pairs(&got), [(10, 5)]);
         assert_eq!(s.unarrived_bytes, 3);
     }
 

@@ -170,9 +170,13 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
         }
         None => None,
     };
-    let mut arms = vec![Arm::Stopped, Arm::Capturing];
-    if baseline.is_some() {
-        arms.push(Arm::Baseline);
+    // Each arm with the daemon it captures through and that daemon's pid.
+    let mut arms = vec![
+        (Arm::Stopped, None),
+        (Arm::Capturing, Some((daemon.clone(), pid))),
+    ];
+    if let Some((b, bdaemon)) = &baseline {
+        arms.push((Arm::Baseline, Some((bdaemon.clone(), b.child.id()))));
     }
 
     let (mut cpu_added, mut ratio, mut tbd_us) = (Vec::new(), Vec::new(), Vec::new());
@@ -186,13 +190,13 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
         // The order rotates from round to round, so that the VM's drift cancels.
         let mut round = [Window::default(); 3];
         for i in 0..arms.len() {
-            let arm = arms[(p + i) % arms.len()];
-            let (w, summary, _) = match (arm, &baseline) {
-                (Arm::Stopped, _) => run(dir, None, None)?,
-                (Arm::Capturing, _) => run(dir, Some(&daemon), Some(pid))?,
-                (Arm::Baseline, Some((b, bdaemon))) => run(dir, Some(bdaemon), Some(b.child.id()))?,
-                (Arm::Baseline, None) => unreachable!("a baseline arm only with a baseline tbd"),
-            };
+            let (arm, with) = &arms[(p + i) % arms.len()];
+            let arm = *arm;
+            let (w, summary, _) = run(
+                dir,
+                with.as_ref().map(|(d, _)| d.as_str()),
+                with.as_ref().map(|(_, pid)| *pid),
+            )?;
             if arm == Arm::Capturing {
                 let id = summary["run_id"].as_str().unwrap_or_default();
                 let r = stored_run(&daemon, id)?;
@@ -227,7 +231,7 @@ pub fn capture_cost(dir: &Path) -> anyhow::Result<Value> {
 
     let stats = with_bpf_stats(dir)?;
     let mut out = json!({
-        "setup": format!("{PAIRS} interleaved pairs (order alternating) of tbctl profile --concurrency {STREAMS} --max-tokens 16 --duration {DURATION} against fast-sse (nginx, one worker, 16 content chunks), --no-daemon against capturing both sides with tbd --bpf-stats off; each run measured from {}s to {}s: whole-machine busy CPU (/proc/stat) and tbd's CPU (/proc/PID/stat) over the requests that ended in that window. One more capture with --bpf-stats always for the BPF figures.", WINDOW.0, WINDOW.1),
+        "setup": format!("{PAIRS} interleaved rounds (order rotating) of tbctl profile --concurrency {STREAMS} --max-tokens 16 --duration {DURATION} against fast-sse (nginx, one worker, 16 content chunks), --no-daemon against capturing both sides with tbd --bpf-stats off; each run measured from {}s to {}s: whole-machine busy CPU (/proc/stat) and tbd's CPU (/proc/PID/stat) over the requests that ended in that window. One more capture with --bpf-stats always for the BPF figures.", WINDOW.0, WINDOW.1),
         "cpu_us_per_request_stopped": off_cpu,
         "cpu_us_per_request_capturing": on_cpu,
         "capture_cpu_us_per_request": cpu_added,
