@@ -38,12 +38,74 @@ pub struct Counters {
     pub records_stored: AtomicU64,
 }
 
-struct Active {
-    run: Run,
+pub(crate) struct Active {
+    pub(crate) run: Run,
     tracker: ConnTracker,
     lost_at_start: Vec<(&'static str, u64)>,
     /// Export latency of each exchange stored so far, µs (see [`ExportLatency`]).
     export_us: Vec<u32>,
+}
+
+impl Active {
+    pub(crate) fn new(run: Run, lost_at_start: Vec<(&'static str, u64)>) -> Self {
+        Self {
+            tracker: ConnTracker::new(run.run_id.clone()),
+            run,
+            lost_at_start,
+            export_us: Vec::new(),
+        }
+    }
+
+    /// Ends tracking: every open connection and exchange, as records counted on the run.
+    pub(crate) fn finish(
+        &mut self,
+        now_ns: u64,
+        tail: &broadcast::Sender<Exchange>,
+    ) -> Vec<Record> {
+        let mut outputs = Vec::new();
+        self.tracker.flush(now_ns, &mut |o| outputs.push(o));
+        outputs_to_records(outputs, &mut self.run, tail)
+    }
+}
+
+/// Where the reader takes ring-buffer records from: the probes' ring buffer, or a recorded
+/// event log being replayed ([`crate::replay`]).
+pub(crate) trait Source: Send {
+    /// The next record, decoded, and written to the source's event log when `log`: None when
+    /// there is none now, Some(None) for a record that does not decode.
+    fn next_event(&mut self, log: bool) -> Option<Option<Event>>;
+    /// Writes a record that reached the tracker another way to the event log, if one is kept.
+    fn log(&mut self, _record: &[u8]) {}
+    /// Called after each drain.
+    fn drained(&mut self) {}
+}
+
+/// The probes' ring buffer, each record also written to an event log when one is kept.
+struct Ring {
+    ring: RingBuf<MapData>,
+    log: Option<crate::replay::EventLog>,
+}
+
+impl Source for Ring {
+    fn next_event(&mut self, log: bool) -> Option<Option<Event>> {
+        let item = self.ring.next()?;
+        if let (true, Some(l)) = (log, self.log.as_mut()) {
+            l.write(&item);
+        }
+        Some(Event::decode(&item))
+    }
+
+    fn log(&mut self, record: &[u8]) {
+        if let Some(log) = self.log.as_mut() {
+            log.write(record);
+        }
+    }
+
+    fn drained(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+        }
+    }
 }
 
 /// The lease of the running capture: its client renews it, or tbd ends the capture.
@@ -57,8 +119,12 @@ struct Lease {
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 enum Control {
-    /// Drain everything, flush the tracker and answer with the finished outputs' count.
-    Drain(mpsc::Sender<()>),
+    /// Drain everything, then take the chunks the probes still held (newer than their
+    /// sockets' events in the ring), and answer.
+    Drain {
+        held: Vec<tbd_common::DataBatchEvent>,
+        ack: mpsc::Sender<()>,
+    },
 }
 
 /// The daemon's state shared by the API.
@@ -78,9 +144,20 @@ impl Engine {
     /// Takes the probes' ring buffer and starts the reader thread (and, for
     /// [`StatsMode::Sampled`], the thread that turns BPF statistics on and off).
     pub fn start(
+        probes: Probes,
+        store: Arc<Store>,
+        stats_mode: StatsMode,
+    ) -> Result<Arc<Self>, TbdError> {
+        Self::start_logged(probes, store, stats_mode, None)
+    }
+
+    /// [`Engine::start`], also writing every ring-buffer record to `log` for replaying
+    /// offline (`tbd --record-events`).
+    pub fn start_logged(
         mut probes: Probes,
         store: Arc<Store>,
         stats_mode: StatsMode,
+        log: Option<crate::replay::EventLog>,
     ) -> Result<Arc<Self>, TbdError> {
         probes.set_stats(stats_mode == StatsMode::Always);
         let ring = probes.take_ring()?;
@@ -96,16 +173,13 @@ impl Engine {
             stats_mode,
             lease: Mutex::new(None),
         });
-        let reader = Reader {
-            ring,
-            active: engine.active.clone(),
-            store: engine.store.clone(),
-            counters: engine.counters.clone(),
-            tail: engine.tail.clone(),
-            batch: Vec::with_capacity(1024),
-            pending: Vec::new(),
-            stored: Vec::new(),
-        };
+        let reader = Reader::new(
+            Box::new(Ring { ring, log }),
+            engine.active.clone(),
+            engine.store.clone(),
+            engine.counters.clone(),
+            engine.tail.clone(),
+        );
         std::thread::Builder::new()
             .name("tbd-ring".into())
             .spawn(move || reader.run(ctl_rx))?;
@@ -281,12 +355,7 @@ impl Engine {
             period: lease,
             deadline: Instant::now() + lease,
         });
-        *active = Some(Active {
-            tracker: ConnTracker::new(run_id),
-            run: run.clone(),
-            lost_at_start,
-            export_us: Vec::new(),
-        });
+        *active = Some(Active::new(run.clone(), lost_at_start));
         Ok(run)
     }
 
@@ -320,27 +389,20 @@ impl Engine {
         self.control
             .lock()
             .expect("control lock")
-            .send(Control::Drain(ack_tx))
+            .send(Control::Drain { held, ack: ack_tx })
             .map_err(|_| TbdError::Layout("ring reader stopped".into()))?;
         let _ = ack_rx.recv_timeout(Duration::from_secs(10));
         let mut active = self.active.lock().expect("active lock");
         let Some(mut a) = active.take() else {
             return Err(TbdError::NoSuchRun(run_id.into()));
         };
-        let mut records = Vec::new();
-        // Chunks still held in the kernel are newer than their socket's events in the ring.
-        for b in held {
-            a.tracker
-                .on_event(&Event::Batch(Box::new(b)), &mut |o| records.push(o));
-        }
-        a.tracker.flush(mono_ns(), &mut |o| records.push(o));
+        let recs = a.finish(mono_ns(), &self.tail);
         let tracker_stats = a.tracker.stats();
         let export = export_latency(&mut a.export_us);
         let mut run = a.run;
         run.export_latency = Some(export);
         run.end_reason = reason.into();
         self.lease.lock().expect("lease lock").take();
-        let recs = outputs_to_records(records, &mut run, &self.tail);
         self.store.append(&recs)?;
         self.counters
             .records_stored
@@ -419,8 +481,9 @@ const DRAIN_BATCH: u64 = 4096;
 /// batches.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
-struct Reader {
-    ring: RingBuf<MapData>,
+/// Takes records from its source through the running capture's tracker into the store.
+pub(crate) struct Reader {
+    source: Box<dyn Source>,
     active: Arc<Mutex<Option<Active>>>,
     store: Arc<Store>,
     counters: Arc<Counters>,
@@ -436,6 +499,25 @@ struct Reader {
 }
 
 impl Reader {
+    pub(crate) fn new(
+        source: Box<dyn Source>,
+        active: Arc<Mutex<Option<Active>>>,
+        store: Arc<Store>,
+        counters: Arc<Counters>,
+        tail: broadcast::Sender<Exchange>,
+    ) -> Self {
+        Self {
+            source,
+            active,
+            store,
+            counters,
+            tail,
+            batch: Vec::with_capacity(1024),
+            pending: Vec::new(),
+            stored: Vec::new(),
+        }
+    }
+
     fn run(mut self, control: mpsc::Receiver<Control>) {
         loop {
             // The probes submit without wake-ups: drain on a short timer, at once again while
@@ -444,10 +526,11 @@ impl Reader {
                 std::thread::sleep(DRAIN_INTERVAL);
             }
             match control.try_recv() {
-                Ok(Control::Drain(ack)) => {
+                Ok(Control::Drain { held, ack }) => {
                     // A last pass after a short pause catches events still being submitted.
                     std::thread::sleep(Duration::from_millis(20));
                     while self.drain() > 0 {}
+                    self.take_held(held);
                     self.store_pending(true);
                     let _ = ack.send(());
                 }
@@ -458,7 +541,7 @@ impl Reader {
     }
 
     /// Processes up to one batch of events; returns how many it took.
-    fn drain(&mut self) -> u64 {
+    pub(crate) fn drain(&mut self) -> u64 {
         let mut n = 0u64;
         let mut syscalls = 0u64;
         let mut active = self.active.lock().expect("active lock");
@@ -466,12 +549,11 @@ impl Reader {
             Some(a) => a.tracker.recycle(self.stored.drain(..)),
             None => self.stored.clear(),
         }
-        while let Some(item) = self.ring.next() {
+        while let Some(ev) = self.source.next_event(active.is_some()) {
             n += 1;
-            let Some(ev) = Event::decode(&item) else {
+            let Some(ev) = ev else {
                 continue;
             };
-            drop(item);
             syscalls += match &ev {
                 Event::Batch(b) => batch_chunks(b).len() as u64,
                 _ => 1,
@@ -499,6 +581,7 @@ impl Reader {
                 break;
             }
         }
+        self.source.drained();
         self.counters
             .events_received
             .fetch_add(n, Ordering::Relaxed);
@@ -520,9 +603,30 @@ impl Reader {
         n
     }
 
+    /// Tracks (and logs) the chunks the probes held when the capture stopped, after the ring's
+    /// last events: they are newer than their sockets' events there.
+    pub(crate) fn take_held(&mut self, held: Vec<tbd_common::DataBatchEvent>) {
+        let mut active = self.active.lock().expect("active lock");
+        let Some(a) = active.as_mut() else {
+            return;
+        };
+        for b in held {
+            // As the kernel sends a batch: its header and valid chunks.
+            let len = tbd_common::BATCH_HEADER_LEN + std::mem::size_of_val(batch_chunks(&b));
+            self.source.log(&crate::events::as_bytes(&b)[..len]);
+            a.tracker
+                .on_event(&Event::Batch(Box::new(b)), &mut |o| self.batch.push(o));
+        }
+        let outs = std::mem::take(&mut self.batch);
+        self.pending
+            .extend(outputs_to_records(outs, &mut a.run, &self.tail));
+        drop(active);
+        self.source.drained();
+    }
+
     /// Writes the pending records; unless `wait`, leaves them pending while the store is
     /// being reopened, so that the ring keeps being drained meanwhile.
-    fn store_pending(&mut self, wait: bool) {
+    pub(crate) fn store_pending(&mut self, wait: bool) {
         if self.pending.is_empty() {
             return;
         }

@@ -70,6 +70,11 @@ pub struct Args {
     /// figures at arrival.
     #[arg(long)]
     pub no_arrivals: bool,
+    /// Also write every ring-buffer record to this file (truncated at start), for replaying
+    /// into the tracker and store offline (`cargo xtask bench replay`). Costs a write per
+    /// drain and disk space: about 0.8 KB per streamed request of 16 chunks, both sides.
+    #[arg(long)]
+    pub record_events: Option<PathBuf>,
     /// Give sled's memory back (close and reopen the store) after this many MiB of stored
     /// (compressed) records were written or read, and whenever the store has been idle for 2 s.
     /// Fractions are allowed (0.1 is about 100 KiB).
@@ -240,7 +245,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             inflight: args.max_inflight,
         },
     )?;
-    let engine = Engine::start(probes, store.clone(), args.bpf_stats)?;
+    let log = match &args.record_events {
+        Some(p) => Some(
+            crate::replay::EventLog::create(p)
+                .map_err(|e| anyhow::anyhow!("--record-events {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let engine = Engine::start_logged(probes, store.clone(), args.bpf_stats, log)?;
     let found = crate::sensors::discover(&args.sensor_config());
     for s in &found.info {
         if s.present {

@@ -16,6 +16,7 @@ pub mod listeners;
 pub mod memlock;
 pub mod probes;
 pub mod recover;
+pub mod replay;
 pub mod sensors;
 pub mod server;
 pub mod socket;

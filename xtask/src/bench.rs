@@ -1,4 +1,4 @@
-//! `cargo xtask bench [accuracy|capacity|capacity-sim|schedule|overhead|capture-cost|energy|events|all]`: the issue targets, measured
+//! `cargo xtask bench [accuracy|capacity|capacity-sim|schedule|overhead|capture-cost|energy|events|replay|all]`: the issue targets, measured
 //! in one run each, as ratios where the machine's speed matters. Release builds.
 
 use std::{
@@ -18,6 +18,7 @@ mod capture_cost;
 mod energy;
 mod fast_sse;
 mod overhead;
+mod replay;
 use overhead::overhead;
 
 /// Runs the named benchmark(s) and writes target/bench/results.json.
@@ -57,12 +58,16 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
         results.insert("energy".into(), energy::energy(&dir)?);
         ran = true;
     }
+    if all || which == "replay" {
+        results.insert("replay".into(), replay::replay(&dir)?);
+        ran = true;
+    }
     if all || which == "events" {
         results.insert("events".into(), events()?);
         ran = true;
     }
     if !ran {
-        bail!("unknown bench '{which}': use accuracy, capacity, capacity-sim, schedule, overhead, capture-cost, energy, events or all");
+        bail!("unknown bench '{which}': use accuracy, capacity, capacity-sim, schedule, overhead, capture-cost, energy, events, replay or all");
     }
     let out = Value::Object(results);
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&out)?)?;
