@@ -70,11 +70,6 @@ impl Record {
         &self.run_id
     }
 
-    /// Bytes [`Record::encode_into`] appends.
-    pub(super) fn encoded_len(&self) -> usize {
-        self.m.delimited_len()
-    }
-
     /// Appends the record, length-delimited.
     pub(super) fn encode_into(&self, buf: &mut Vec<u8>) {
         self.m.encode_delimited(buf)
@@ -96,7 +91,6 @@ pub(super) fn from_stored<M: Stored>(mut m: M, run_id: &str) -> M {
 trait Erased: Send + Sync {
     fn tree(&self) -> &'static str;
     fn time(&self) -> u64;
-    fn delimited_len(&self) -> usize;
     fn encode_delimited(&self, buf: &mut Vec<u8>);
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
@@ -108,10 +102,6 @@ impl<M: Stored> Erased for M {
     }
     fn time(&self) -> u64 {
         self.time_ns()
-    }
-    fn delimited_len(&self) -> usize {
-        let n = self.encoded_len();
-        prost::length_delimiter_len(n) + n
     }
     fn encode_delimited(&self, buf: &mut Vec<u8>) {
         // Encoding into a Vec cannot fail: it grows as needed.

@@ -360,27 +360,30 @@ impl Store {
         let mut added: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
         for ((tree, run_id), mut recs) in groups {
             recs.sort_by_key(|r| r.time());
-            let lens: Vec<usize> = recs.iter().map(|r| r.encoded_len()).collect();
-            let mut start = 0;
-            while start < recs.len() {
-                // Records from `start` up to the cap, and at least one.
-                let mut end = start + 1;
-                let mut bytes = lens[start];
-                while end < recs.len() && bytes + lens[end] <= MAX_VALUE_BYTES {
-                    bytes += lens[end];
-                    end += 1;
-                }
-                let mut raw = Vec::with_capacity(bytes);
-                for r in &recs[start..end] {
-                    r.encode_into(&mut raw);
-                }
-                let value = keys::seal(&raw);
+            let mut seal = |raw: &[u8], time: u64| -> Result<(), TbdError> {
+                let value = keys::seal(raw);
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                let key = record_key(run_id, recs[start].time(), seq);
-                start = end;
+                let key = record_key(run_id, time, seq);
                 self.moved(value.len());
                 *added.entry((run_id, tree)).or_default() += (key.len() + value.len()) as u64;
                 h.tree(tree).insert(key, value)?;
+                Ok(())
+            };
+            // Each record is encoded once, straight into the batch (its length computed once,
+            // by the encoder); one that takes the batch past the cap starts the next batch.
+            let mut raw = Vec::with_capacity(MAX_VALUE_BYTES);
+            let mut first = 0;
+            for (i, r) in recs.iter().enumerate() {
+                let before = raw.len();
+                r.encode_into(&mut raw);
+                if raw.len() > MAX_VALUE_BYTES && i > first {
+                    seal(&raw[..before], recs[first].time())?;
+                    raw.drain(..before);
+                    first = i;
+                }
+            }
+            if !raw.is_empty() {
+                seal(&raw, recs[first].time())?;
             }
         }
         let add = |tree: &sled::Tree, key: &[u8], n: u64| {
