@@ -126,6 +126,16 @@ SETS = {
     "raw_tp sys_enter+exit": [("raw", "sys_enter", None, True), ("raw", "sys_exit", None, True)],
     "sock_send/recv_length": [("tp", "sock", "sock_send_length", True),
                               ("tp", "sock", "sock_recv_length", True)],
+    # The same two as raw tracepoints (tp_btf pays the same dispatch): no perf record per hit.
+    "raw_tp sock_send/recv_length": [("raw", "sock_send_length", None, True),
+                                     ("raw", "sock_recv_length", None, True)],
+    # A data path without data syscall tracepoints: sends and receives at the socket layer
+    # (raw), segments at cgroup_skb, and only the connection syscalls traced.
+    "raw sock_*_length + cgroup_skb + connection syscalls": [
+        ("raw", "sock_send_length", None, True), ("raw", "sock_recv_length", None, True),
+        ("cg", CGROUP_INET_INGRESS, None, True), ("cg", CGROUP_INET_EGRESS, None, True)] + [
+        ("tp", "syscalls", s, True) for s in SYSCALLS
+        if any(c in s for c in ["connect", "accept", "getpeername", "close"])],
     "cgroup_skb in+out": [("cg", CGROUP_INET_INGRESS, None, True),
                           ("cg", CGROUP_INET_EGRESS, None, True)],
     "tcp_probe+sk_data_ready": [("tp", "tcp", "tcp_probe", True),

@@ -226,13 +226,19 @@ fn schedule(dir: &Path) -> anyhow::Result<Value> {
 
 /// Ring buffer -> tracker -> sled events per second (tbd's `ring_to_store` cargo bench).
 fn events() -> anyhow::Result<Value> {
+    tbd_bench("ring_to_store", &[])
+}
+
+/// Runs tbd's cargo bench `name` with `env` and returns the JSON line it prints last.
+fn tbd_bench(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> anyhow::Result<Value> {
     let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-q", "-p", "tbd", "--bench", "ring_to_store"])
+        .args(["bench", "-q", "-p", "tbd", "--bench", name])
+        .envs(env.iter().copied())
         .current_dir(sh::workspace_root())
         .output()?;
     if !o.status.success() {
         bail!(
-            "ring_to_store bench failed: {}",
+            "{name} bench failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
     }
@@ -241,7 +247,7 @@ fn events() -> anyhow::Result<Value> {
         .lines()
         .rev()
         .find(|l| l.starts_with('{'))
-        .context("no result line")?;
+        .with_context(|| format!("no result line from the {name} bench"))?;
     Ok(serde_json::from_str(line)?)
 }
 

@@ -7,16 +7,15 @@
 //! `TBD_REPLAY_LOG=PATH` replays an existing log instead of recording one, so that two builds
 //! can be compared on the same events.
 
-use std::{path::Path, process::Command};
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use serde_json::Value;
 
-use super::{fast_sse::FastSse, fast_sse::URL, load_args, profile};
-use crate::{procs, sh};
+use super::{fast_sse::FastSse, fast_sse::URL, load_args, profile, tbd_bench};
+use crate::procs;
 
 /// Records a log under `dir`; returns its path.
-fn record(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+fn record(dir: &Path) -> anyhow::Result<PathBuf> {
     let _sse = FastSse::start(dir)?;
     let tdir = dir.join("tbd-replay");
     std::fs::create_dir_all(&tdir)?;
@@ -35,28 +34,11 @@ fn record(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
 
 /// Runs the bench; see the module docs.
 pub fn replay(dir: &Path) -> anyhow::Result<Value> {
-    let log = match std::env::var_os("TBD_REPLAY_LOG") {
+    let log: PathBuf = match std::env::var_os("TBD_REPLAY_LOG") {
         Some(p) => p.into(),
         None => record(dir)?,
     };
-    let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-q", "-p", "tbd", "--bench", "replay"])
-        .env("TBD_REPLAY_LOG", &log)
-        .current_dir(sh::workspace_root())
-        .output()?;
-    if !o.status.success() {
-        bail!(
-            "replay bench failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .context("no result line from the replay bench")?;
-    let mut v: Value = serde_json::from_str(line)?;
+    let mut v = tbd_bench("replay", &[("TBD_REPLAY_LOG", log.as_os_str())])?;
     v["log"] = log.to_string_lossy().into();
     v["setup"] = "tbctl 256 streams x 3 s against fast-sse, both sides captured, replayed".into();
     Ok(v)
