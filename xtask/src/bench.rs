@@ -1,4 +1,4 @@
-//! `cargo xtask bench [accuracy|capacity|capacity-sim|schedule|overhead|capture-cost|energy|events|replay|all]`: the issue targets, measured
+//! `cargo xtask bench [accuracy|capacity|capacity-sim|schedule|overhead|capture-cost|probe-cost|energy|events|replay|all]`: the issue targets, measured
 //! in one run each, as ratios where the machine's speed matters. Release builds.
 
 use std::{
@@ -18,6 +18,7 @@ mod capture_cost;
 mod energy;
 mod fast_sse;
 mod overhead;
+mod probe_cost;
 mod replay;
 use overhead::overhead;
 
@@ -58,6 +59,10 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
         results.insert("energy".into(), energy::energy(&dir)?);
         ran = true;
     }
+    if all || which == "probe-cost" {
+        results.insert("probe_cost".into(), probe_cost::probe_cost(&dir)?);
+        ran = true;
+    }
     if all || which == "replay" {
         results.insert("replay".into(), replay::replay(&dir)?);
         ran = true;
@@ -67,7 +72,7 @@ pub fn run(_env: &Env, which: &str) -> anyhow::Result<()> {
         ran = true;
     }
     if !ran {
-        bail!("unknown bench '{which}': use accuracy, capacity, capacity-sim, schedule, overhead, capture-cost, energy, events, replay or all");
+        bail!("unknown bench '{which}': use accuracy, capacity, capacity-sim, schedule, overhead, capture-cost, energy, events, replay, probe-cost or all");
     }
     let out = Value::Object(results);
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&out)?)?;

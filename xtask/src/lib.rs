@@ -32,8 +32,8 @@ enum Cmd {
     Demo,
     /// What CI runs: fmt check, clippy, and the tests.
     Ci,
-    /// Benchmarks: accuracy, capacity, schedule, overhead, capture-cost, energy, events, replay
-    /// (or all).
+    /// Benchmarks: accuracy, capacity, schedule, overhead, capture-cost, probe-cost, energy,
+    /// events, replay (or all).
     Bench {
         #[arg(default_value = "all")]
         which: String,
