@@ -334,6 +334,9 @@ pub struct WriteStart {
     pub ts_ns: u64,
     /// `tid << 32 | fd`.
     pub tid_fd: u64,
+    /// The write's second argument (buffer, iovec, msghdr or mmsghdr array), so that its exit
+    /// need not fetch the saved registers (two helper calls) for the payload prefix.
+    pub buf: u64,
 }
 
 /// Slots in the write-start table: a power of two, so that a tid masks into it.

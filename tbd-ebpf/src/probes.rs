@@ -587,6 +587,7 @@ fn write_enter(ctx: &TracePointContext) -> u32 {
         // SAFETY: plain stores into an array element.
         unsafe {
             (*slot).ts_ns = bpf_ktime_get_ns();
+            (*slot).buf = arg(ctx, ARG1);
             (*slot).tid_fd = (id << 32) | (arg(ctx, ARG0) & 0xffff_ffff);
         }
     }
@@ -597,7 +598,7 @@ fn write_enter(ctx: &TracePointContext) -> u32 {
 /// None when there is none of this capture (the write began before the probes attached, or
 /// another thread took the slot since).
 #[inline(always)]
-fn take_write_start(id: u64) -> Option<(u32, u64)> {
+fn take_write_start(id: u64) -> Option<(u32, u64, u64)> {
     let slot = WRITE_STARTS.get_ptr_mut(id as u32 & (WRITE_SLOTS - 1))?;
     // SAFETY: plain loads and a store of array elements.
     unsafe {
@@ -606,7 +607,7 @@ fn take_write_start(id: u64) -> Option<(u32, u64)> {
             return None;
         }
         (*slot).ts_ns = 0;
-        Some((tid_fd as u32, t))
+        Some((tid_fd as u32, t, (*slot).buf))
     }
 }
 
@@ -631,7 +632,7 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     // Fetched at most once, and only when needed: two helper calls.
     let mut regs = None;
     let (fd, flags) = match start {
-        Some((fd, _)) => (fd, 0),
+        Some((fd, _, _)) => (fd, 0),
         None => {
             let r = *regs.get_or_insert_with(user_regs);
             // SAFETY: loads from the saved registers, checked by the verifier.
@@ -657,15 +658,21 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     let Some(info) = socket(key) else {
         return 0;
     };
+    // The second argument: from the enter probe's stamp for a write, else the saved registers.
+    let mut arg1 = || match start {
+        Some((_, _, buf)) => buf,
+        // SAFETY: a load from the saved registers, checked by the verifier.
+        None => unsafe { (**regs.get_or_insert_with(user_regs)).rsi },
+    };
     if buf_kind == BUF_MMSGHDR {
-        ret = mmsg_bytes(unsafe { (**regs.get_or_insert_with(user_regs)).rsi }, ret);
+        ret = mmsg_bytes(arg1(), ret);
         if ret <= 0 {
             return 0;
         }
     }
     let now = unsafe { bpf_ktime_get_ns() };
     let t_enter = match start {
-        Some((_, t)) if t <= now => t,
+        Some((_, t, _)) if t <= now => t,
         _ => now,
     };
     // SAFETY: plain loads and stores into this socket's map value.
@@ -689,7 +696,7 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     // A direction change: what the socket holds is older than this syscall.
     flush_batch(id, info, now);
     unsafe { (*info).last_op = dir as u32 };
-    let raw = unsafe { (**regs.get_or_insert_with(user_regs)).rsi };
+    let raw = arg1();
     // The prefix comes from the first segment only, so it is capped at that segment's length.
     let (buf, seg_len) = match buf_kind {
         BUF_PLAIN => (raw, u64::MAX),

@@ -156,15 +156,20 @@ pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
     }
     drop(baseline);
     drop(this);
-    // Runs per iteration and ns per run, from a tbd that keeps statistics.
-    let (stats, stats_d) = start(
-        "tbd-probe-cost-stats",
-        &procs::bin("release", "tbd"),
-        "always",
-    )?;
-    captured(&listener, &stats_d, stats.child.id())?;
-    let info = daemon_status(&stats_d)?;
-    drop(stats);
+    // Runs per iteration and ns per run, from a tbd that keeps statistics (and from the
+    // baseline build the same way).
+    let with_stats = |name: &str, bin: &Path| -> anyhow::Result<Value> {
+        let (stats, stats_d) = start(name, bin, "always")?;
+        captured(&listener, &stats_d, stats.child.id())?;
+        let info = daemon_status(&stats_d)?;
+        drop(stats);
+        Ok(bpf_figures(&info, ITERATIONS))
+    };
+    let bpf = with_stats("tbd-probe-cost-stats", &procs::bin("release", "tbd"))?;
+    let baseline_bpf = match std::env::var_os("PROBE_COST_BASELINE_TBD") {
+        Some(b) => with_stats("tbd-probe-cost-base-stats", Path::new(&b))?,
+        None => Value::Null,
+    };
     let r1 = |x: Option<f64>| x.map(|v| (v * 10.0).round() / 10.0);
     Ok(json!({
         "setup": format!("one thread, loopback TCP, {ITERATIONS} iterations of a 64-byte request and a 180-byte reply (4 data syscalls), {ROUNDS} rounds"),
@@ -173,6 +178,7 @@ pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
         "baseline_added_ns_per_iteration_median": r1(median_of(&base_added)),
         "this_minus_baseline_ns_per_iteration_median": r1(median_of(&this_minus_base)),
         "rounds": rounds,
-        "bpf": bpf_figures(&info, ITERATIONS),
+        "bpf": bpf,
+        "baseline_bpf": baseline_bpf,
     }))
 }
