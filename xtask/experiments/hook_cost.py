@@ -245,36 +245,47 @@ def pingpong(n):
     return float(out)
 
 
-def micro(iters):
-    """The MICRO=1 study: ns of CPU per iteration of the ping-pong, per hook set."""
+def interleaved(measure):
+    """`measure()` under each hook set, ROUNDS interleaved rounds (order reversed every other
+    round, so that a drift across a round cancels); the results per set."""
     results = {name: [] for name in SETS}
     for r in range(ROUNDS):
         order = list(SETS) if r % 2 == 0 else list(reversed(SETS))
         for name in order:
             undo, progs = attach_set(SETS[name])
             try:
-                results[name].append(pingpong(iters))
+                results[name].append(measure())
             finally:
                 release(undo, progs)
+    return results
+
+
+def with_stats(name, work):
+    """(program runs, run time ns) of set `name` over `work()`, with BPF statistics on."""
+    old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
+    open("/proc/sys/kernel/bpf_stats_enabled", "w").write("1")
+    undo, progs = attach_set(SETS[name])
+    try:
+        work()
+        return sum(prog_stats(p)[0] for p in progs), sum(prog_stats(p)[1] for p in progs)
+    finally:
+        release(undo, progs)
+        open("/proc/sys/kernel/bpf_stats_enabled", "w").write(old)
+
+
+def micro(iters):
+    """The MICRO=1 study: ns of CPU per iteration of the ping-pong, per hook set."""
+    results = interleaved(lambda: pingpong(iters))
     base = results["none"]
     print(f"loopback ping-pong, {iters} iterations (4 data syscalls each), {ROUNDS} interleaved")
     print("rounds; 'added' is the median of each round's difference to that round's run without hooks")
     print(f"{'hooks':40} {'CPU ns/iter':>11} {'added':>7}  runs/iter  ns/run")
-    old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
     for name in SETS:
         cpu = statistics.median(results[name])
         added = statistics.median(c - b for c, b in zip(results[name], base))
         runs = ns = "-"
         if SETS[name]:
-            open("/proc/sys/kernel/bpf_stats_enabled", "w").write("1")
-            undo, progs = attach_set(SETS[name])
-            try:
-                pingpong(iters // 10)
-                cnt = sum(prog_stats(p)[0] for p in progs)
-                tns = sum(prog_stats(p)[1] for p in progs)
-            finally:
-                release(undo, progs)
-                open("/proc/sys/kernel/bpf_stats_enabled", "w").write(old)
+            cnt, tns = with_stats(name, lambda: pingpong(iters // 10))
             runs, ns = f"{cnt / (iters // 10):.2f}", f"{tns / max(cnt, 1):.0f}"
         print(f"{name:40} {cpu:11.0f} {added:+7.0f}  {runs:>9} {ns:>7}")
     for name in SETS:
@@ -301,20 +312,11 @@ def main():
         subprocess.run(["mount", "-t", "tracefs", "tracefs", TRACEFS], check=True)
     if os.environ.get("MICRO"):
         return micro(int(os.environ.get("ITERS", "200000")))
-    results = {name: [] for name in SETS}
-    for r in range(ROUNDS):
-        order = list(SETS) if r % 2 == 0 else list(reversed(SETS))
-        for name in order:
-            undo, progs = attach_set(SETS[name])
-            try:
-                results[name].append(run_wrk(SECONDS))
-            finally:
-                release(undo, progs)
+    results = interleaved(lambda: run_wrk(SECONDS))
     base = results["none"]
     print(f"wrk -c256 on fast-sse, {ROUNDS} interleaved rounds of {SECONDS} s; medians. 'kept' and")
     print("'added' are medians of each round's ratio and difference to that round's run without hooks")
     print(f"{'hooks':26} {'req/s':>8} {'kept':>6} {'CPU µs/req':>11} {'added':>7}   runs/req  ns/run")
-    old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
     for name in SETS:
         rps = statistics.median(q for q, _ in results[name])
         cpu = statistics.median(c for _, c in results[name])
@@ -322,18 +324,11 @@ def main():
         added = statistics.median(c - b[1] for (_, c), b in zip(results[name], base))
         runs = ns = "-"
         if SETS[name]:
-            open("/proc/sys/kernel/bpf_stats_enabled", "w").write("1")
-            undo, progs = attach_set(SETS[name])
-            try:
-                n0 = nginx_requests()
-                subprocess.run(["wrk", "-t2", "-c256", "-d2s", "-s", f"{FAST_SSE}/post.lua", URL],
-                               check=True, capture_output=True)
-                n = nginx_requests() - n0 - 1
-                cnt = sum(prog_stats(p)[0] for p in progs)
-                tns = sum(prog_stats(p)[1] for p in progs)
-            finally:
-                release(undo, progs)
-                open("/proc/sys/kernel/bpf_stats_enabled", "w").write(old)
+            n0 = nginx_requests()
+            cnt, tns = with_stats(name, lambda: subprocess.run(
+                ["wrk", "-t2", "-c256", "-d2s", "-s", f"{FAST_SSE}/post.lua", URL],
+                check=True, capture_output=True))
+            n = nginx_requests() - n0 - 1
             runs, ns = f"{cnt / n:.1f}", f"{tns / max(cnt, 1):.0f}"
         print(f"{name:26} {rps:8.0f} {kept:6.3f} {cpu:11.2f} {added:+7.2f}   {runs:>8} {ns:>7}")
     for name in SETS:
