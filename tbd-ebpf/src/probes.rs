@@ -594,7 +594,8 @@ fn write_enter(ctx: &TracePointContext) -> u32 {
     0
 }
 
-/// This thread's write in progress as its enter probe stamped it, (fd, start), taken once;
+/// This thread's write in progress as its enter probe stamped it, (fd, start, buffer
+/// argument), taken once;
 /// None when there is none of this capture (the write began before the probes attached, or
 /// another thread took the slot since).
 #[inline(always)]
@@ -623,8 +624,8 @@ fn data_exit(ctx: &TracePointContext, dir: u8, buf_kind: u8, flags_reg: u8) -> u
     if ret <= 0 {
         return 0;
     }
-    // A write's fd comes with its start from the enter probe's stamp; the saved registers,
-    // read through two helper calls, are the fallback and the source for reads.
+    // A write's fd and buffer come with its start from the enter probe's stamp; the saved
+    // registers, read through two helper calls, are the fallback and the source for reads.
     let start = match dir {
         op::WRITE => take_write_start(id),
         _ => None,
