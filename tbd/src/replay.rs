@@ -62,6 +62,11 @@ impl EventLog {
         }
     }
 
+    /// Whether every write so far reached the file (false from the first that failed on).
+    pub fn ok(&self) -> bool {
+        !self.failed
+    }
+
     fn check(&mut self, r: std::io::Result<()>) {
         if let Err(e) = r {
             tracing::error!("writing the event log failed, it ends here: {e}");
@@ -197,8 +202,9 @@ mod tests {
         .to_vec()
     }
 
-    /// One streamed exchange on one connection, as raw ring-buffer records.
-    fn records() -> Vec<Vec<u8>> {
+    /// `n` streamed exchanges on one keep-alive connection, as raw ring-buffer records, the
+    /// connection closed at the end when `close`.
+    fn records(n: u64, close: bool) -> Vec<Vec<u8>> {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         let mut comm = [0u8; COMM_LEN];
@@ -216,39 +222,49 @@ mod tests {
             comm,
         })
         .to_vec()];
-        recs.push(data(
-            op::WRITE,
-            2_000,
-            b"POST /v1/completions HTTP/1.1\r\nhost: h\r\n\r\n",
-        ));
-        recs.push(data(
-            op::READ,
-            3_000,
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n",
-        ));
-        for t in [4_000, 5_000, 6_000] {
-            recs.push(data(op::READ, t, b"data: {}\n\n"));
+        for i in 0..n {
+            let t = 10_000 * (i + 1);
+            recs.push(data(
+                op::WRITE,
+                t + 2_000,
+                b"POST /v1/completions HTTP/1.1\r\nhost: h\r\n\r\n",
+            ));
+            recs.push(data(
+                op::READ,
+                t + 3_000,
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n",
+            ));
+            for dt in [4_000, 5_000, 6_000] {
+                recs.push(data(op::READ, t + dt, b"data: {}\n\n"));
+            }
         }
-        recs.push(
-            as_bytes(&CloseEvent {
-                hdr: hdr(kind::CLOSE, 7_000),
-                fd: 5,
-                _pad: 0,
-            })
-            .to_vec(),
-        );
+        if close {
+            recs.push(
+                as_bytes(&CloseEvent {
+                    hdr: hdr(kind::CLOSE, 10_000 * (n + 1)),
+                    fd: 5,
+                    _pad: 0,
+                })
+                .to_vec(),
+            );
+        }
         recs
+    }
+
+    fn write_log(path: &Path, recs: &[Vec<u8>]) {
+        let mut log = EventLog::create(path).unwrap();
+        for r in recs {
+            log.write(r);
+        }
+        log.flush();
+        assert!(log.ok());
     }
 
     #[test]
     fn a_recorded_capture_replays_into_the_store_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.log");
-        let mut log = EventLog::create(&path).unwrap();
-        for r in records() {
-            log.write(&r);
-        }
-        log.flush();
+        write_log(&path, &records(1, true));
         // A record cut short by a kill mid-write is left out, not misread.
         std::fs::OpenOptions::new()
             .append(true)
@@ -266,10 +282,41 @@ mod tests {
         let xs: Vec<Exchange> = store.all("r1").unwrap();
         assert_eq!(xs.len(), 1);
         let times: Vec<u64> = xs[0].chunks.iter().map(|c| c.t_ns).collect();
-        assert_eq!(times, [3_000, 4_000, 5_000, 6_000]);
-        assert_eq!(xs[0].t_request_first_ns, 1_995);
+        assert_eq!(times, [13_000, 14_000, 15_000, 16_000]);
+        assert_eq!(xs[0].t_request_first_ns, 11_995);
         assert_eq!(store.all::<Connection>("r1").unwrap().len(), 1);
-        assert_eq!(store.get_run("r1").unwrap().unwrap().exchanges, 1);
+        let run = store.get_run("r1").unwrap().unwrap();
+        assert_eq!((run.exchanges, run.label.as_str()), (1, "replay"));
+    }
+
+    #[test]
+    fn a_log_longer_than_a_drain_replays_whole_and_what_was_open_is_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        // 900 exchanges of 5 records: more than one drain of the reader (4,096 records), and
+        // the connection still open at the end, as at a capture's stop.
+        write_log(&path, &records(900, false));
+        let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+        let got = replay(load(&path).unwrap(), store.clone(), "r2").unwrap();
+        assert_eq!(
+            (got.records, got.exchanges, got.connections),
+            (4_501, 900, 1)
+        );
+        // 899 exchanges finished in the drains, the last and the connection in the flush.
+        assert_eq!(got.stored, 901);
+        assert_eq!(store.all::<Exchange>("r2").unwrap().len(), 900);
+        let c: Vec<Connection> = store.all("r2").unwrap();
+        assert_eq!((c.len(), c[0].t_closed_ns, c[0].exchanges), (1, 0, 900));
+    }
+
+    #[test]
+    fn a_log_whose_writes_fail_stops_and_says_so() {
+        // /dev/full takes the open and refuses every write with ENOSPC.
+        let mut log = EventLog::create(Path::new("/dev/full")).unwrap();
+        assert!(log.ok(), "nothing written to the file yet");
+        log.write(&[1, 2, 3]);
+        log.flush();
+        assert!(!log.ok());
     }
 
     #[test]
