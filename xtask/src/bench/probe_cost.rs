@@ -2,10 +2,12 @@
 //! request, resolved to tens of ns, for judging a change to the probes.
 //!
 //! One thread of this process plays client and server over a loopback TCP connection: each
-//! iteration writes a 64-byte HTTP request line, reads it on the server socket, writes a
-//! 180-byte SSE chunk back and reads it, so every data probe, the arrival program and the
-//! kernel's dispatch of them run as in a one-chunk request with both ends on the host (on
-//! loopback the receive path runs in the sender's context, so it is in this thread's CPU).
+//! iteration writes a 64-byte HTTP request line, reads it on the server socket, then writes
+//! 180-byte SSE chunks back one at a time, each read before the next is written (as tokens
+//! spaced in time are), so every data probe, the arrival program and the kernel's dispatch of
+//! them run as in a streamed request with both ends on the host (on loopback the receive path
+//! runs in the sender's context, so it is in this thread's CPU). Two shapes: one chunk, and
+//! sixteen (the capture-cost target's).
 //! Rounds alternate runs without capture and runs with tbd capturing both sides
 //! (`tbctl capture --pid SELF --port P`); the figure is the median of each round's
 //! difference, with tbd's own CPU per iteration beside it. Whole-machine runs on this VM move
@@ -27,7 +29,6 @@ use super::overhead::{bpf_figures, cpu_ticks, daemon_status, median_of, ticks_pe
 use crate::procs;
 
 const ROUNDS: usize = 9;
-const ITERATIONS: u64 = 100_000;
 
 /// This thread's CPU time, ns.
 fn thread_cpu_ns() -> u64 {
@@ -38,9 +39,29 @@ fn thread_cpu_ns() -> u64 {
     ns(u.ru_utime) + ns(u.ru_stime)
 }
 
-/// `n` request/response iterations on a fresh connection to `listener`; CPU ns per
+/// What one iteration is: a request and a response of `chunks` chunks, each written by the
+/// server and read by the client before the next (as tokens spaced in time are), `n` times.
+#[derive(Clone, Copy)]
+struct Shape {
+    chunks: u32,
+    n: u64,
+}
+
+/// One streamed request of 1 chunk, and one of 16 (the capture-cost target's shape).
+const SHAPES: [Shape; 2] = [
+    Shape {
+        chunks: 1,
+        n: 100_000,
+    },
+    Shape {
+        chunks: 16,
+        n: 20_000,
+    },
+];
+
+/// `shape.n` request/response iterations on a fresh connection to `listener`; CPU ns per
 /// iteration.
-fn ping_pong(listener: &TcpListener, n: u64) -> anyhow::Result<f64> {
+fn ping_pong(listener: &TcpListener, shape: Shape) -> anyhow::Result<f64> {
     let mut client = TcpStream::connect(listener.local_addr()?)?;
     let (mut server, _) = listener.accept()?;
     client.set_nodelay(true)?;
@@ -51,13 +72,15 @@ fn ping_pong(listener: &TcpListener, n: u64) -> anyhow::Result<f64> {
     rsp[..8].copy_from_slice(b"data: {}");
     let (mut rq, mut rs) = ([0u8; 64], [0u8; 180]);
     let t0 = thread_cpu_ns();
-    for _ in 0..n {
+    for _ in 0..shape.n {
         client.write_all(&req)?;
         server.read_exact(&mut rq)?;
-        server.write_all(&rsp)?;
-        client.read_exact(&mut rs)?;
+        for _ in 0..shape.chunks {
+            server.write_all(&rsp)?;
+            client.read_exact(&mut rs)?;
+        }
     }
-    Ok((thread_cpu_ns() - t0) as f64 / n as f64)
+    Ok((thread_cpu_ns() - t0) as f64 / shape.n as f64)
 }
 
 /// `tbctl capture` of this process (client side) and of `port`'s accepted connections
@@ -96,42 +119,42 @@ fn stop_capture(mut c: Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One capturing run through the tbd at `daemon` (pid `tbd`): (ns per iteration, tbd's own
-/// ns per iteration while it captures, its start and stop left out).
-fn captured(listener: &TcpListener, daemon: &str, tbd: u32) -> anyhow::Result<(f64, f64)> {
+/// A tbd the bench captures through: its process and its address for tbctl.
+struct Daemon {
+    bg: procs::Bg,
+    addr: String,
+}
+
+/// One capturing run through `d`: (ns per iteration, tbd's own ns per iteration while it
+/// captures, its start and stop left out).
+fn captured(listener: &TcpListener, d: &Daemon, shape: Shape) -> anyhow::Result<(f64, f64)> {
     let port = listener.local_addr()?.port();
-    let cap = start_capture(daemon, port)?;
+    let cap = start_capture(&d.addr, port)?;
+    let tbd = d.bg.child.id();
     let t0 = cpu_ticks(tbd);
-    let ns = ping_pong(listener, ITERATIONS)?;
+    let ns = ping_pong(listener, shape)?;
     // Read before the stop, whose work is per capture, not per request, once the reader
     // (draining every 10 ms) has taken the last events.
     std::thread::sleep(std::time::Duration::from_millis(50));
     let t1 = cpu_ticks(tbd);
     stop_capture(cap)?;
     let tbd_ns = match (t0, t1) {
-        (Some(a), Some(b)) => (b - a) as f64 / ticks_per_s() * 1e9 / ITERATIONS as f64,
+        (Some(a), Some(b)) => (b - a) as f64 / ticks_per_s() * 1e9 / shape.n as f64,
         _ => f64::NAN,
     };
     Ok((ns, tbd_ns))
 }
 
-/// Runs the bench; see the module docs.
-pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let start = |name: &str, bin: &Path, stats: &str| -> anyhow::Result<_> {
-        let d = dir.join(name);
-        std::fs::create_dir_all(&d)?;
-        let (bg, sock) = procs::start_tbd_bin(bin, &d, &["--bpf-stats", stats])?;
-        Ok((bg, format!("unix:{}", sock.display())))
-    };
-    let (this, this_d) = start("tbd-probe-cost", &procs::bin("release", "tbd"), "off")?;
-    let baseline = match std::env::var_os("PROBE_COST_BASELINE_TBD") {
-        Some(b) => Some(start("tbd-probe-cost-base", Path::new(&b), "off")?),
-        None => None,
-    };
+/// The rounds of one shape, through this build's tbd and, if any, the baseline's.
+fn rounds_of(
+    listener: &TcpListener,
+    shape: Shape,
+    this: &Daemon,
+    baseline: Option<&Daemon>,
+) -> anyhow::Result<Value> {
     // Warm-up: the first connections and page-cache touches.
-    ping_pong(&listener, ITERATIONS / 10)?;
-    captured(&listener, &this_d, this.child.id())?;
+    ping_pong(listener, shape)?;
+    captured(listener, this, shape)?;
     let (mut added, mut tbd_ns, mut base_added, mut this_minus_base) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rounds = Vec::new();
@@ -140,15 +163,15 @@ pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
         let off_first = r % 2 == 0;
         let mut off = 0.0;
         if off_first {
-            off = ping_pong(&listener, ITERATIONS)?;
+            off = ping_pong(listener, shape)?;
         }
-        let (on, t) = captured(&listener, &this_d, this.child.id())?;
-        let base = match &baseline {
-            Some((b, d)) => Some(captured(&listener, d, b.child.id())?.0),
+        let (on, t) = captured(listener, this, shape)?;
+        let base = match baseline {
+            Some(b) => Some(captured(listener, b, shape)?.0),
             None => None,
         };
         if !off_first {
-            off = ping_pong(&listener, ITERATIONS)?;
+            off = ping_pong(listener, shape)?;
         }
         added.push(on - off);
         tbd_ns.push(t);
@@ -158,31 +181,90 @@ pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
         }
         rounds.push(json!({"off_ns": off.round(), "capturing_ns": on.round(), "baseline_ns": base.map(f64::round), "tbd_ns": t.round()}));
     }
-    drop(baseline);
-    drop(this);
-    // Runs per iteration and ns per run, from a tbd that keeps statistics (and from the
-    // baseline build the same way).
-    let with_stats = |name: &str, bin: &Path| -> anyhow::Result<Value> {
-        let (stats, stats_d) = start(name, bin, "always")?;
-        captured(&listener, &stats_d, stats.child.id())?;
-        let info = daemon_status(&stats_d)?;
-        drop(stats);
-        Ok(bpf_figures(&info, ITERATIONS))
-    };
-    let bpf = with_stats("tbd-probe-cost-stats", &procs::bin("release", "tbd"))?;
-    let baseline_bpf = match std::env::var_os("PROBE_COST_BASELINE_TBD") {
-        Some(b) => with_stats("tbd-probe-cost-base-stats", Path::new(&b))?,
-        None => Value::Null,
-    };
     let r1 = |x: Option<f64>| x.map(|v| (v * 10.0).round() / 10.0);
     Ok(json!({
-        "setup": format!("one thread, loopback TCP, {ITERATIONS} iterations of a 64-byte request and a 180-byte reply (4 data syscalls), {ROUNDS} rounds"),
-        "added_ns_per_iteration_median": r1(median_of(&added)),
-        "tbd_ns_per_iteration_median": r1(median_of(&tbd_ns)),
-        "baseline_added_ns_per_iteration_median": r1(median_of(&base_added)),
-        "this_minus_baseline_ns_per_iteration_median": r1(median_of(&this_minus_base)),
+        "chunks": shape.chunks,
+        "iterations": shape.n,
+        "added_ns_per_request_median": r1(median_of(&added)),
+        "tbd_ns_per_request_median": r1(median_of(&tbd_ns)),
+        "baseline_added_ns_per_request_median": r1(median_of(&base_added)),
+        "this_minus_baseline_ns_per_request_median": r1(median_of(&this_minus_base)),
         "rounds": rounds,
+    }))
+}
+
+/// Runs the bench; see the module docs.
+pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let start = |name: &str, bin: &Path, stats: &str| -> anyhow::Result<Daemon> {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d)?;
+        let (bg, sock) = procs::start_tbd_bin(bin, &d, &["--bpf-stats", stats])?;
+        Ok(Daemon {
+            bg,
+            addr: format!("unix:{}", sock.display()),
+        })
+    };
+    let this_bin = procs::bin("release", "tbd");
+    let base_bin = std::env::var_os("PROBE_COST_BASELINE_TBD").map(std::path::PathBuf::from);
+    let this = start("tbd-probe-cost", &this_bin, "off")?;
+    let baseline = match &base_bin {
+        Some(b) => Some(start("tbd-probe-cost-base", b, "off")?),
+        None => None,
+    };
+    let mut shapes = Vec::new();
+    for shape in SHAPES {
+        shapes.push(rounds_of(&listener, shape, &this, baseline.as_ref())?);
+    }
+    drop(baseline);
+    drop(this);
+    // Runs per request and ns per run for each shape, from a tbd that keeps statistics (and
+    // from the baseline build the same way).
+    let with_stats = |name: &str, bin: &Path| -> anyhow::Result<Value> {
+        let d = start(name, bin, "always")?;
+        let mut per_shape = serde_json::Map::new();
+        for shape in SHAPES {
+            let before = daemon_status(&d.addr)?;
+            captured(&listener, &d, shape)?;
+            let after = daemon_status(&d.addr)?;
+            per_shape.insert(
+                format!("{}_chunks", shape.chunks),
+                bpf_figures(&stats_since(&before, &after), shape.n),
+            );
+        }
+        Ok(Value::Object(per_shape))
+    };
+    let bpf = with_stats("tbd-probe-cost-stats", &this_bin)?;
+    let baseline_bpf = match &base_bin {
+        Some(b) => with_stats("tbd-probe-cost-base-stats", b)?,
+        None => Value::Null,
+    };
+    Ok(json!({
+        "setup": format!("one thread, loopback TCP: a 64-byte request written and read, then 180-byte chunks each written and read, {ROUNDS} rounds"),
+        "shapes": shapes,
         "bpf": bpf,
         "baseline_bpf": baseline_bpf,
     }))
+}
+
+/// The probes' statistics of a `tbctl daemon status --json` taken after `before`, less
+/// `before`'s: what one capture added.
+fn stats_since(before: &Value, after: &Value) -> Value {
+    let mut after = after.clone();
+    if let Some(probes) = after["probes"].as_array_mut() {
+        for p in probes {
+            let was = before["probes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["name"] == p["name"]);
+            for f in ["run_count", "run_time_ns"] {
+                let minus = was.and_then(|b| b[f].as_u64()).unwrap_or(0);
+                if let Some(v) = p[f].as_u64() {
+                    p[f] = (v.saturating_sub(minus)).into();
+                }
+            }
+        }
+    }
+    after
 }
