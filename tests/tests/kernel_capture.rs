@@ -83,24 +83,37 @@ fn every_request_seen_on_both_sides_and_chunk_times_match_ground_truth() {
         "kernel write times vs serve-sim's log: p99 {p99} ms"
     );
     // The kernel's server TTFT per request against serve-sim's own (first content write stamp
-    // - its read of the request): p99 and maximum bounds.
-    let mut server_ttft_err: Vec<f64> = lines
+    // - its read of the request). serve-sim stamps after its read returns and before its write
+    // starts, so the kernel's span holds its stamps: the kernel's figure is never shorter, and
+    // longer by serve-sim's own lag between syscall and stamp (tens of µs; a preemption of
+    // serve-sim there, hundreds of µs on these 2 cores, is a real gap the kernel sees rightly).
+    let mut server_ttft_over: Vec<f64> = lines
         .iter()
         .filter(|l| l["side"] == "server")
         .map(|l| {
             let t = &truth[&l["request_id"].as_u64().unwrap()];
-            let logged = (chunk_times(t)[0] - t["t_read_ns"].as_u64().unwrap()) as f64 / 1e6;
-            (l["server_ttft_ms"].as_f64().expect("server_ttft_ms") - logged).abs()
+            let read = t["t_read_ns"].as_u64().unwrap();
+            assert!(
+                l["t_request_last_ns"].as_u64().expect("t_request_last_ns") <= read,
+                "the kernel's last request read after serve-sim's stamp of it: {l}"
+            );
+            let logged = (chunk_times(t)[0] - read) as f64 / 1e6;
+            let kernel = l["server_ttft_ms"].as_f64().expect("server_ttft_ms");
+            assert!(
+                kernel >= logged,
+                "server_ttft_ms {kernel} shorter than serve-sim's {logged}: {l}"
+            );
+            kernel - logged
         })
         .collect();
-    assert_eq!(server_ttft_err.len(), 30);
-    let (p99, max) = (
-        quantile(&mut server_ttft_err, 0.99),
-        quantile(&mut server_ttft_err, 1.0),
+    assert_eq!(server_ttft_over.len(), 30);
+    let (p50, max) = (
+        quantile(&mut server_ttft_over, 0.5),
+        quantile(&mut server_ttft_over, 1.0),
     );
     assert!(
-        p99 <= 0.2 && max <= 5.0,
-        "server_ttft_ms vs serve-sim's log: p99 {p99} ms, max {max} ms"
+        p50 <= 0.2 && max <= 5.0,
+        "server_ttft_ms over serve-sim's: p50 {p50} ms, max {max} ms"
     );
     let recs: std::collections::HashMap<u64, serde_json::Value> = records(&dir)
         .into_iter()
