@@ -288,6 +288,12 @@ pub const SOCK_SLOTS: u32 = 1 << 14;
 /// one cache line of tags. A table's size is a power of two, at least one bucket.
 pub const SOCK_WAYS: u32 = 8;
 
+/// Slots of the table of kernel socket addresses per slot of the (pid, fd) table. A socket
+/// is in both, each bucket filled by its own hash; with four times the slots a bucket of the
+/// address table is full when the socket's (pid, fd) bucket had room too rarely to matter, so
+/// a socket past the limit is lost (and counted) once, not twice.
+pub const SK_TABLE_SCALE: u32 = 4;
+
 /// log2 of the number of buckets of a table of `slots` slots.
 pub fn sock_bucket_bits(slots: u32) -> u32 {
     (slots / SOCK_WAYS).trailing_zeros()

@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = StatsMode::Sampled)]
     pub bpf_stats: StatsMode,
     /// Sockets the kernel can track at once (a power of two): client and server sides of every
-    /// connection open during a capture. Each takes 816 bytes of kernel memory, allocated when
+    /// connection open during a capture. Each takes 856 bytes of kernel memory, allocated when
     /// tbd starts; a socket past a full bucket of 8 is counted lost (`sockets_full`).
     #[arg(long, default_value_t = tbd_common::SOCK_SLOTS, value_parser = parse_max_sockets)]
     pub max_sockets: u32,

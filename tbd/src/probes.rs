@@ -14,7 +14,7 @@ use aya::{
 };
 use tbd_common::{
     kind, lost, sock_bucket_bits, AcceptArgs, DataBatchEvent, EventHeader, ListenInfo, SockInfo,
-    SockKey, SOCK_SLOTS, SOCK_WAYS,
+    SockKey, SK_TABLE_SCALE, SOCK_SLOTS, SOCK_WAYS,
 };
 
 use crate::{error::TbdError, memlock, tracefs};
@@ -218,7 +218,12 @@ impl StatsMode {
     }
 }
 
-/// Largest tracked-socket table: 816 MiB of kernel memory.
+/// Kernel memory per slot of the tracked-socket tables: its tag and state by (pid, fd), and
+/// [`SK_TABLE_SCALE`] tags by socket address.
+pub const SOCK_SLOT_BYTES: usize =
+    std::mem::size_of::<SockInfo>() + (1 + SK_TABLE_SCALE as usize) * std::mem::size_of::<u64>();
+
+/// Largest tracked-socket table: 856 MiB of kernel memory.
 pub const MAX_SOCK_SLOTS: u32 = 1 << 20;
 
 /// Whether `slots` can size the tracked-socket table; the reason when not.
@@ -228,8 +233,7 @@ pub fn check_sock_slots(slots: u32) -> Result<(), String> {
     }
     Err(format!(
         "{slots} sockets: the table needs a power of two from {SOCK_WAYS} to {MAX_SOCK_SLOTS} \
-         (each slot is {} bytes of kernel memory)",
-        std::mem::size_of::<SockInfo>()
+         (each slot is {SOCK_SLOT_BYTES} bytes of kernel memory)"
     ))
 }
 
@@ -308,6 +312,7 @@ impl Probes {
             )));
         }
         let bucket_bits = sock_bucket_bits(sock_slots);
+        let sk_bucket_bits = sock_bucket_bits(sock_slots * SK_TABLE_SCALE);
         tracefs::ensure_mounted()?;
         tracefs::check_formats()?;
         memlock::raise();
@@ -319,12 +324,14 @@ impl Probes {
             .map_max_entries("TRACKED_TGIDS", pid_max())
             .map_max_entries("SOCK_TAGS", sock_slots)
             .map_max_entries("SOCK_VALS", sock_slots)
+            .map_max_entries("SK_TAGS", sock_slots * SK_TABLE_SCALE)
             .map_max_entries("TRACKED_PIDS", limits.pids)
             .map_max_entries("SERVER_CHILDREN", limits.pids)
             .map_max_entries("CONNECTS", limits.inflight)
             .map_max_entries("ACCEPTS", limits.inflight)
             .map_max_entries("DNS_INFLIGHT", limits.inflight)
             .override_global("SOCK_BUCKET_BITS", &bucket_bits, true)
+            .override_global("SK_BUCKET_BITS", &sk_bucket_bits, true)
             .override_global("EXIT_GROUP_DEAD_AT", &group_dead_at, true)
             .load(EBPF_OBJECT)?;
         let libc = LIBC_PATHS.iter().copied().find(|p| Path::new(p).exists());
@@ -640,19 +647,11 @@ impl Probes {
         // Untracked first, then read: the capture detached the probes before, and a probe
         // still finishing could send a batch that is read here too (the tracker drops the
         // second copy).
-        let mut held = Vec::new();
-        let slots = self.sock_slots;
-        let mut tags = self.array::<u64>("SOCK_TAGS")?;
-        for slot in 0..slots {
-            let tag = tags
-                .get(&slot, 0)
-                .map_err(|e| TbdError::Map("SOCK_TAGS", e))?;
-            if tag != 0 {
-                held.push((slot, (tag >> 32) as u32));
-                tags.set(slot, 0, 0)
-                    .map_err(|e| TbdError::Map("SOCK_TAGS", e))?;
-            }
-        }
+        let held: Vec<(u32, u32)> = self
+            .free_tags("SOCK_TAGS", self.sock_slots)?
+            .into_iter()
+            .map(|(slot, tag)| (slot, (tag >> 32) as u32))
+            .collect();
         let vals = self.array::<SockInfo>("SOCK_VALS")?;
         let mut pending = Vec::new();
         for (slot, pid) in held {
@@ -673,8 +672,23 @@ impl Probes {
                 });
             }
         }
-        clear(self.hash::<u64, u8>("SKS")?);
+        self.free_tags("SK_TAGS", self.sock_slots * SK_TABLE_SCALE)?;
         Ok(pending)
+    }
+
+    /// Frees every slot of the tag table `name` (`SOCK_TAGS`, `SK_TAGS`) of `slots` slots;
+    /// returns the slots that were taken, with their tags.
+    fn free_tags(&mut self, name: &'static str, slots: u32) -> Result<Vec<(u32, u64)>, TbdError> {
+        let mut tags = self.array::<u64>(name)?;
+        let mut taken = Vec::new();
+        for slot in 0..slots {
+            let tag = tags.get(&slot, 0).map_err(|e| TbdError::Map(name, e))?;
+            if tag != 0 {
+                taken.push((slot, tag));
+                tags.set(slot, 0, 0).map_err(|e| TbdError::Map(name, e))?;
+            }
+        }
+        Ok(taken)
     }
 
     /// Events lost in the kernel so far, per reason, summed over CPUs.

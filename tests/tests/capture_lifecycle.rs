@@ -378,3 +378,90 @@ fn a_killed_client_leaves_no_capture_behind() {
     let _ = sleeper.wait();
     tbd.stop();
 }
+
+/// A client that connects when `go1` appears, makes one streamed request, creates `done1`,
+/// then, when `go2` appears, makes two more on the same connection, closes it and creates
+/// `done2`. Its files' directory and the server's port are its arguments.
+const PY_OUTLIVES_CAPTURE: &str = r#"
+import http.client, json, os, sys, time
+d, port = sys.argv[1], int(sys.argv[2])
+def wait(name):
+    while not os.path.exists(os.path.join(d, name)):
+        time.sleep(0.02)
+def ask(c):
+    body = json.dumps({"model": "sim-model", "stream": True, "max_tokens": 8,
+                       "messages": [{"role": "user", "content": "hi"}]})
+    c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200, r.status
+    r.read()
+wait("go1")
+c = http.client.HTTPConnection("127.0.0.1", port)
+ask(c)
+open(os.path.join(d, "done1"), "w").close()
+wait("go2")
+ask(c)
+ask(c)
+c.close()
+open(os.path.join(d, "done2"), "w").close()
+"#;
+
+/// A connection tracked by one capture and still open at its end is not tracked by the next:
+/// its segments, state changes and close reach no later capture (whose probes would otherwise
+/// pay for them, and whose tracker would count them as orphans). Both of the kernel's socket
+/// tables (by pid and fd, by socket address) are emptied at a capture's stop.
+#[test]
+fn a_connection_open_past_its_capture_is_not_tracked_by_the_next() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (mut tbd, sock) = start_tbd("debug", d.path()).expect("start tbd (root)");
+    let (mut sim, port) = start_sim("debug", d.path(), &["--ttft", "2ms", "--itl", "1ms"]).unwrap();
+    let daemon = format!("unix:{}", sock.display());
+    let (dir, port_s) = (d.path().to_string_lossy().into_owned(), port.to_string());
+    let mut client = std::process::Command::new("python3")
+        .args(["-c", PY_OUTLIVES_CAPTURE, &dir, &port_s])
+        .spawn()
+        .unwrap();
+    // Capture 1 tracks the server's side of the client's connection (accepted during it) and
+    // ends with the connection open.
+    let wait_for = |name: &str| {
+        format!(
+            "touch {dir}/{name}; while [ ! -e {dir}/done{} ]; do sleep 0.02; done",
+            &name[2..]
+        )
+    };
+    let capture = |ports: &str, script: &str| {
+        let o = tbctl(&[
+            "capture", "--port", ports, "--daemon", &daemon, "--json", "--", "sh", "-c", script,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let first = capture(&port_s, &wait_for("go1"));
+    // Capture 2 follows another port while the client uses and closes the same connection.
+    let second = capture("1", &wait_for("go2"));
+    assert!(client.wait().unwrap().success());
+    sim.stop();
+    tbd.stop();
+    assert_eq!(first["exchanges"], 1, "{first}");
+    assert_eq!(
+        (&second["exchanges"], &second["connections"]),
+        (&0.into(), &0.into()),
+        "{second}"
+    );
+    // tbd logs its tracker's counts at each stop: nothing of the old connection reached the
+    // second capture.
+    let log = std::fs::read_to_string(d.path().join("tbd.log")).unwrap();
+    let stops: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("capture stopped"))
+        .collect();
+    assert_eq!(stops.len(), 2, "{log}");
+    for orphan in [
+        "orphan_arrivals: 0",
+        "orphan_retransmits: 0",
+        "orphan_data: 0",
+    ] {
+        assert!(stops[1].contains(orphan), "{orphan} in {}", stops[1]);
+    }
+}

@@ -86,6 +86,20 @@ fn new_payload(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<(u32, u32, u32)
     Some((end.wrapping_sub(new), new, rcv_nxt))
 }
 
+/// `sk`'s address as a number. The verifier types the context's socket field as a pointer and
+/// refuses arithmetic on it, the table's hash included; a pointer stored in a map value (which
+/// it allows a privileged program) reads back as a plain number. Volatile, so that the
+/// compiler does not forward the stored pointer to the load.
+#[inline(always)]
+fn address_of(sk: *mut bpf_sock) -> Option<u64> {
+    let p = SK_ADDRESS.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot; nothing else runs on this CPU while this program does.
+    unsafe {
+        core::ptr::write_volatile(p as *mut *mut bpf_sock, sk);
+        Some(core::ptr::read_volatile(p))
+    }
+}
+
 /// A segment with new payload reaching a tracked socket: its arrival, which the reader's read
 /// follows by however long the reader takes. A cgroup_skb ingress program sees each segment
 /// as the TCP receive path filters it, before it can wait behind a socket its owner holds,
@@ -100,8 +114,10 @@ pub fn tb_arrival(ctx: SkBuffContext) -> i32 {
         return 1;
     }
     // The socket's address, as the sock tracepoints name it (tracked sockets are keyed by it).
-    let skaddr = sk as u64;
-    if SKS.get_ptr(skaddr).is_none() {
+    let Some(skaddr) = address_of(sk) else {
+        return 1;
+    };
+    if !sk_tracked(skaddr) {
         return 1;
     }
     let Some((seq, bytes, rcv_nxt)) = new_payload(&ctx, sk) else {

@@ -29,7 +29,8 @@ use tbd_common::{
     kind, lost, op, sock_bucket, tcp_state, AcceptArgs, AcceptEvent, ArrivalEvent, Chunk,
     CloseEvent, ConnectEvent, DataEvent, DnsEvent, EventHeader, ListenInfo, PeerEvent,
     RetransmitEvent, SockAddr, SockInfo, SockKey, StateEvent, WriteStart, BATCH_HEADER_LEN,
-    BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN, SOCK_SLOTS, SOCK_WAYS, WRITE_SLOTS,
+    BATCH_LEN, COMM_LEN, DNS_NAME_LEN, PREFIX_LEN, SK_TABLE_SCALE, SOCK_SLOTS, SOCK_WAYS,
+    WRITE_SLOTS,
 };
 
 const AF_INET: u16 = 2;
@@ -108,9 +109,28 @@ fn bucket_of(tag: u64) -> u32 {
     sock_bucket(tag, unsafe { core::ptr::read_volatile(&SOCK_BUCKET_BITS) })
 }
 
-/// Tracked kernel sockets by `struct sock` address, for state and retransmit tracepoints.
+/// Tracked kernel sockets by `struct sock` address (the tag; 0 free), for the arrival program
+/// and the state and retransmit tracepoints: buckets of [`SOCK_WAYS`] like [`SOCK_TAGS`], with
+/// [`SK_TABLE_SCALE`] times its slots. The arrival program runs on every segment a tracked
+/// socket gets; a hash map's lookup there (a call, jhash, a bucket head and an element, each a
+/// cache miss at saturation) was most of its cost.
 #[map]
-static SKS: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
+static SK_TAGS: Array<u64> = Array::with_max_entries(SOCK_SLOTS * SK_TABLE_SCALE, 0);
+/// log2 of [`SK_TAGS`]' buckets, set by tbd at load.
+#[no_mangle]
+static SK_BUCKET_BITS: u32 = 13;
+
+/// The first slot of socket address `skaddr`'s bucket in [`SK_TAGS`] as loaded.
+#[inline(always)]
+fn sk_bucket_of(skaddr: u64) -> u32 {
+    // SAFETY: a load of a read-only global set at load time.
+    sock_bucket(skaddr, unsafe { core::ptr::read_volatile(&SK_BUCKET_BITS) })
+}
+
+/// Where the arrival program turns its socket pointer into a number ([`arrival`]'s
+/// `address_of`), per CPU.
+#[map]
+static SK_ADDRESS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// connect() calls in flight from tracked processes, by pid_tgid.
 #[map]
 static CONNECTS: HashMap<u64, ConnectArgs> = HashMap::with_max_entries(4096, 0);
@@ -192,24 +212,24 @@ fn claim(p: *mut u64, v: u64) -> bool {
     }
 }
 
-/// The slot of bucket `first` holding `tag`, if any.
+/// The slot of bucket `first` of `tags` holding `tag`, if any.
 #[inline(always)]
-fn find_tag(tag: u64, first: u32) -> Option<u32> {
+fn find_tag(tags: &Array<u64>, tag: u64, first: u32) -> Option<u32> {
     // Counted loops, which LLVM unrolls: an iterator's `find` stays a loop the verifier
     // walks state by state.
     for i in 0..SOCK_WAYS {
-        if matches!(SOCK_TAGS.get(first + i), Some(t) if *t == tag) {
+        if matches!(tags.get(first + i), Some(t) if *t == tag) {
             return Some(first + i);
         }
     }
     None
 }
 
-/// A free slot of bucket `first`, claimed for `tag`; None when the bucket is full.
+/// A free slot of bucket `first` of `tags`, claimed for `tag`; None when the bucket is full.
 #[inline(always)]
-fn claim_slot(tag: u64, first: u32) -> Option<u32> {
+fn claim_slot(tags: &Array<u64>, tag: u64, first: u32) -> Option<u32> {
     for i in 0..SOCK_WAYS {
-        if let Some(t) = SOCK_TAGS.get_ptr_mut(first + i) {
+        if let Some(t) = tags.get_ptr_mut(first + i) {
             if claim(t, tag) {
                 return Some(first + i);
             }
@@ -218,11 +238,41 @@ fn claim_slot(tag: u64, first: u32) -> Option<u32> {
     None
 }
 
+/// The slot of bucket `first` of `tags` holding `tag`, or one claimed for it; None when the
+/// bucket is full.
+#[inline(always)]
+fn find_or_claim(tags: &Array<u64>, tag: u64, first: u32) -> Option<u32> {
+    find_tag(tags, tag, first).or_else(|| claim_slot(tags, tag, first))
+}
+
 /// The table slot holding socket `key`, if it is tracked.
 #[inline(always)]
 fn socket_slot(key: SockKey) -> Option<u32> {
     let tag = key.tag();
-    find_tag(tag, bucket_of(tag))
+    find_tag(&SOCK_TAGS, tag, bucket_of(tag))
+}
+
+/// Whether the kernel socket at `skaddr` is tracked.
+#[inline(always)]
+fn sk_tracked(skaddr: u64) -> bool {
+    find_tag(&SK_TAGS, skaddr, sk_bucket_of(skaddr)).is_some()
+}
+
+/// Tracks the kernel socket at `skaddr` (again: state changes repeat it); a full bucket is
+/// counted as a loss.
+#[inline(always)]
+fn track_sk(skaddr: u64) {
+    if find_or_claim(&SK_TAGS, skaddr, sk_bucket_of(skaddr)).is_none() {
+        count_lost(lost::SOCKETS_FULL);
+    }
+}
+
+/// Stops tracking the kernel socket at `skaddr`.
+#[inline(always)]
+fn untrack_sk(skaddr: u64) {
+    if let Some(slot) = find_tag(&SK_TAGS, skaddr, sk_bucket_of(skaddr)) {
+        free_slot(&SK_TAGS, slot);
+    }
 }
 
 /// The state of socket `key`, if it is tracked.
@@ -236,8 +286,7 @@ fn socket(key: SockKey) -> Option<*mut SockInfo> {
 #[inline(always)]
 fn track_socket(key: SockKey, side: u32) {
     let tag = key.tag();
-    let first = bucket_of(tag);
-    let slot = find_tag(tag, first).or_else(|| claim_slot(tag, first));
+    let slot = find_or_claim(&SOCK_TAGS, tag, bucket_of(tag));
     let Some(v) = slot.and_then(|s| SOCK_VALS.get_ptr_mut(s)) else {
         count_lost(lost::SOCKETS_FULL);
         return;
@@ -255,7 +304,13 @@ fn track_socket(key: SockKey, side: u32) {
 /// Stops tracking the socket in `slot`.
 #[inline(always)]
 fn untrack_socket(slot: u32) {
-    if let Some(t) = SOCK_TAGS.get_ptr_mut(slot) {
+    free_slot(&SOCK_TAGS, slot);
+}
+
+/// Frees `slot` of `tags`.
+#[inline(always)]
+fn free_slot(tags: &Array<u64>, slot: u32) {
+    if let Some(t) = tags.get_ptr_mut(slot) {
         // SAFETY: an aligned 8-byte store, atomic for a concurrent reader.
         unsafe { core::ptr::write_volatile(t, 0) };
     }

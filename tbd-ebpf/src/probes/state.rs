@@ -105,7 +105,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
     }
     let mut fd: i32 = -1;
     let mut id = 0u64;
-    let tracked = if SKS.get_ptr(skaddr).is_some() {
+    let tracked = if sk_tracked(skaddr) {
         true
     } else if newstate == tcp_state::SYN_SENT {
         // Inside connect(): the calling thread's in-flight connect names the fd.
@@ -124,9 +124,9 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if newstate == tcp_state::CLOSE {
-        let _ = SKS.remove(skaddr);
-    } else if SKS.insert(skaddr, 1, 0).is_err() {
-        count_lost(lost::SOCKETS_FULL);
+        untrack_sk(skaddr);
+    } else {
+        track_sk(skaddr);
     }
     let (oldstate, dport, family) = unsafe {
         (
@@ -156,7 +156,7 @@ pub fn tb_sock_state(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn tb_tcp_retransmit(ctx: TracePointContext) -> u32 {
     let skaddr = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0);
-    if SKS.get_ptr(skaddr).is_none() {
+    if !sk_tracked(skaddr) {
         return 0;
     }
     // SAFETY: offsets of tcp/tcp_retransmit_skb's format.
