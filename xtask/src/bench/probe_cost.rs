@@ -6,8 +6,9 @@
 //! 180-byte SSE chunks back one at a time, each read before the next is written (as tokens
 //! spaced in time are), so every data probe, the arrival program and the kernel's dispatch of
 //! them run as in a streamed request with both ends on the host (on loopback the receive path
-//! runs in the sender's context, so it is in this thread's CPU). Two shapes: one chunk, and
-//! sixteen (the capture-cost target's).
+//! runs in the sender's context, so it is in this thread's CPU). Three shapes: one chunk,
+//! sixteen (the capture-cost target's), and one chunk on 256 connections in turn (the probes'
+//! per-socket state cache-cold, as at saturation).
 //! Rounds alternate runs without capture and runs with tbd capturing both sides
 //! (`tbctl capture --pid SELF --port P`); the figure is the median of each round's
 //! difference, with tbd's own CPU per iteration beside it. Whole-machine runs on this VM move
@@ -40,39 +41,66 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// What one iteration is: a request and a response of `chunks` chunks, each written by the
-/// server and read by the client before the next (as tokens spaced in time are), `n` times.
+/// server and read by the client before the next (as tokens spaced in time are), `n` times,
+/// on `conns` connections in turn.
 #[derive(Clone, Copy)]
 struct Shape {
     chunks: u32,
+    conns: usize,
     n: u64,
 }
 
-/// One streamed request of 1 chunk, and one of 16 (the capture-cost target's shape).
-const SHAPES: [Shape; 2] = [
+impl Shape {
+    /// The shape's name in the output.
+    fn name(self) -> String {
+        match self.conns {
+            1 => format!("{}_chunks", self.chunks),
+            c => format!("{}_chunks_{c}_connections", self.chunks),
+        }
+    }
+}
+
+/// One streamed request of 1 chunk, one of 16 (the capture-cost target's shape), and one of 1
+/// chunk on 256 connections in turn: the probes' per-socket state is out of the CPU's nearer
+/// caches each time a socket comes round again, as at saturation with many streams, which one
+/// connection never shows.
+const SHAPES: [Shape; 3] = [
     Shape {
         chunks: 1,
+        conns: 1,
         n: 100_000,
     },
     Shape {
         chunks: 16,
+        conns: 1,
         n: 20_000,
+    },
+    Shape {
+        chunks: 1,
+        conns: 256,
+        n: 100_000,
     },
 ];
 
-/// `shape.n` request/response iterations on a fresh connection to `listener`; CPU ns per
-/// iteration.
+/// `shape.n` request/response iterations on `shape.conns` fresh connections to `listener`, in
+/// turn; CPU ns per iteration (the connections' set-up left out).
 fn ping_pong(listener: &TcpListener, shape: Shape) -> anyhow::Result<f64> {
-    let mut client = TcpStream::connect(listener.local_addr()?)?;
-    let (mut server, _) = listener.accept()?;
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
+    let mut pairs = Vec::with_capacity(shape.conns);
+    for _ in 0..shape.conns {
+        let client = TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        client.set_nodelay(true)?;
+        server.set_nodelay(true)?;
+        pairs.push((client, server));
+    }
     let mut req = [b' '; 64];
     req[..36].copy_from_slice(b"POST /v1/chat/completions HTTP/1.1\r\n");
     let mut rsp = [b' '; 180];
     rsp[..8].copy_from_slice(b"data: {}");
     let (mut rq, mut rs) = ([0u8; 64], [0u8; 180]);
     let t0 = thread_cpu_ns();
-    for _ in 0..shape.n {
+    for i in 0..shape.n {
+        let (client, server) = &mut pairs[i as usize % shape.conns];
         client.write_all(&req)?;
         server.read_exact(&mut rq)?;
         for _ in 0..shape.chunks {
@@ -184,6 +212,7 @@ fn rounds_of(
     let r1 = |x: Option<f64>| x.map(|v| (v * 10.0).round() / 10.0);
     Ok(json!({
         "chunks": shape.chunks,
+        "connections": shape.conns,
         "iterations": shape.n,
         "added_ns_per_request_median": r1(median_of(&added)),
         "tbd_ns_per_request_median": r1(median_of(&tbd_ns)),
@@ -228,7 +257,7 @@ pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
             captured(&listener, &d, shape)?;
             let after = daemon_status(&d.addr)?;
             per_shape.insert(
-                format!("{}_chunks", shape.chunks),
+                shape.name(),
                 bpf_figures(&stats_since(&before, &after), shape.n),
             );
         }
@@ -240,7 +269,7 @@ pub fn probe_cost(dir: &Path) -> anyhow::Result<Value> {
         None => Value::Null,
     };
     Ok(json!({
-        "setup": format!("one thread, loopback TCP: a 64-byte request written and read, then 180-byte chunks each written and read, {ROUNDS} rounds"),
+        "setup": format!("one thread, loopback TCP: a 64-byte request written and read, then 180-byte chunks each written and read, on one connection or many in turn, {ROUNDS} rounds"),
         "shapes": shapes,
         "bpf": bpf,
         "baseline_bpf": baseline_bpf,
