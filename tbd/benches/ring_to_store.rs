@@ -27,7 +27,7 @@ const N: u64 = 2_000_000;
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(Store::open(dir.path())?);
-    let engine = Engine::start(Probes::load(&[])?, store, StatsMode::Off)?;
+    let engine = Engine::start(Probes::load(&[])?, store, StatsMode::Off, None)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
     let per_thread = N / threads / 32 * 32;
     let n = per_thread * threads;

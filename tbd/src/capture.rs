@@ -142,18 +142,10 @@ pub struct Engine {
 
 impl Engine {
     /// Takes the probes' ring buffer and starts the reader thread (and, for
-    /// [`StatsMode::Sampled`], the thread that turns BPF statistics on and off).
+    /// [`StatsMode::Sampled`], the thread that turns BPF statistics on and off). With `log`,
+    /// every ring-buffer record is also written there, for replaying offline
+    /// (`tbd --record-events`).
     pub fn start(
-        probes: Probes,
-        store: Arc<Store>,
-        stats_mode: StatsMode,
-    ) -> Result<Arc<Self>, TbdError> {
-        Self::start_logged(probes, store, stats_mode, None)
-    }
-
-    /// [`Engine::start`], also writing every ring-buffer record to `log` for replaying
-    /// offline (`tbd --record-events`).
-    pub fn start_logged(
         mut probes: Probes,
         store: Arc<Store>,
         stats_mode: StatsMode,

@@ -252,7 +252,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let engine = Engine::start_logged(probes, store.clone(), args.bpf_stats, log)?;
+    let engine = Engine::start(probes, store.clone(), args.bpf_stats, log)?;
     let found = crate::sensors::discover(&args.sensor_config());
     for s in &found.info {
         if s.present {

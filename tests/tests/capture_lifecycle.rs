@@ -424,12 +424,9 @@ fn a_connection_open_past_its_capture_is_not_tracked_by_the_next() {
         .unwrap();
     // Capture 1 tracks the server's side of the client's connection (accepted during it) and
     // ends with the connection open.
-    let wait_for = |name: &str| {
-        format!(
-            "touch {dir}/{name}; while [ ! -e {dir}/done{} ]; do sleep 0.02; done",
-            &name[2..]
-        )
-    };
+    // Step `n` of the client: started by `go{n}`, finished at `done{n}`.
+    let step =
+        |n: u32| format!("touch {dir}/go{n}; while [ ! -e {dir}/done{n} ]; do sleep 0.02; done");
     let capture = |ports: &str, script: &str| {
         let o = tbctl(&[
             "capture", "--port", ports, "--daemon", &daemon, "--json", "--", "sh", "-c", script,
@@ -437,9 +434,9 @@ fn a_connection_open_past_its_capture_is_not_tracked_by_the_next() {
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
-    let first = capture(&port_s, &wait_for("go1"));
+    let first = capture(&port_s, &step(1));
     // Capture 2 follows another port while the client uses and closes the same connection.
-    let second = capture("1", &wait_for("go2"));
+    let second = capture("1", &step(2));
     assert!(client.wait().unwrap().success());
     sim.stop();
     tbd.stop();

@@ -102,11 +102,12 @@ static SOCK_VALS: Array<SockInfo> = Array::with_max_entries(SOCK_SLOTS, 0);
 #[no_mangle]
 static SOCK_BUCKET_BITS: u32 = 11;
 
-/// The first slot of `tag`'s bucket in the table as loaded.
+/// The first slot of `tag`'s bucket in a table of `2^bits` buckets, `bits` one of the globals
+/// tbd sets at load ([`SOCK_BUCKET_BITS`], [`SK_BUCKET_BITS`]).
 #[inline(always)]
-fn bucket_of(tag: u64) -> u32 {
+fn bucket_of(tag: u64, bits: &'static u32) -> u32 {
     // SAFETY: a load of a read-only global set at load time.
-    sock_bucket(tag, unsafe { core::ptr::read_volatile(&SOCK_BUCKET_BITS) })
+    sock_bucket(tag, unsafe { core::ptr::read_volatile(bits) })
 }
 
 /// Tracked kernel sockets by `struct sock` address (the tag; 0 free), for the arrival program
@@ -119,13 +120,6 @@ static SK_TAGS: Array<u64> = Array::with_max_entries(SOCK_SLOTS * SK_TABLE_SCALE
 /// log2 of [`SK_TAGS`]' buckets, set by tbd at load.
 #[no_mangle]
 static SK_BUCKET_BITS: u32 = 13;
-
-/// The first slot of socket address `skaddr`'s bucket in [`SK_TAGS`] as loaded.
-#[inline(always)]
-fn sk_bucket_of(skaddr: u64) -> u32 {
-    // SAFETY: a load of a read-only global set at load time.
-    sock_bucket(skaddr, unsafe { core::ptr::read_volatile(&SK_BUCKET_BITS) })
-}
 
 /// Where the arrival program turns its socket pointer into a number ([`arrival`]'s
 /// `address_of`), per CPU.
@@ -249,20 +243,20 @@ fn find_or_claim(tags: &Array<u64>, tag: u64, first: u32) -> Option<u32> {
 #[inline(always)]
 fn socket_slot(key: SockKey) -> Option<u32> {
     let tag = key.tag();
-    find_tag(&SOCK_TAGS, tag, bucket_of(tag))
+    find_tag(&SOCK_TAGS, tag, bucket_of(tag, &SOCK_BUCKET_BITS))
 }
 
 /// Whether the kernel socket at `skaddr` is tracked.
 #[inline(always)]
 fn sk_tracked(skaddr: u64) -> bool {
-    find_tag(&SK_TAGS, skaddr, sk_bucket_of(skaddr)).is_some()
+    find_tag(&SK_TAGS, skaddr, bucket_of(skaddr, &SK_BUCKET_BITS)).is_some()
 }
 
 /// Tracks the kernel socket at `skaddr` (again: state changes repeat it); a full bucket is
 /// counted as a loss.
 #[inline(always)]
 fn track_sk(skaddr: u64) {
-    if find_or_claim(&SK_TAGS, skaddr, sk_bucket_of(skaddr)).is_none() {
+    if find_or_claim(&SK_TAGS, skaddr, bucket_of(skaddr, &SK_BUCKET_BITS)).is_none() {
         count_lost(lost::SOCKETS_FULL);
     }
 }
@@ -270,7 +264,7 @@ fn track_sk(skaddr: u64) {
 /// Stops tracking the kernel socket at `skaddr`.
 #[inline(always)]
 fn untrack_sk(skaddr: u64) {
-    if let Some(slot) = find_tag(&SK_TAGS, skaddr, sk_bucket_of(skaddr)) {
+    if let Some(slot) = find_tag(&SK_TAGS, skaddr, bucket_of(skaddr, &SK_BUCKET_BITS)) {
         free_slot(&SK_TAGS, slot);
     }
 }
@@ -286,7 +280,7 @@ fn socket(key: SockKey) -> Option<*mut SockInfo> {
 #[inline(always)]
 fn track_socket(key: SockKey, side: u32) {
     let tag = key.tag();
-    let slot = find_or_claim(&SOCK_TAGS, tag, bucket_of(tag));
+    let slot = find_or_claim(&SOCK_TAGS, tag, bucket_of(tag, &SOCK_BUCKET_BITS));
     let Some(v) = slot.and_then(|s| SOCK_VALS.get_ptr_mut(s)) else {
         count_lost(lost::SOCKETS_FULL);
         return;
